@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The run's workspace: the source tree of `-d DIR`, archived once per run.
+ * Inside a git work tree: the files git tracks or would not ignore
+ * (.gitignore, .git/info/exclude, core.excludesFile); elsewhere every file.
+ * Entries named .git or .hm are never included, at any depth; hidden files
+ * are; symlinks stay symlinks; modes are kept.
+ *
+ * The archive is an uncompressed tar in an anonymous memfd whose entries all
+ * live under "workspace/" (a "workspace/" directory entry first), so an engine
+ * can extract it at "/" and the ns runner can unpack it into a layer.
+ */
+#ifndef HM_WORKSPACE_H
+#define HM_WORKSPACE_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include "lib/error.h"
+
+struct workspace {
+        int fd;         /* memfd, O_CLOEXEC; read it with pread() from 0 to size */
+        uint64_t size;  /* bytes of tar */
+        size_t n_files; /* regular files + symlinks archived */
+        char *root;     /* absolute source root */
+};
+
+/* uid/gid: numeric owner written into every header (the step user). */
+int workspace_build(const char *dir, unsigned uid, unsigned gid, struct workspace **ret, hm_error_t *err);
+void workspace_free(struct workspace *ws);
+
+#endif
