@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The verbs of hm.  Each returns a process exit code; errors are printed here, and only here. */
+#ifndef HM_CMD_H
+#define HM_CMD_H
+
+#include "lib/error.h"
+
+struct hm_loop;
+struct hm_runner;
+
+int cmd_run(int argc, char **argv);
+int cmd_cache(int argc, char **argv);
+int cmd_version(int argc, char **argv);
+/* provided by cmd/oci.c and cmd/image.c: return < 0 with *err set on failure */
+int cmd_oci(int argc, char **argv, hm_error_t *err);
+int cmd_image(int argc, char **argv, hm_error_t *err);
+
+/* Print "hm: error: <msg>" (one line) and return the error's exit code. */
+int cmd_fail(hm_error_t *err);
+
+struct runner_choice {
+        const char *kind;    /* "ns" (default), "docker", "podman", "vm", "null" */
+        const char *socket;  /* engine socket, or NULL to discover */
+        const char *network; /* engine NetworkMode / ns "none"|"host" */
+        const char *pull;    /* missing|always|never */
+};
+/* Build the runner for a choice (blocking set-up before the loop runs is fine). */
+int cmd_make_runner(struct hm_loop *loop, const struct runner_choice *c, struct hm_runner **ret, hm_error_t *err);
+/* The runner that owns a cache index backend id ("docker:/x.sock", "ns:/var/lib/hm"). */
+int cmd_runner_for_backend(struct hm_loop *loop, const char *backend_id, struct hm_runner **ret, hm_error_t *err);
+
+#endif
