@@ -1,0 +1,570 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "runtime/nsrunner.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "lib/strbuf.h"
+#include "lib/util.h"
+#include "oci/spec.h"
+#include "oci/store.h"
+#include "pipeline/plan.h"
+#include "pipeline/workspace.h"
+#include "runtime/runtime.h"
+#include "sched/loop.h"
+#include "sched/runner.h"
+
+#define DRAIN_MAX (4u << 20) /* bytes read per stream after exit before giving up */
+
+struct ws_layer {
+        char *run_id;
+        char *id;
+};
+
+struct ns_step;
+
+struct ns_runner {
+        struct hm_runner base; /* first: the vtable's hm_runner is this */
+        struct oci_store *store;
+        bool host_net;
+        bool rootless;
+        bool no_seccomp;
+        void *bpf;
+        size_t bpf_len;
+        struct ws_layer *ws;
+        size_t n_ws;
+        struct ns_step *steps; /* in flight, for free() */
+        struct drop_req *drops; /* pending done() timers */
+};
+
+struct ns_step {
+        struct ns_runner *r;
+        struct step_exec *x;
+        struct ns_step *next;
+        struct rt_container *c;
+        struct oci_store_upper *u;
+        char **chain; /* lower ids bottom-first, without the workspace layer */
+        int fds[3];   /* stdout, stderr, pidfd; -1 once unregistered */
+        uint64_t timer; /* deferred completion */
+        bool canceled;
+        struct step_result res;
+};
+
+struct drop_req {
+        struct drop_req *next;
+        struct ns_runner *r;
+        uint64_t timer;
+        void (*done)(void *data);
+        void *data;
+};
+
+/* ---- bookkeeping ---- */
+
+static void step_unlink(struct ns_step *st)
+{
+        for (struct ns_step **p = &st->r->steps; *p; p = &(*p)->next)
+                if (*p == st) {
+                        *p = st->next;
+                        return;
+                }
+}
+
+static void step_release(struct ns_step *st)
+{
+        struct hm_loop *loop = st->r->base.loop;
+        for (int i = 0; i < 3; i++)
+                if (st->fds[i] >= 0)
+                        hm_loop_del_fd(loop, st->fds[i]);
+        if (st->timer)
+                hm_loop_del_timer(loop, st->timer);
+        if (st->c)
+                rt_container_free(st->c);
+        oci_store_abort_layer(st->r->store, st->u);
+        strv_free(st->chain);
+        free(st->res.snapshot);
+        free(st->res.error_msg);
+        step_unlink(st);
+        free(st);
+}
+
+/* Hand the result over and forget the step: on_done is the last touch of x. */
+static void step_finish(struct ns_step *st)
+{
+        struct step_exec *x = st->x;
+        struct step_result res = st->res;
+        st->res = (struct step_result) { 0 };
+        st->x = NULL;
+        x->runner_data = NULL;
+        step_release(st);
+        x->on_done(x, &res);
+}
+
+static void on_deferred_done(struct hm_loop *loop, uint64_t id, void *data)
+{
+        struct ns_step *st = data;
+        st->timer = 0;
+        step_finish(st);
+}
+
+static void finish_later(struct ns_step *st)
+{
+        st->timer = hm_loop_add_timer(st->r->base.loop, 0, on_deferred_done, st);
+}
+
+static void fail_later(struct ns_step *st, hm_error_t *err)
+{
+        st->res.runner_error = true;
+        st->res.exit_code = 1;
+        st->res.error_msg = xstrdup((*err)->msg);
+        hm_error_release(err);
+        finish_later(st);
+}
+
+/* ---- workspace layer: one per run, unpacked by the first step that needs it ---- */
+
+static struct ws_layer *ws_find(struct ns_runner *r, const char *run_id)
+{
+        for (size_t i = 0; i < r->n_ws; i++)
+                if (!strcmp(r->ws[i].run_id, run_id))
+                        return &r->ws[i];
+        return NULL;
+}
+
+static int ws_layer(struct ns_runner *r, const struct step_exec *x, const char **ret_id, hm_error_t *err)
+{
+        struct ws_layer *w = ws_find(r, x->run_id);
+        if (w) {
+                *ret_id = w->id;
+                return 0;
+        }
+        _cleanup_free_ char *tmp = NULL;
+        int rc = oci_store_mkdtemp(r->store, "workspace", &tmp, err);
+        if (rc < 0)
+                return rc;
+        (void) chmod(tmp, 0755);
+        rc = oci_unpack_layer(x->ws->fd, tmp, oci_store_xattr_prefix(r->store), oci_store_size_limit(r->store),
+                              NULL, err);
+        struct oci_layer_meta m = { .kind = OCI_LAYER_WORKSPACE, .created = time(NULL), .owner_pid = getpid(),
+                                    .owner_start = oci_proc_starttime(getpid()), .ephemeral = true,
+                                    .run_id = (char *) x->run_id };
+        oci_store_random_id(m.id);
+        if (rc >= 0 && (rc = oci_store_lock(r->store, err)) >= 0) {
+                rc = oci_store_add_layer_locked(r->store, tmp, &m, err);
+                oci_store_unlock(r->store);
+        }
+        if (rc < 0) {
+                (void) rm_rf(tmp);
+                return hm_error_wrap(err, "workspace");
+        }
+        r->ws = xreallocarray(r->ws, r->n_ws + 1, sizeof *r->ws);
+        r->ws[r->n_ws++] = (struct ws_layer) { xstrdup(x->run_id), xstrdup(m.id) };
+        *ret_id = r->ws[r->n_ws - 1].id;
+        return 0;
+}
+
+/* Drop the workspace layers of runs with no step in flight. */
+static void ws_drop_idle(struct ns_runner *r)
+{
+        for (size_t i = 0; i < r->n_ws;) {
+                bool busy = false;
+                for (struct ns_step *st = r->steps; st; st = st->next)
+                        busy |= st->x && !strcmp(st->x->run_id, r->ws[i].run_id);
+                if (busy) {
+                        i++;
+                        continue;
+                }
+                hm_error_t err = NULL;
+                if (oci_store_drop_layer(r->store, r->ws[i].id, &err) < 0) {
+                        if (r->base.warn)
+                                r->base.warn(r->base.warn_data, err->msg);
+                        hm_error_release(&err);
+                }
+                free(r->ws[i].run_id);
+                free(r->ws[i].id);
+                r->ws[i] = r->ws[--r->n_ws];
+        }
+}
+
+/* ---- the container ---- */
+
+static int resolve_chain(struct ns_runner *r, const struct step_exec *x, char ***ret, hm_error_t *err)
+{
+        if (x->parent_snapshot)
+                return oci_store_snapshot_chain(r->store, x->parent_snapshot, ret, err);
+        const char *image = x->image ? x->image : "ubuntu:24.04";
+        int rc = oci_store_image_chain(r->store, image, ret, err);
+        if (rc < 0 && *err && (*err)->code == ENOENT) {
+                hm_error_release(err);
+                return hm_error_set(err, ENOENT,
+                                    "image '%s' is not in the store at %s: import it with `hm image import SOURCE %s`",
+                                    image, oci_store_path(r->store), image);
+        }
+        return rc;
+}
+
+static void env_set(char ***env, const char *kv)
+{
+        size_t klen = strcspn(kv, "=");
+        for (size_t i = 0; *env && (*env)[i]; i++)
+                if (!strncmp((*env)[i], kv, klen) && (*env)[i][klen] == '=') {
+                        free((*env)[i]);
+                        (*env)[i] = xstrdup(kv);
+                        return;
+                }
+        strv_push(env, kv);
+}
+
+static char *hostname_of(const char *key)
+{
+        char buf[64];
+        size_t n = 0;
+        for (const char *p = key; *p && n < sizeof buf - 1; p++) {
+                bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9');
+                if (ok || (n > 0 && buf[n - 1] != '-'))
+                        buf[n++] = ok ? *p : '-';
+        }
+        while (n > 0 && buf[n - 1] == '-')
+                n--;
+        buf[n] = 0;
+        return xstrdup(n ? buf : "hm");
+}
+
+static void drop_netns(struct oci_spec *spec)
+{
+        struct oci_linux *l = &spec->linux_;
+        for (size_t i = 0; i < l->n_namespaces; i++)
+                if (l->namespaces[i].type == OCI_NS_NETWORK) {
+                        free(l->namespaces[i].path);
+                        l->namespaces[i] = l->namespaces[--l->n_namespaces];
+                        return;
+                }
+}
+
+static struct oci_spec *build_spec(struct ns_runner *r, const struct step_exec *x, const struct oci_image *img)
+{
+        struct oci_spec *spec = oci_spec_new_default();
+        strv_free(spec->process.args);
+        spec->process.args = NULL;
+        strv_push(&spec->process.args, "/bin/sh");
+        strv_push(&spec->process.args, "-c");
+        strv_push(&spec->process.args, x->step->cmd);
+        char **env = NULL;
+        strv_push(&env, OCI_DEFAULT_PATH_ENV);
+        for (size_t i = 0; img && img->config.env && img->config.env[i]; i++)
+                env_set(&env, img->config.env[i]);
+        for (size_t i = 0; x->env && x->env[i]; i++)
+                env_set(&env, x->env[i]);
+        strv_free(spec->process.env);
+        spec->process.env = env;
+        free(spec->process.cwd);
+        spec->process.cwd = xstrdup("/workspace");
+        free(spec->hostname);
+        spec->hostname = hostname_of(x->step->key);
+        if (r->host_net)
+                drop_netns(spec);
+        if (r->no_seccomp) {
+                oci_seccomp_free(spec->linux_.seccomp);
+                spec->linux_.seccomp = NULL;
+        }
+        return spec;
+}
+
+static void on_output(struct hm_loop *loop, int fd, short revents, void *data);
+static void on_exit_fd(struct hm_loop *loop, int fd, short revents, void *data);
+
+static int watch(struct ns_step *st, hm_error_t *err)
+{
+        st->fds[0] = rt_container_stdout_fd(st->c);
+        st->fds[1] = rt_container_stderr_fd(st->c);
+        st->fds[2] = rt_container_pidfd(st->c);
+        for (int i = 0; i < 3; i++) {
+                if (st->fds[i] < 0)
+                        continue;
+                if (i < 2)
+                        (void) fcntl(st->fds[i], F_SETFL, fcntl(st->fds[i], F_GETFL) | O_NONBLOCK);
+                int rc = hm_loop_add_fd(st->r->base.loop, st->fds[i], POLLIN, i < 2 ? on_output : on_exit_fd, st, err);
+                if (rc < 0) {
+                        for (int j = i; j < 3; j++)
+                                st->fds[j] = -1;
+                        return rc;
+                }
+        }
+        return 0;
+}
+
+/* The image config of the boot image (Env), or NULL for snapshots of unknown images. */
+static struct oci_image *boot_image(struct ns_runner *r, const struct step_exec *x)
+{
+        struct oci_image *img = NULL;
+        hm_error_t err = NULL;
+        /* a child's env comes from the node env and the default PATH (hm-compat §4.9) */
+        const char *name = x->parent_snapshot ? NULL : x->image ? x->image : "ubuntu:24.04";
+        if (name && oci_store_image_get(r->store, name, &img, &err) < 0)
+                hm_error_release(&err);
+        return img;
+}
+
+static int launch(struct ns_runner *r, struct ns_step *st, hm_error_t *err)
+{
+        const struct step_exec *x = st->x;
+        int rc = resolve_chain(r, x, &st->chain, err);
+        if (rc < 0)
+                return rc;
+        const char *ws_id = NULL;
+        if (x->ws && (rc = ws_layer(r, x, &ws_id, err)) < 0)
+                return rc;
+        _cleanup_strv_ char **ids = strv_copy(st->chain);
+        if (ws_id)
+                strv_push(&ids, ws_id);
+        _cleanup_strv_ char **lowers = NULL;
+        if ((rc = oci_store_chain_paths(r->store, ids, &lowers, err)) < 0)
+                return rc;
+        if ((rc = oci_store_begin_layer(r->store, x->run_id, &st->u, err)) < 0)
+                return rc;
+        if (!ws_id) {
+                _cleanup_free_ char *w = xasprintf("%s/workspace", st->u->upper);
+                (void) mkdir(w, 0755);
+        }
+        struct oci_image *img = boot_image(r, x);
+        _cleanup_oci_spec_ struct oci_spec *spec = build_spec(r, x, img);
+        oci_image_free(img);
+        struct rt_overlay ov = { .lower = lowers, .upper = st->u->upper, .work = st->u->work };
+        _cleanup_free_ char *id = xasprintf("hm-%.8s-%u", x->run_id, x->step->index);
+        struct rt_start_options so = { .rootfs_overlay = &ov, .capture_output = true, .stdin_fd = -1, .id = id,
+                                       .rootless = r->rootless, .seccomp_bpf = r->bpf, .seccomp_bpf_len = r->bpf_len };
+        if ((rc = rt_container_start(spec, &so, &st->c, err)) < 0)
+                return rc;
+        for (const char *const *n = rt_container_notices(st->c); n && *n; n++)
+                if (st->x->on_notice)
+                        st->x->on_notice(st->x, "isolation", *n);
+        return watch(st, err);
+}
+
+static int ns_start(struct hm_runner *base, struct step_exec *x, hm_error_t *err)
+{
+        struct ns_runner *r = (struct ns_runner *) base;
+        struct ns_step *st = xzalloc(sizeof *st);
+        st->r = r;
+        st->x = x;
+        st->fds[0] = st->fds[1] = st->fds[2] = -1;
+        st->next = r->steps;
+        r->steps = st;
+        x->runner_data = st;
+        hm_error_t e = NULL;
+        if (x->cache_lookup && x->cache_tag) {
+                char *id = NULL;
+                int rc = oci_store_tag_get(r->store, x->cache_tag, &id, &e);
+                if (rc > 0) {
+                        st->res.cache_hit = true;
+                        st->res.snapshot = id;
+                        finish_later(st);
+                        return 0;
+                }
+                if (rc < 0)
+                        hm_error_release(&e); /* unreadable tag: run the step */
+        }
+        if (launch(r, st, &e) < 0) {
+                hm_error_wrap(&e, "step '%s'", x->step->key);
+                /* undo what launch made before reporting, so on_done sees nothing held */
+                for (int i = 0; i < 3; i++)
+                        if (st->fds[i] >= 0)
+                                hm_loop_del_fd(base->loop, st->fds[i]);
+                st->fds[0] = st->fds[1] = st->fds[2] = -1;
+                if (st->c)
+                        rt_container_free(st->c);
+                st->c = NULL;
+                oci_store_abort_layer(r->store, st->u);
+                st->u = NULL;
+                fail_later(st, &e);
+        }
+        return 0;
+}
+
+/* Read what is there (at most `max` bytes); returns true at EOF or error. */
+static bool pump(struct ns_step *st, int i, size_t max)
+{
+        char buf[65536];
+        size_t total = 0;
+        while (total < max) {
+                ssize_t n = read(st->fds[i], buf, sizeof buf);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                        return false;
+                if (n <= 0)
+                        return true;
+                total += (size_t) n;
+                if (st->x && st->x->on_log)
+                        st->x->on_log(st->x, i == 0 ? HM_STREAM_STDOUT : HM_STREAM_STDERR, buf, (size_t) n);
+        }
+        return false;
+}
+
+static void on_output(struct hm_loop *loop, int fd, short revents, void *data)
+{
+        struct ns_step *st = data;
+        int i = fd == st->fds[0] ? 0 : 1;
+        if (pump(st, i, 1u << 20)) {
+                hm_loop_del_fd(loop, fd);
+                st->fds[i] = -1; /* the fd itself belongs to the container */
+        }
+}
+
+static void commit(struct ns_step *st)
+{
+        hm_error_t err = NULL;
+        char *id = NULL;
+        struct oci_store_upper *u = TAKE_PTR(st->u);
+        if (oci_store_commit_layer(st->r->store, u, st->chain, st->x->run_id, st->x->cache_tag, &id, &err) < 0) {
+                hm_error_wrap(&err, "step '%s': commit", st->x->step->key);
+                st->res.runner_error = true;
+                st->res.exit_code = 1;
+                st->res.error_msg = xstrdup(err->msg);
+                hm_error_release(&err);
+                return;
+        }
+        st->res.snapshot = id;
+}
+
+static void on_exit_fd(struct hm_loop *loop, int fd, short revents, void *data)
+{
+        struct ns_step *st = data;
+        hm_loop_del_fd(loop, fd);
+        st->fds[2] = -1;
+        /* pid 1 is gone, so is its pid namespace: the pipes are at EOF or nearly */
+        for (int i = 0; i < 2; i++)
+                if (st->fds[i] >= 0) {
+                        (void) pump(st, i, DRAIN_MAX);
+                        hm_loop_del_fd(loop, st->fds[i]);
+                        st->fds[i] = -1;
+                }
+        int status = 0;
+        hm_error_t err = NULL;
+        int rc = rt_container_wait(st->c, &status, &err);
+        rt_container_free(st->c);
+        st->c = NULL;
+        if (rc < 0) {
+                hm_error_wrap(&err, "step '%s'", st->x->step->key);
+                st->res.runner_error = true;
+                st->res.exit_code = 1;
+                st->res.error_msg = xstrdup(err->msg);
+                hm_error_release(&err);
+        } else {
+                st->res.exit_code = status;
+                st->res.canceled = st->canceled;
+                if (status == 0 && !st->canceled)
+                        commit(st);
+        }
+        step_finish(st);
+}
+
+static void ns_cancel(struct hm_runner *base, struct step_exec *x, bool force)
+{
+        struct ns_step *st = x->runner_data;
+        if (!st)
+                return;
+        st->canceled = true;
+        if (st->c)
+                (void) rt_container_kill(st->c, force ? SIGKILL : SIGTERM);
+}
+
+/* ---- drops and lifetime ---- */
+
+static void on_drop_done(struct hm_loop *loop, uint64_t id, void *data)
+{
+        struct drop_req *d = data;
+        for (struct drop_req **p = &d->r->drops; *p; p = &(*p)->next)
+                if (*p == d) {
+                        *p = d->next;
+                        break;
+                }
+        void (*done)(void *) = d->done;
+        void *dd = d->data;
+        free(d);
+        done(dd);
+}
+
+static void ns_drop_snapshots(struct hm_runner *base, char *const *refs, void (*done)(void *data), void *data)
+{
+        struct ns_runner *r = (struct ns_runner *) base;
+        for (size_t i = 0; refs && refs[i]; i++) {
+                hm_error_t err = NULL;
+                if (oci_store_drop_layer(r->store, refs[i], &err) < 0) {
+                        if (base->warn)
+                                base->warn(base->warn_data, err->msg);
+                        hm_error_release(&err);
+                }
+        }
+        ws_drop_idle(r);
+        struct drop_req *d = xzalloc(sizeof *d);
+        *d = (struct drop_req) { .next = r->drops, .r = r, .done = done, .data = data };
+        r->drops = d;
+        d->timer = hm_loop_add_timer(base->loop, 0, on_drop_done, d);
+}
+
+static void ns_free(struct hm_runner *base)
+{
+        struct ns_runner *r = (struct ns_runner *) base;
+        if (!r)
+                return;
+        while (r->steps) {
+                struct ns_step *st = r->steps;
+                if (st->x)
+                        st->x->runner_data = NULL;
+                step_release(st); /* kills and reaps a running container */
+        }
+        while (r->drops) {
+                struct drop_req *d = r->drops;
+                r->drops = d->next;
+                hm_loop_del_timer(base->loop, d->timer);
+                free(d);
+        }
+        ws_drop_idle(r);
+        free(r->ws);
+        free(r->bpf);
+        oci_store_free(r->store);
+        free(base->backend_id);
+        free(base->description);
+        free(r);
+}
+
+static const struct runner_ops ns_ops = {
+        .name = "ns",
+        .start = ns_start,
+        .cancel = ns_cancel,
+        .drop_snapshots = ns_drop_snapshots,
+        .free = ns_free,
+};
+
+int ns_runner_new(struct hm_loop *loop, const struct ns_options *o, struct hm_runner **ret, hm_error_t *err)
+{
+        static const struct ns_options defaults = { 0 };
+        if (!o)
+                o = &defaults;
+        if (o->network && strcmp(o->network, "none") && strcmp(o->network, "host"))
+                return hm_error_set(err, EINVAL, "ns runner: network '%s': expected 'none' or 'host'", o->network);
+        struct ns_runner *r = xzalloc(sizeof *r);
+        r->base.ops = &ns_ops;
+        r->base.loop = loop;
+        r->host_net = o->network && !strcmp(o->network, "host");
+        r->rootless = o->rootless == NS_ROOTLESS_ON || (o->rootless == NS_ROOTLESS_AUTO && getuid() != 0);
+        r->no_seccomp = o->no_seccomp;
+        int rc = oci_store_open(o->store, &r->store, err);
+        if (rc >= 0 && !r->no_seccomp) {
+                struct oci_seccomp *sc = oci_seccomp_new_default();
+                rc = rt_seccomp_compile(sc, &r->bpf, &r->bpf_len, err);
+                oci_seccomp_free(sc);
+        }
+        if (rc < 0) {
+                ns_free(&r->base);
+                return hm_error_wrap(err, "ns runner");
+        }
+        r->base.backend_id = xasprintf("ns:%s", oci_store_path(r->store));
+        r->base.description = xasprintf("built-in namespace runtime (%s), store %s, network %s",
+                                        r->rootless ? "rootless" : "root", oci_store_path(r->store),
+                                        r->host_net ? "host" : "none");
+        *ret = &r->base;
+        return 0;
+}
