@@ -33,7 +33,20 @@ struct lines_sink {
         int fd;
         bool color;
         struct strbuf buf;
+        char **seen; /* isolation notices already shown: each is printed once per run */
 };
+
+/* True if this notice repeats one already shown (reduced isolation is a per-run fact). */
+static bool notice_seen(char ***seen, const struct hm_event *ev)
+{
+        if (ev->kind != EV_NOTICE || !ev->notice_kind || strcmp(ev->notice_kind, "isolation"))
+                return false;
+        for (char **p = *seen; p && *p; p++)
+                if (!strcmp(*p, ev->message))
+                        return true;
+        strv_push(seen, ev->message);
+        return false;
+}
 
 static void lines_format(const struct hm_event *ev, bool color, struct strbuf *sb)
 {
@@ -89,6 +102,8 @@ static void lines_format(const struct hm_event *ev, bool color, struct strbuf *s
 static void lines_emit(struct hm_sink *s, const struct hm_event *ev)
 {
         struct lines_sink *l = (struct lines_sink *) s;
+        if (notice_seen(&l->seen, ev))
+                return;
         strbuf_reset(&l->buf);
         lines_format(ev, l->color, &l->buf);
         if (l->buf.len)
@@ -99,6 +114,7 @@ static void lines_free(struct hm_sink *s)
 {
         struct lines_sink *l = (struct lines_sink *) s;
         strbuf_release(&l->buf);
+        strv_free(l->seen);
         free(l);
 }
 
@@ -142,6 +158,7 @@ struct tty_sink {
         struct strbuf out;   /* permanent lines waiting to be printed above the live area */
         int64_t build_start_ms;
         bool ended;
+        char **seen;
 };
 
 static int term_width(int fd)
@@ -257,6 +274,8 @@ static void tty_emit(struct hm_sink *sk, const struct hm_event *ev)
 {
         struct tty_sink *t = (struct tty_sink *) sk;
         struct tty_step *s = NULL;
+        if (notice_seen(&t->seen, ev))
+                return;
         if (ev->step_index >= 0 && (size_t) ev->step_index < t->n_steps) {
                 s = &t->steps[ev->step_index];
                 if (!s->key && ev->key)
@@ -346,6 +365,7 @@ static void tty_free(struct hm_sink *sk)
                         free(t->steps[i].tail[j]);
         }
         free(t->steps);
+        strv_free(t->seen);
         strbuf_release(&t->out);
         free(t);
 }
