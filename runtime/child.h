@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The prepared container plan (built by plan.c in the parent, before clone)
+ * and the child side of the clone->exec sequence (child.c).  Everything the
+ * child needs is in the plan: after clone it only reads it and makes
+ * async-signal-safe calls; it never allocates.
+ */
+#ifndef HM_RT_CHILD_H
+#define HM_RT_CHILD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "lib/error.h"
+
+struct oci_spec;
+struct rt_start_options;
+
+/* Sync socket messages, child -> parent: header then `len` bytes of text. */
+enum { RT_MSG_ERROR = 1, RT_MSG_NOTICE = 2 };
+struct rt_msg_header {
+        int32_t type;
+        int32_t err;  /* errno for RT_MSG_ERROR */
+        uint32_t len;
+};
+#define RT_MSG_MAX 1024
+/* Parent -> child: one byte once the id maps are written and cgroups joined. */
+#define RT_SYNC_GO 'G'
+
+enum rt_mount_kind { RT_MNT_FS, RT_MNT_BIND, RT_MNT_PROC, RT_MNT_SYSFS };
+
+struct rt_mount_op {
+        enum rt_mount_kind kind;
+        char *dest;               /* absolute path inside the container */
+        char *source;             /* fs source, or host path for binds */
+        char *fstype;
+        char *data;
+        unsigned long flags;      /* MS_RDONLY, MS_NOSUID, ... */
+        unsigned long propagation;
+        bool recursive;           /* rbind */
+};
+
+struct rt_rlimit {
+        int type;
+        uint64_t soft, hard;
+};
+
+struct rt_join {
+        int nstype; /* CLONE_NEW* */
+        int fd;
+};
+
+struct rt_plan {
+        unsigned long clone_flags;  /* CLONE_NEW* */
+        bool userns;
+        bool setgroups_allowed;     /* false when "deny" was written (rootless, no newgidmap) */
+        struct rt_join joins[8];    /* setns() into existing namespaces (no user ns only) */
+        size_t n_joins;
+
+        /* rootfs */
+        char *rootfs;               /* host dir that becomes "/" (bind source or overlay mountpoint) */
+        char *overlay_data;         /* NULL: bind rootfs; else overlay mount options */
+        bool root_readonly;
+        struct rt_mount_op *mounts;
+        size_t n_mounts;
+        bool dev_is_tmpfs;          /* populate /dev with the standard nodes */
+        bool dev_has_pts;
+        char **masked;
+        char **readonly;
+        char **sysctl_paths;        /* "/proc/sys/net/ipv4/ip_forward" */
+        char **sysctl_values;
+        char *hostname;
+
+        /* process */
+        struct rt_rlimit *rlimits;
+        size_t n_rlimits;
+        mode_t umask;
+        bool umask_present;
+        uid_t uid;
+        gid_t gid;
+        gid_t *groups;
+        size_t n_groups;
+        uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
+        int cap_last;
+        bool no_new_privs;
+        char **argv;
+        char **envp;
+        char *path_env;             /* PATH from envp (for a bare argv[0]) or NULL */
+        char *cwd;
+
+        /* seccomp: a struct sock_fprog's pieces; NULL = no filter */
+        const void *bpf;
+        size_t bpf_len;             /* in bytes */
+
+        /* fds, all >= 3 and CLOEXEC in the parent */
+        int sync_fd;
+        int stdin_fd, stdout_fd, stderr_fd;
+};
+
+int rt_plan_build(struct rt_plan *p, const struct oci_spec *spec, const struct rt_start_options *o,
+                  bool rootless, hm_error_t *err);
+void rt_plan_release(struct rt_plan *p);
+
+/* The child after clone: runs the numbered sequence, never returns. */
+_Noreturn void rt_child_run(const struct rt_plan *p);
+
+#endif

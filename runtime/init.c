@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * pid 1 of the container (bubblewrap's do_init, tini's job).  It runs our
+ * code only, never execs, so it gets no seccomp filter; it keeps nothing of
+ * the caller: every fd is closed (including the sync fd, so the parent sees
+ * EOF only when the command execs) and every capability but CAP_KILL is
+ * dropped, with no_new_privs set.
+ *
+ * Signals stay blocked and are taken with sigwaitinfo(): a blocked signal is
+ * never discarded, not even for a namespace's init (kernel sig_ignored()),
+ * so forwarding works without handlers.
+ */
+#include "runtime/init.h"
+
+#include <linux/capability.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "runtime/syscalls.h"
+
+static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+
+static void drop_privileges(void)
+{
+        struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+        struct __user_cap_data_struct d[2] = { { 1u << CAP_KILL, 1u << CAP_KILL, 0 }, { 0, 0, 0 } };
+        (void) rt_capset(&h, d);
+        (void) prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
+static int status_to_code(int st)
+{
+        if (WIFEXITED(st))
+                return WEXITSTATUS(st);
+        if (WIFSIGNALED(st))
+                return 128 + WTERMSIG(st);
+        return 255;
+}
+
+/* Reap everything that has exited; returns true once main_pid is among them. */
+static bool reap(pid_t main_pid, int *code)
+{
+        bool done = false;
+        int st;
+        pid_t pid;
+        while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+                if (pid == main_pid) {
+                        *code = status_to_code(st);
+                        done = true;
+                }
+        return done;
+}
+
+_Noreturn void rt_init_run(pid_t main_pid, bool subreaper)
+{
+        if (rt_close_range(0, ~0U, 0) < 0)
+                for (int fd = 0; fd < 1024; fd++)
+                        close(fd);
+        if (subreaper)
+                (void) prctl(PR_SET_CHILD_SUBREAPER, 1);
+        (void) prctl(PR_SET_NAME, "hm-init");
+        drop_privileges();
+
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGCHLD);
+        for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+                sigaddset(&set, forwarded[i]);
+        int code = 255;
+        for (;;) {
+                if (reap(main_pid, &code))
+                        _exit(code);
+                siginfo_t si;
+                int sig = sigwaitinfo(&set, &si);
+                if (sig > 0 && sig != SIGCHLD)
+                        kill(main_pid, sig);
+        }
+}

@@ -1,0 +1,358 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The parent side: plan, cgroups, fds, clone3(CLONE_PIDFD), id maps, the
+ * "go" byte, then the sync socket until EOF (exec) or an error message.
+ * Until rt_container_start() returns the container, the cleanup of
+ * `struct rt_container` is the guard that kills and reaps the child.
+ */
+#include "runtime/runtime.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "lib/util.h"
+#include "oci/spec.h"
+#include "runtime/cgroup.h"
+#include "runtime/child.h"
+#include "runtime/syscalls.h"
+#include "runtime/userns.h"
+
+struct rt_container {
+        pid_t pid;
+        int pidfd;
+        int stdout_fd, stderr_fd;
+        bool reaped;
+        struct rt_cgroup cg;
+        char **notices;
+};
+
+pid_t rt_container_pid(const struct rt_container *c) { return c->pid; }
+int rt_container_pidfd(const struct rt_container *c) { return c->pidfd; }
+int rt_container_stdout_fd(const struct rt_container *c) { return c->stdout_fd; }
+int rt_container_stderr_fd(const struct rt_container *c) { return c->stderr_fd; }
+
+const char *const *rt_container_notices(const struct rt_container *c)
+{
+        static const char *const none[] = { NULL };
+        return c->notices ? (const char *const *) c->notices : none;
+}
+
+int rt_container_kill(struct rt_container *c, int sig)
+{
+        if (c->reaped)
+                return -ESRCH;
+        int r = c->pidfd >= 0 ? rt_pidfd_send_signal(c->pidfd, sig, NULL, 0) : kill(c->pid, sig);
+        return r < 0 ? -errno : 0;
+}
+
+static int status_from_siginfo(const siginfo_t *si)
+{
+        if (si->si_code == CLD_EXITED)
+                return si->si_status;
+        return 128 + si->si_status;
+}
+
+/* Blocking reap (returns at once after the pidfd became readable). */
+static int reap(struct rt_container *c, int *ret_status)
+{
+        siginfo_t si = { 0 };
+        int r;
+        do
+                r = c->pidfd >= 0 ? waitid((idtype_t) P_PIDFD, (id_t) c->pidfd, &si, WEXITED)
+                                  : waitid(P_PID, (id_t) c->pid, &si, WEXITED);
+        while (r < 0 && errno == EINTR);
+        if (r < 0)
+                return -errno;
+        c->reaped = true;
+        *ret_status = status_from_siginfo(&si);
+        return 0;
+}
+
+int rt_container_wait(struct rt_container *c, int *ret_status, hm_error_t *err)
+{
+        if (c->reaped)
+                return hm_error_set(err, ECHILD, "container %d already reaped", (int) c->pid);
+        int r = reap(c, ret_status);
+        if (r < 0)
+                return hm_error_set(err, -r, "wait for container %d: %s", (int) c->pid, strerror(-r));
+        rt_cgroup_destroy(&c->cg);
+        return 0;
+}
+
+void rt_container_free(struct rt_container *c)
+{
+        if (!c)
+                return;
+        if (c->pid > 0 && !c->reaped) {
+                int status;
+                (void) rt_container_kill(c, SIGKILL);
+                (void) reap(c, &status);
+        }
+        rt_cgroup_destroy(&c->cg);
+        safe_close(c->pidfd);
+        safe_close(c->stdout_fd);
+        safe_close(c->stderr_fd);
+        strv_free(c->notices);
+        free(c);
+}
+
+static void container_freep(struct rt_container **c) { rt_container_free(*c); }
+static void plan_releasep(struct rt_plan *p) { rt_plan_release(p); }
+static void idmap_releasep(struct rt_idmap *m) { rt_idmap_release(m); }
+
+/* ---- fds for the child: all >= 3 (dup2 onto 0..2 must not clobber them), CLOEXEC here ---- */
+
+static int fd_above_stdio(int fd)
+{
+        if (fd < 0 || fd > 2)
+                return fd;
+        int n = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return n;
+}
+
+struct child_fds {
+        int sync[2];     /* [0] parent, [1] child */
+        int in;
+        int out[2], errp[2]; /* [0] parent read end (capture only), [1] child */
+};
+
+static void child_fds_release(struct child_fds *f)
+{
+        int *all[] = { &f->sync[0], &f->sync[1], &f->in, &f->out[0], &f->out[1], &f->errp[0], &f->errp[1] };
+        for (size_t i = 0; i < ARRAY_SIZE(all); i++)
+                *all[i] = safe_close(*all[i]);
+}
+
+static int output_fd(int pair[2], bool capture, int host_fd, const char *name, hm_error_t *err)
+{
+        if (capture) {
+                if (pipe2(pair, O_CLOEXEC) < 0)
+                        return hm_error_set(err, errno, "create %s pipe: %s", name, strerror(errno));
+                if (fcntl(pair[0], F_SETFL, O_NONBLOCK) < 0)
+                        return hm_error_set(err, errno, "make %s pipe non-blocking: %s", name, strerror(errno));
+                pair[1] = fd_above_stdio(pair[1]);
+        } else {
+                pair[1] = fcntl(host_fd, F_DUPFD_CLOEXEC, 3);
+        }
+        if (pair[1] < 0)
+                return hm_error_set(err, errno, "set up %s: %s", name, strerror(errno));
+        return 0;
+}
+
+static int child_fds_open(struct child_fds *f, const struct rt_start_options *o, hm_error_t *err)
+{
+        *f = (struct child_fds) { { -1, -1 }, -1, { -1, -1 }, { -1, -1 } };
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, f->sync) < 0)
+                return hm_error_set(err, errno, "create sync socket: %s", strerror(errno));
+        f->sync[1] = fd_above_stdio(f->sync[1]);
+        f->in = o->stdin_fd >= 0 ? fcntl(o->stdin_fd, F_DUPFD_CLOEXEC, 3) : open("/dev/null", O_RDONLY | O_CLOEXEC);
+        f->in = fd_above_stdio(f->in);
+        if (f->sync[1] < 0 || f->in < 0)
+                return hm_error_set(err, errno, "set up stdin: %s", strerror(errno));
+        int r = output_fd(f->out, o->capture_output, STDOUT_FILENO, "stdout", err);
+        return r < 0 ? r : output_fd(f->errp, o->capture_output, STDERR_FILENO, "stderr", err);
+}
+
+/* ---- the start sequence ---- */
+
+static pid_t clone_child(const struct rt_plan *p, int *ret_pidfd)
+{
+        int pidfd = -1;
+        struct rt_clone_args a = { .flags = p->clone_flags | CLONE_PIDFD, .pidfd = (uint64_t) (uintptr_t) &pidfd,
+                                   .exit_signal = SIGCHLD };
+        long pid = rt_clone3(&a, sizeof a);
+        if (pid < 0 && errno == ENOSYS)
+                pid = rt_clone_legacy(p->clone_flags | CLONE_PIDFD | SIGCHLD, &pidfd);
+        if (pid == 0)
+                rt_child_run(p);
+        *ret_pidfd = pidfd;
+        return (pid_t) pid;
+}
+
+/* Read the child's messages until EOF (= exec done) or an error. */
+static int read_sync(struct rt_container *c, int fd, hm_error_t *err)
+{
+        for (;;) {
+                struct {
+                        struct rt_msg_header h;
+                        char text[RT_MSG_MAX + 1];
+                } m;
+                ssize_t n = recv(fd, &m, sizeof m - 1, 0);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return hm_error_set(err, errno, "read from container setup: %s", strerror(errno));
+                if (n == 0)
+                        return 0;
+                if ((size_t) n < sizeof m.h || m.h.len > (size_t) n - sizeof m.h)
+                        return hm_error_set(err, EPROTO, "container setup: malformed message");
+                m.text[m.h.len] = 0;
+                if (m.h.type == RT_MSG_NOTICE) {
+                        strv_push(&c->notices, m.text);
+                        continue;
+                }
+                return hm_error_set(err, m.h.err, "%s: %s", m.text, strerror(m.h.err));
+        }
+}
+
+static int write_oom_score_adj(pid_t pid, int v, hm_error_t *err)
+{
+        char path[64], buf[16];
+        snprintf(path, sizeof path, "/proc/%d/oom_score_adj", (int) pid);
+        snprintf(buf, sizeof buf, "%d", v);
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+        int r = fd < 0 ? -errno : write_all(fd, buf, strlen(buf));
+        if (r < 0)
+                return hm_error_set(err, -r, "process.oomScoreAdj: write '%s': %s", path, strerror(-r));
+        return 0;
+}
+
+/* Between clone and "go": id maps, cgroups, oom score. */
+static int configure_child(struct rt_container *c, const struct oci_spec *spec, const struct rt_plan *p,
+                           const struct rt_idmap *idmap, hm_error_t *err)
+{
+        int r = 0;
+        if (p->userns)
+                r = rt_idmap_apply(idmap, c->pid, err);
+        if (r >= 0)
+                r = rt_cgroup_enter(&c->cg, c->pid, err);
+        if (r >= 0 && spec->process.oom_score_adj_present)
+                r = write_oom_score_adj(c->pid, spec->process.oom_score_adj, err);
+        return r;
+}
+
+static void add_rlimit(struct rt_plan *p, const struct rt_rlimit *rl)
+{
+        for (size_t i = 0; i < p->n_rlimits; i++)
+                if (p->rlimits[i].type == rl->type) {
+                        /* keep the stricter of the spec's and the fallback */
+                        if (rl->hard < p->rlimits[i].hard)
+                                p->rlimits[i] = *rl;
+                        return;
+                }
+        p->rlimits[p->n_rlimits++] = *rl;
+}
+
+static int setup_cgroups(struct rt_container *c, struct rt_plan *p, const struct oci_spec *spec,
+                         const struct rt_start_options *o, bool rootless, hm_error_t *err)
+{
+        struct rt_rlimit fb[2];
+        size_t nfb = 0;
+        const struct oci_resources *res = &spec->linux_.resources;
+        if (rootless) {
+                rt_cgroup_rootless(res, &c->notices, fb, &nfb);
+        } else {
+                const char *id = o->id ? o->id : "";
+                _cleanup_free_ char *rel = o->cgroup_parent ? xasprintf("%s/%s", o->cgroup_parent, id)
+                                           : spec->linux_.cgroups_path ? xstrdup(spec->linux_.cgroups_path)
+                                                                        : xasprintf("hm/%s", id);
+                if (!*id && !spec->linux_.cgroups_path)
+                        strv_push(&c->notices, "cgroups: no container id given; cgroup named after pid");
+                if (!*id && !spec->linux_.cgroups_path) {
+                        free(rel);
+                        rel = xasprintf("hm/pid-%d-%lld", (int) getpid(), (long long) now_ms());
+                }
+                int r = rt_cgroup_setup(&c->cg, rel, res, &c->notices, fb, &nfb, err);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < nfb; i++)
+                add_rlimit(p, &fb[i]);
+        return 0;
+}
+
+static int prepare_seccomp(struct rt_plan *p, const struct oci_spec *spec, const struct rt_start_options *o,
+                           void **owned, hm_error_t *err)
+{
+        if (o->seccomp_bpf) {
+                if (!o->seccomp_bpf_len || o->seccomp_bpf_len % 8)
+                        return hm_error_set(err, EINVAL, "seccomp: precompiled filter of %zu bytes", o->seccomp_bpf_len);
+                p->bpf = o->seccomp_bpf;
+                p->bpf_len = o->seccomp_bpf_len;
+                return 0;
+        }
+        if (!spec->linux_.seccomp)
+                return 0;
+        size_t len;
+        int r = rt_seccomp_compile(spec->linux_.seccomp, owned, &len, err);
+        if (r < 0)
+                return r;
+        p->bpf = *owned;
+        p->bpf_len = len;
+        return 0;
+}
+
+static int launch(struct rt_container *c, const struct oci_spec *spec, struct rt_plan *p, const struct rt_idmap *idmap,
+                  struct child_fds *f, hm_error_t *err)
+{
+        p->sync_fd = f->sync[1];
+        p->stdin_fd = f->in;
+        p->stdout_fd = f->out[1];
+        p->stderr_fd = f->errp[1];
+        c->pid = clone_child(p, &c->pidfd);
+        if (c->pid < 0) {
+                c->pid = 0;
+                int e = errno;
+                return hm_error_set(err, e, "clone: %s%s", strerror(e),
+                                    e == EPERM || e == ENOSPC ? " (unprivileged user namespaces disabled? see user.max_user_namespaces)" : "");
+        }
+        /* the child holds its ends now; ours must go, or EOF never comes */
+        f->sync[1] = safe_close(f->sync[1]);
+        f->in = safe_close(f->in);
+        f->out[1] = safe_close(f->out[1]);
+        f->errp[1] = safe_close(f->errp[1]);
+        int r = configure_child(c, spec, p, idmap, err);
+        if (r < 0)
+                return r;
+        char go = RT_SYNC_GO;
+        if (send(f->sync[0], &go, 1, MSG_NOSIGNAL) != 1) {
+                /* the child is gone already: its own message says why, if it sent one */
+                int e = errno;
+                r = read_sync(c, f->sync[0], err);
+                return r < 0 ? r : hm_error_set(err, e, "start container: %s", strerror(e));
+        }
+        return read_sync(c, f->sync[0], err);
+}
+
+int rt_container_start(const struct oci_spec *spec, const struct rt_start_options *o, struct rt_container **ret,
+                       hm_error_t *err)
+{
+        bool rootless = o->rootless || geteuid() != 0;
+        _cleanup_(plan_releasep) struct rt_plan plan = { 0 };
+        int r = rt_plan_build(&plan, spec, o, rootless, err);
+        if (r < 0)
+                return r;
+        _cleanup_(idmap_releasep) struct rt_idmap idmap = { 0 };
+        if (plan.userns && (r = rt_idmap_prepare(&idmap, spec, rootless, err)) < 0)
+                return r;
+        plan.setgroups_allowed = !plan.userns || idmap.method != RT_IDMAP_SELF;
+        _cleanup_free_ void *bpf = NULL;
+        r = prepare_seccomp(&plan, spec, o, &bpf, err);
+        if (r < 0)
+                return r;
+
+        _cleanup_(container_freep) struct rt_container *c = xzalloc(sizeof *c);
+        c->pidfd = c->stdout_fd = c->stderr_fd = -1;
+        if (idmap.method == RT_IDMAP_SELF && plan.userns)
+                strv_push(&c->notices, "userns: only the caller's uid/gid is mapped (to 0); no /etc/subuid range or newuidmap");
+        r = setup_cgroups(c, &plan, spec, o, rootless, err);
+        if (r < 0)
+                return r;
+        _cleanup_(child_fds_release) struct child_fds fds = { { -1, -1 }, -1, { -1, -1 }, { -1, -1 } };
+        r = child_fds_open(&fds, o, err);
+        if (r < 0)
+                return r;
+        r = launch(c, spec, &plan, &idmap, &fds, err);
+        if (r < 0)
+                return r;
+        c->stdout_fd = TAKE_FD(fds.out[0]);
+        c->stderr_fd = TAKE_FD(fds.errp[0]);
+        *ret = TAKE_PTR(c);
+        return 0;
+}

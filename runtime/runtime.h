@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * hm's built-in namespace runtime: run one container from a struct oci_spec,
+ * without a daemon (a small crun/bubblewrap).
+ *
+ * rt_container_start() prepares everything (paths, argv, envp, seccomp BPF,
+ * cgroups), clones the container's init into new namespaces and returns once
+ * the command has been exec'd (or with an error naming the failed setup
+ * step).  Nothing here blocks afterwards: the caller polls the pidfd (and the
+ * output pipes when capture_output) and calls rt_container_wait() once the
+ * pidfd is readable.
+ *
+ * Inside the container, pid 1 is a tiny init owned by the runtime: it reaps
+ * orphans, forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to the
+ * command (pid 2) and exits with its status.
+ */
+#ifndef HM_RUNTIME_H
+#define HM_RUNTIME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "lib/error.h"
+
+struct oci_spec;
+struct oci_seccomp;
+struct rt_container;
+
+struct rt_overlay {          /* rootfs as an overlay, mounted inside the container's mount ns */
+        char **lower;        /* lower dirs, TOP FIRST (overlay's lowerdir order), NULL-terminated */
+        const char *upper;   /* writable upper dir, or NULL for a read-only overlay */
+        const char *work;    /* overlay workdir (same fs as upper) */
+};
+
+struct rt_start_options {
+        const struct rt_overlay *rootfs_overlay; /* if set, used instead of spec->root.path */
+        bool capture_output;  /* stdout/stderr as non-blocking CLOEXEC pipes for the caller's poll loop */
+        int stdin_fd;         /* -1: /dev/null */
+        const char *cgroup_parent; /* NULL: "hm" below the caller's own cgroup (per hierarchy) */
+        const char *id;       /* container id for hostname default / cgroup name */
+        bool rootless;        /* force the unprivileged path even as root (tests) */
+        const void *seccomp_bpf; size_t seccomp_bpf_len; /* precompiled filter (sock_filter array), or NULL = build from spec */
+};
+
+int rt_container_start(const struct oci_spec *spec, const struct rt_start_options *o,
+                       struct rt_container **ret, hm_error_t *err);
+pid_t rt_container_pid(const struct rt_container *c);
+int rt_container_pidfd(const struct rt_container *c);       /* readable when the container's init exits */
+int rt_container_stdout_fd(const struct rt_container *c);  /* -1 unless capture_output */
+int rt_container_stderr_fd(const struct rt_container *c);
+int rt_container_kill(struct rt_container *c, int sig);     /* to the container's init (which forwards) */
+/* After the pidfd is readable: reap, ret_status = 0..255 or 128+signal; release cgroups.  */
+int rt_container_wait(struct rt_container *c, int *ret_status, hm_error_t *err);
+void rt_container_free(struct rt_container *c); /* SIGKILL + reap if still running, cgroup removed, fds closed */
+static inline void rt_container_freep(struct rt_container **c) { if (*c) rt_container_free(*c); }
+#define _cleanup_rt_container_ __attribute__((cleanup(rt_container_freep)))
+
+/*
+ * Reduced isolation and fallbacks taken for this container, one line each
+ * ("sysfs: ...", "cgroups: ..."), NULL-terminated; valid until free.
+ */
+const char *const *rt_container_notices(const struct rt_container *c);
+
+/* compile the spec's seccomp to BPF once (for reuse across many steps) */
+int rt_seccomp_compile(const struct oci_seccomp *s, void **ret_bpf, size_t *ret_len, hm_error_t *err);
+
+#endif

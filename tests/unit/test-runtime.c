@@ -1,0 +1,559 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The built-in runtime against the real kernel.  Needs root (exit 77
+ * otherwise); the rootless half re-executes this binary as an unprivileged
+ * user (created if missing) through setpriv, and also runs once with
+ * o->rootless as root.  The container rootfs holds only the static
+ * tests/init multitool (HM_TEST_INIT, default build/hm-test-init).
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "lib/strbuf.h"
+#include "lib/util.h"
+#include "oci/spec.h"
+#include "runtime/runtime.h"
+#include "tests/unit/tap.h"
+
+extern char **environ;
+
+static const char *init_path;
+static bool rootless_mode; /* unprivileged re-exec or o->rootless */
+static bool force_rootless;
+static char *tmp_root;
+static void *bench_bpf; /* precompiled filter, as the ns runner passes it */
+static size_t bench_bpf_len;
+
+struct result {
+        int status;
+        char *out, *err;
+        char **notices;
+        char *error; /* start error */
+};
+
+static void result_release(struct result *r)
+{
+        free(r->out);
+        free(r->err);
+        strv_free(r->notices);
+        free(r->error);
+        *r = (struct result) { 0 };
+}
+
+static int copy_file(const char *from, const char *to, mode_t mode)
+{
+        _cleanup_free_ char *buf = NULL;
+        size_t len;
+        if (read_file(from, 0, &buf, &len) < 0)
+                return -1;
+        _cleanup_close_ int fd = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+        return fd < 0 ? -1 : write_all(fd, buf, len);
+}
+
+static void write_text(const char *path, const char *text)
+{
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0 || write_all(fd, text, strlen(text)) < 0)
+                tap_diag("write %s failed", path);
+}
+
+static char *make_rootfs(const char *name)
+{
+        char *dir = xasprintf("%s/%s", tmp_root, name);
+        mkdir_p(dir, 0755);
+        _cleanup_free_ char *init = xasprintf("%s/init", dir);
+        if (copy_file(init_path, init, 0755) < 0)
+                tap_diag("copy %s failed", init_path);
+        return dir;
+}
+
+static struct oci_spec *spec_for(const char *rootfs, const char *const *args)
+{
+        struct oci_spec *s = oci_spec_new_default();
+        strv_free(s->process.args);
+        s->process.args = strv_copy((char *const *) args);
+        free(s->root.path);
+        s->root.path = rootfs ? xstrdup(rootfs) : NULL;
+        return s;
+}
+
+static void drain(int *fd, struct strbuf *sb)
+{
+        char buf[4096];
+        for (;;) {
+                ssize_t n = read(*fd, buf, sizeof buf);
+                if (n > 0) {
+                        strbuf_add(sb, buf, (size_t) n);
+                        continue;
+                }
+                if (n == 0 || (errno != EAGAIN && errno != EINTR))
+                        *fd = -1; /* EOF: stop polling it (the container owns the fd) */
+                return;
+        }
+}
+
+/* Poll the pipes and the pidfd like the scheduler would; kill_after_ms >= 0 sends sig then. */
+static void run_loop(struct rt_container *c, struct result *r, int sig, int64_t kill_after_ms)
+{
+        _cleanup_strbuf_ struct strbuf out = STRBUF_INIT, err = STRBUF_INIT;
+        int ofd = rt_container_stdout_fd(c), efd = rt_container_stderr_fd(c);
+        bool exited = false;
+        int64_t start = now_ms();
+        while (!exited || ofd >= 0 || efd >= 0) {
+                struct pollfd p[3] = { { rt_container_pidfd(c), POLLIN, 0 }, { ofd, POLLIN, 0 }, { efd, POLLIN, 0 } };
+                if (exited)
+                        p[0].fd = -1;
+                int n = poll(p, 3, 100);
+                if (n < 0 && errno != EINTR)
+                        break;
+                if (kill_after_ms >= 0 && now_ms() - start >= kill_after_ms) {
+                        rt_container_kill(c, sig);
+                        kill_after_ms = -1;
+                }
+                if (p[1].revents)
+                        drain(&ofd, &out);
+                if (p[2].revents)
+                        drain(&efd, &err);
+                if (p[0].revents & POLLIN)
+                        exited = true;
+                if (now_ms() - start > 30000)
+                        break;
+        }
+        hm_error_t e = NULL;
+        if (rt_container_wait(c, &r->status, &e) < 0) {
+                r->error = xstrdup(e->msg);
+                hm_error_release(&e);
+        }
+        r->out = strbuf_detach(&out, NULL);
+        r->err = strbuf_detach(&err, NULL);
+}
+
+static int run_full(const struct oci_spec *s, const struct rt_overlay *ov, const char *id, int sig, int64_t kill_after,
+                    struct result *r)
+{
+        *r = (struct result) { .status = -1 };
+        struct rt_start_options o = { .rootfs_overlay = ov, .capture_output = true, .stdin_fd = -1, .id = id,
+                                      .rootless = force_rootless, .seccomp_bpf = bench_bpf,
+                                      .seccomp_bpf_len = bench_bpf_len };
+        struct rt_container *c = NULL;
+        hm_error_t e = NULL;
+        if (rt_container_start(s, &o, &c, &e) < 0) {
+                r->error = xstrdup(e->msg);
+                hm_error_release(&e);
+                return -1;
+        }
+        for (const char *const *n = rt_container_notices(c); *n; n++)
+                strv_push(&r->notices, *n);
+        run_loop(c, r, sig, kill_after);
+        rt_container_free(c);
+        return r->error ? -1 : 0;
+}
+
+static int run(const char *rootfs, const char *const *args, struct result *r)
+{
+        _cleanup_oci_spec_ struct oci_spec *s = spec_for(rootfs, args);
+        return run_full(s, NULL, "hm-test", 0, -1, r);
+}
+
+/* ---- leak checks ---- */
+
+static int count_fds(void)
+{
+        int n = 0;
+        _cleanup_closedir_ DIR *d = opendir("/proc/self/fd");
+        while (d && readdir(d))
+                n++;
+        return n;
+}
+
+static char *mountinfo(void)
+{
+        char *buf = NULL;
+        read_file("/proc/self/mountinfo", 0, &buf, NULL);
+        return buf ? buf : xstrdup("");
+}
+
+static bool no_children(void)
+{
+        return waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD;
+}
+
+/* ---- cases ---- */
+
+static void test_identity(const char *rootfs)
+{
+        struct result r;
+        run(rootfs, (const char *[]) { "/init", "pid", NULL }, &r);
+        TAP_IS_STR(r.out, "pid=2 ppid=1\n", "the command is pid 2 under our pid 1%s", r.error ? r.error : "");
+        result_release(&r);
+
+        run(rootfs, (const char *[]) { "/init", "hostname", NULL }, &r);
+        TAP_IS_STR(r.out, "hm-test\n", "hostname defaults to the container id");
+        result_release(&r);
+
+        run(rootfs, (const char *[]) { "/init", "id", NULL }, &r);
+        TAP_IS_STR(r.out, "uid=0 gid=0 euid=0 egid=0 groups=\n", "root inside, no supplementary groups");
+        result_release(&r);
+
+        run(rootfs, (const char *[]) { "/init", "fds", NULL }, &r);
+        tap_ok(r.out && !strstr(r.out, "\n3 "), "only fds 0-2 reach the command");
+        if (r.out && strstr(r.out, "\n3 "))
+                tap_diag("%s", r.out);
+        result_release(&r);
+}
+
+static void test_security(const char *rootfs)
+{
+        struct result r;
+        run(rootfs, (const char *[]) { "/init", "caps", NULL }, &r);
+        char want[64];
+        snprintf(want, sizeof want, "CapEff:\t%016" PRIx64 "\n", oci_default_capabilities());
+        tap_ok(r.out && strstr(r.out, want), "CapEff is the default set (%s)", strtok(want, "\n"));
+        snprintf(want, sizeof want, "CapBnd:\t%016" PRIx64 "\n", oci_default_capabilities());
+        tap_ok(r.out && strstr(r.out, want), "CapBnd is the default set");
+        tap_ok(r.out && strstr(r.out, "CapInh:\t0000000000000000") && strstr(r.out, "CapAmb:\t0000000000000000"),
+               "no inheritable or ambient capabilities");
+        tap_ok(r.out && strstr(r.out, "NoNewPrivs:\t1\n"), "NoNewPrivs 1");
+        tap_ok(r.out && strstr(r.out, "Seccomp:\t2\n"), "Seccomp 2 (filter)");
+        if (!r.out || !strstr(r.out, "Seccomp:\t2"))
+                tap_diag("%s %s", r.out ? r.out : "", r.error ? r.error : "");
+        result_release(&r);
+
+        static const char *const cases[][2] = {
+                { "mount", "EPERM" },   { "unshare", "EPERM" },     { "keyctl", "EPERM" },
+                { "setns", "EPERM" },   { "ptrace", "EPERM" },      { "pivot_root", "EPERM" },
+                { "reboot", "EPERM" },  { "init_module", "EPERM" }, { "bpf", "EPERM" },
+                { "clone3", "ENOSYS" }, { "clone-newns", "EPERM" }, { "personality", "ENOSYS" /* denied by default */ },
+                { "getpid", "ok" },
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                run(rootfs, (const char *[]) { "/init", "try-syscall", cases[i][0], NULL }, &r);
+                _cleanup_free_ char *w = xasprintf("%s: %s\n", cases[i][0], cases[i][1]);
+                TAP_IS_STR(r.out, w, "seccomp: %s -> %s", cases[i][0], cases[i][1]);
+                result_release(&r);
+        }
+
+        _cleanup_free_ char *host = NULL;
+        read_file("/proc/timer_list", 0, &host, NULL);
+        run(rootfs, (const char *[]) { "/init", "cat", "/proc/timer_list", NULL }, &r);
+        tap_ok(r.status == 0 && r.out && !*r.out && (rootless_mode || (host && *host)),
+               "masked /proc/timer_list reads empty (host: %zu bytes)", host ? strlen(host) : 0);
+        result_release(&r);
+
+        run(rootfs, (const char *[]) { "/init", "write", "/proc/sys/kernel/hostname", "x", NULL }, &r);
+        TAP_IS_STR(r.out, "write /proc/sys/kernel/hostname: Read-only file system\n", "/proc/sys is read-only");
+        result_release(&r);
+}
+
+static void test_exit_codes(const char *rootfs)
+{
+        struct result r;
+        run(rootfs, (const char *[]) { "/init", "true", NULL }, &r);
+        tap_ok(r.status == 0, "exit 0 (got %d)", r.status);
+        result_release(&r);
+        run(rootfs, (const char *[]) { "/init", "exit", "7", NULL }, &r);
+        tap_ok(r.status == 7, "exit 7 (got %d)", r.status);
+        result_release(&r);
+
+        _cleanup_oci_spec_ struct oci_spec *s = spec_for(rootfs, (const char *[]) { "/init", "sleep", "30", NULL });
+        run_full(s, NULL, "hm-kill", SIGKILL, 200, &r);
+        tap_ok(r.status == 137, "SIGKILL to pid 1: 137 (got %d)", r.status);
+        result_release(&r);
+        run_full(s, NULL, "hm-term", SIGTERM, 200, &r);
+        tap_ok(r.status == 143, "SIGTERM forwarded by pid 1: 143 (got %d)", r.status);
+        result_release(&r);
+
+        run(rootfs, (const char *[]) { "/init", "stderr", "to-stderr", NULL }, &r);
+        TAP_IS_STR(r.err, "to-stderr\n", "stderr captured through its pipe");
+        TAP_IS_STR(r.out, "", "stdout stays separate");
+        result_release(&r);
+        run(rootfs, (const char *[]) { "/init", "echo", "hello", "world", NULL }, &r);
+        TAP_IS_STR(r.out, "hello world\n", "stdout captured through its pipe");
+        result_release(&r);
+}
+
+static void test_setup_errors(const char *rootfs)
+{
+        struct result r;
+        run(rootfs, (const char *[]) { "/nonexistent", NULL }, &r);
+        TAP_IS_STR(r.error, "exec '/nonexistent': No such file or directory", "missing binary names the step");
+        result_release(&r);
+
+        run(rootfs, (const char *[]) { "nosuchcmd", NULL }, &r);
+        TAP_IS_STR(r.error, "exec 'nosuchcmd': No such file or directory", "PATH search in the container");
+        result_release(&r);
+
+        _cleanup_oci_spec_ struct oci_spec *s = spec_for(rootfs, (const char *[]) { "/init", "true", NULL });
+        free(s->process.cwd);
+        s->process.cwd = xstrdup("/no/such/dir");
+        run_full(s, NULL, "hm-cwd", 0, -1, &r);
+        TAP_IS_STR(r.error, "chdir to cwd '/no/such/dir': No such file or directory", "bad cwd names the step");
+        result_release(&r);
+
+        _cleanup_oci_spec_ struct oci_spec *s2 = spec_for(rootfs, (const char *[]) { "/init", "true", NULL });
+        free(s2->mounts[0].type);
+        s2->mounts[0].type = xstrdup("nosuchfs");
+        run_full(s2, NULL, "hm-mnt", 0, -1, &r);
+        TAP_IS_STR(r.error, "mount nosuchfs on '/proc': No such device", "failed mount names fs and target");
+        result_release(&r);
+
+        _cleanup_oci_spec_ struct oci_spec *s3 = spec_for("/no/rootfs", (const char *[]) { "/init", "true", NULL });
+        run_full(s3, NULL, "hm-root", 0, -1, &r);
+        TAP_IS_STR(r.error, "root.path '/no/rootfs': No such file or directory", "missing rootfs is refused before clone");
+        result_release(&r);
+}
+
+static void test_overlay(void)
+{
+        _cleanup_free_ char *top = make_rootfs("ov-top"), *low = xasprintf("%s/ov-low", tmp_root);
+        _cleanup_free_ char *upper = xasprintf("%s/ov-upper", tmp_root), *work = xasprintf("%s/ov-work", tmp_root);
+        mkdir_p(low, 0755);
+        mkdir_p(upper, 0755);
+        mkdir_p(work, 0755);
+        _cleanup_free_ char *a_top = xasprintf("%s/a", top), *a_low = xasprintf("%s/a", low), *b_low = xasprintf("%s/b", low);
+        write_text(a_top, "top\n");
+        write_text(a_low, "bottom\n");
+        write_text(b_low, "low\n");
+        char *lower[] = { top, low, NULL };
+        struct rt_overlay ov = { lower, upper, work };
+        _cleanup_oci_spec_ struct oci_spec *s = spec_for(NULL, (const char *[]) { "/init", "cat", "/a", NULL });
+        struct result r;
+        run_full(s, &ov, "hm-ov", 0, -1, &r);
+        TAP_IS_STR(r.out, "top\n", "overlay: the top layer wins%s", r.error ? r.error : "");
+        result_release(&r);
+        strv_free(s->process.args);
+        s->process.args = strv_copy((char *[]) { "/init", "cat", "/b", NULL });
+        run_full(s, &ov, "hm-ov", 0, -1, &r);
+        TAP_IS_STR(r.out, "low\n", "overlay: lower layers show through");
+        result_release(&r);
+        strv_free(s->process.args);
+        s->process.args = strv_copy((char *[]) { "/init", "write", "/new", "hello\n", NULL });
+        run_full(s, &ov, "hm-ov", 0, -1, &r);
+        _cleanup_free_ char *in_upper = NULL, *p_up = xasprintf("%s/new", upper), *p_top = xasprintf("%s/new", top);
+        read_file(p_up, 0, &in_upper, NULL);
+        TAP_IS_STR(in_upper, "hello\n", "overlay: writes land in upper");
+        tap_ok(access(p_top, F_OK) < 0, "overlay: lower layers untouched");
+        result_release(&r);
+}
+
+/* Host network in a user ns: sysfs cannot be mounted, a read-only rbind replaces it. */
+static void test_sysfs_fallback(const char *rootfs)
+{
+        _cleanup_oci_spec_ struct oci_spec *s = spec_for(rootfs, (const char *[]) { "/init", "write", "/sys/kernel/hm", "x", NULL });
+        struct oci_linux *l = &s->linux_;
+        for (size_t i = 0; i < l->n_namespaces; i++)
+                if (l->namespaces[i].type == OCI_NS_NETWORK)
+                        l->namespaces[i] = l->namespaces[--l->n_namespaces];
+        struct result r;
+        run_full(s, NULL, "hm-hostnet", 0, -1, &r);
+        bool found = false;
+        for (char **n = r.notices; n && *n; n++)
+                if (str_has_prefix(*n, "sysfs: ")) {
+                        found = true;
+                        tap_diag("notice: %s", *n);
+                }
+        tap_ok(found, "rootless + host network: the sysfs fallback is reported%s", r.error ? r.error : "");
+        TAP_IS_STR(r.out, "write /sys/kernel/hm: Read-only file system\n", "the host's /sys is bound read-only");
+        result_release(&r);
+}
+
+static bool exists(const char *path) { return access(path, F_OK) == 0; }
+
+static void test_cgroups(const char *rootfs)
+{
+        _cleanup_oci_spec_ struct oci_spec *s = spec_for(rootfs, (const char *[]) { "/init", "forkbomb", "64", NULL });
+        s->linux_.resources.pids_limit = 16;
+        s->linux_.resources.pids_limit_present = true;
+        struct result r;
+        run_full(s, NULL, "hm-pids", 0, -1, &r);
+        int forked = -1;
+        if (r.out)
+                sscanf(r.out, "forked %d", &forked);
+        if (rootless_mode) {
+                bool found = false;
+                for (char **n = r.notices; n && *n; n++)
+                        if (str_has_prefix(*n, "cgroups:") && strstr(*n, "RLIMIT_NPROC")) {
+                                found = true;
+                                tap_diag("notice: %s", *n);
+                        }
+                tap_ok(found, "rootless: the pids limit falls back to RLIMIT_NPROC, reported as a notice");
+                /* the kernel exempts the real root user from RLIMIT_NPROC: only meaningful unprivileged */
+                if (getuid() != 0)
+                        tap_ok(forked >= 0 && forked < 16, "rootless: RLIMIT_NPROC caps the fork bomb (%d forks)", forked);
+        } else {
+                /* 16 = pid 1 + the command + 14 forks */
+                tap_ok(forked == 14, "pids limit 16 caps a fork bomb at 14 forks (got %d) %s", forked, r.error ? r.error : "");
+                tap_ok(!exists("/sys/fs/cgroup/pids/hm/hm-pids") && !exists("/sys/fs/cgroup/devices/hm/hm-pids"),
+                       "no cgroup directory left");
+        }
+        result_release(&r);
+
+        if (rootless_mode)
+                return;
+        /* a device outside the allow-list cannot be opened even with CAP_MKNOD (the host disk here) */
+        struct stat st;
+        if (stat("/dev/vda", &st) < 0 && stat("/dev/sda", &st) < 0 && stat("/dev/loop0", &st) < 0) {
+                tap_ok(true, "# SKIP no block device to try");
+                return;
+        }
+        char maj[16], min[16];
+        snprintf(maj, sizeof maj, "%u", major(st.st_rdev));
+        snprintf(min, sizeof min, "%u", minor(st.st_rdev));
+        _cleanup_oci_spec_ struct oci_spec *s2 =
+                spec_for(rootfs, (const char *[]) { "/init", "mknod-open", "/disk", "b", maj, min, NULL });
+        run_full(s2, NULL, "hm-dev", 0, -1, &r);
+        TAP_IS_STR(r.out, "mknod: ok\nopen: EPERM\n", "devices cgroup: a host disk node made with CAP_MKNOD cannot be opened");
+        result_release(&r);
+        _cleanup_oci_spec_ struct oci_spec *s3 = spec_for(rootfs, (const char *[]) { "/init", "mknod-open", "/nul", "c", "1", "3", NULL });
+        run_full(s3, NULL, "hm-dev", 0, -1, &r);
+        TAP_IS_STR(r.out, "mknod: ok\nopen: ok\n", "devices cgroup: the standard nodes stay usable");
+        result_release(&r);
+}
+
+static void bench1(const char *rootfs, const char *label)
+{
+        int64_t t[50];
+        for (int i = 0; i < 50; i++) {
+                struct result r;
+                int64_t s0 = now_ms();
+                struct timespec a, b;
+                clock_gettime(CLOCK_MONOTONIC, &a);
+                run(rootfs, (const char *[]) { "/init", "true", NULL }, &r);
+                clock_gettime(CLOCK_MONOTONIC, &b);
+                (void) s0;
+                t[i] = (b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000;
+                result_release(&r);
+        }
+        for (int i = 0; i < 50; i++)
+                for (int j = i + 1; j < 50; j++)
+                        if (t[j] < t[i]) {
+                                int64_t x = t[i];
+                                t[i] = t[j];
+                                t[j] = x;
+                        }
+        tap_diag("bench %s: init true start->exit median %.2f ms (min %.2f, max %.2f) over 50", label, t[25] / 1000.0,
+                 t[0] / 1000.0, t[49] / 1000.0);
+}
+
+static void bench(const char *rootfs, const char *label)
+{
+        bench1(rootfs, label);
+        _cleanup_oci_spec_ struct oci_spec *s = oci_spec_new_default();
+        hm_error_t e = NULL;
+        if (rt_seccomp_compile(s->linux_.seccomp, &bench_bpf, &bench_bpf_len, &e) < 0) {
+                hm_error_release(&e);
+                return;
+        }
+        _cleanup_free_ char *l = xasprintf("%s, seccomp precompiled", label);
+        bench1(rootfs, l);
+        free(bench_bpf);
+        bench_bpf = NULL;
+        bench_bpf_len = 0;
+}
+
+static void run_all(void)
+{
+        _cleanup_free_ char *rootfs = make_rootfs("rootfs");
+        int fds_before = count_fds();
+        _cleanup_free_ char *mounts_before = mountinfo();
+
+        test_identity(rootfs);
+        test_security(rootfs);
+        test_exit_codes(rootfs);
+        test_setup_errors(rootfs);
+        test_overlay();
+        test_cgroups(rootfs);
+        if (rootless_mode)
+                test_sysfs_fallback(rootfs);
+        if (getenv("HM_TEST_BENCH"))
+                bench(rootfs, rootless_mode ? "rootless" : "root");
+
+        /* other tests (docker, podman) may mount concurrently: look for ours */
+        _cleanup_free_ char *mounts_after = mountinfo();
+        tap_ok(!strstr(mounts_after, tmp_root), "host mountinfo: nothing mounted under '%s'", tmp_root);
+        tap_ok(strlen(mounts_after) <= strlen(mounts_before) || strstr(mounts_after, "docker") || strstr(mounts_after, "podman"),
+               "host mountinfo did not grow (apart from engines)");
+        tap_ok(count_fds() == fds_before, "no fd leaked (%d before, %d after)", fds_before, count_fds());
+        tap_ok(no_children(), "no child process left");
+        tap_ok(!exists("/sys/fs/cgroup/pids/hm/hm-test"), "no cgroup left");
+}
+
+/* ---- the unprivileged half ---- */
+
+static const char *test_user = "hmtest";
+
+static int ensure_user(struct passwd **ret)
+{
+        struct passwd *pw = getpwnam(test_user);
+        if (!pw) {
+                pid_t pid;
+                char *argv[] = { "useradd", "-m", (char *) test_user, NULL };
+                if (posix_spawnp(&pid, "useradd", NULL, NULL, argv, environ) != 0 || waitpid(pid, NULL, 0) < 0)
+                        return -1;
+                pw = getpwnam(test_user);
+        }
+        *ret = pw;
+        return pw ? 0 : -1;
+}
+
+static void run_unprivileged(const char *self)
+{
+        struct passwd *pw;
+        if (ensure_user(&pw) < 0) {
+                tap_ok(true, "# SKIP cannot create user '%s'", test_user);
+                return;
+        }
+        _cleanup_free_ char *uid = xasprintf("%u", pw->pw_uid), *gid = xasprintf("%u", pw->pw_gid);
+        _cleanup_free_ char *env_init = xasprintf("HM_TEST_INIT=%s", init_path);
+        char *argv[] = { "setpriv", "--reuid", uid, "--regid", gid, "--init-groups", "--", (char *) self, "--unprivileged", NULL };
+        char *envp[] = { env_init, getenv("HM_TEST_BENCH") ? "HM_TEST_BENCH=1" : NULL, NULL };
+        /* its TAP goes to our stderr: one plan per process */
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, STDERR_FILENO, STDOUT_FILENO);
+        pid_t pid;
+        int st = -1;
+        if (posix_spawnp(&pid, "setpriv", &fa, NULL, argv, envp) == 0)
+                waitpid(pid, &st, 0);
+        posix_spawn_file_actions_destroy(&fa);
+        tap_ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "unprivileged run as '%s' passed (status %d)", test_user, st);
+}
+
+int main(int argc, char **argv)
+{
+        init_path = getenv("HM_TEST_INIT") ? getenv("HM_TEST_INIT") : "build/hm-test-init";
+        bool unprivileged = argc > 1 && !strcmp(argv[1], "--unprivileged");
+        if (geteuid() != 0 && !unprivileged) {
+                printf("1..0 # SKIP needs root\n");
+                return 77;
+        }
+        if (access(init_path, R_OK) < 0) {
+                printf("1..0 # SKIP %s missing (set HM_TEST_INIT)\n", init_path);
+                return 77;
+        }
+        char tmpl[] = "/tmp/hm-rt-XXXXXX";
+        tmp_root = mkdtemp(tmpl);
+        chmod(tmp_root, 0755);
+        rootless_mode = unprivileged;
+        if (unprivileged)
+                tap_diag("--- unprivileged (uid %u) ---", getuid());
+        run_all();
+        if (!unprivileged) {
+                tap_diag("--- o->rootless as root ---");
+                force_rootless = rootless_mode = true;
+                run_all();
+                force_rootless = rootless_mode = false;
+                _cleanup_free_ char *self = realpath("/proc/self/exe", NULL);
+                run_unprivileged(self);
+        }
+        rm_rf(tmp_root);
+        return tap_done();
+}
