@@ -986,6 +986,7 @@ void oci_store_upper_free(struct oci_store_upper *u)
         free(u->dir);
         free(u->upper);
         free(u->work);
+        free(u->merged);
         free(u);
 }
 
@@ -1007,7 +1008,8 @@ int oci_store_begin_layer(struct oci_store *s, const char *run_id, struct oci_st
         }
         u->upper = xasprintf("%s/upper", u->dir);
         u->work = xasprintf("%s/work", u->dir);
-        if (mkdir(u->upper, 0755) < 0 || mkdir(u->work, 0700) < 0) {
+        u->merged = xasprintf("%s/merged", u->dir);
+        if (mkdir(u->upper, 0755) < 0 || mkdir(u->work, 0700) < 0 || mkdir(u->merged, 0700) < 0) {
                 r = hm_error_set(err, errno, "create '%s': %s", u->upper, strerror(errno));
                 oci_store_abort_layer(s, u);
                 return r;

@@ -190,6 +190,7 @@ struct oci_store_upper {
         char *dir;   /* tmp/<...>: the pair's parent */
         char *upper; /* dir/upper */
         char *work;  /* dir/work */
+        char *merged; /* dir/merged: an empty mount point for the step's rootfs */
 };
 int oci_store_begin_layer(struct oci_store *s, const char *run_id, struct oci_store_upper **ret,
                           hm_error_t *err);

@@ -330,7 +330,7 @@ static int launch(struct ns_runner *r, struct ns_step *st, hm_error_t *err)
         struct oci_image *img = boot_image(r, x);
         _cleanup_oci_spec_ struct oci_spec *spec = build_spec(r, x, img);
         oci_image_free(img);
-        struct rt_overlay ov = { .lower = lowers, .upper = st->u->upper, .work = st->u->work };
+        struct rt_overlay ov = { .lower = lowers, .upper = st->u->upper, .work = st->u->work, .target = st->u->merged };
         _cleanup_free_ char *id = xasprintf("hm-%.8s-%u", x->run_id, x->step->index);
         struct rt_start_options so = { .rootfs_overlay = &ov, .capture_output = true, .stdin_fd = -1, .id = id,
                                        .rootless = r->rootless, .seccomp_bpf = r->bpf, .seccomp_bpf_len = r->bpf_len };

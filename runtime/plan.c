@@ -70,7 +70,7 @@ static int plan_rootfs(struct rt_plan *p, const struct oci_spec *spec, const str
         if (!n)
                 return hm_error_set(err, EINVAL, "rootfs overlay: no lower directory");
         /* the overlay goes on top of its own top layer, visible only in the container's mount ns */
-        p->rootfs = xstrdup(ov->lower[0]);
+        p->rootfs = xstrdup(ov->target ? ov->target : ov->lower[0]);
         if (n == 1 && !ov->upper) {
                 /* overlayfs needs two lowers without an upper: a read-only bind is the same */
                 p->root_readonly = true;

@@ -31,6 +31,7 @@ struct rt_overlay {          /* rootfs as an overlay, mounted inside the contain
         char **lower;        /* lower dirs, TOP FIRST (overlay's lowerdir order), NULL-terminated */
         const char *upper;   /* writable upper dir, or NULL for a read-only overlay */
         const char *work;    /* overlay workdir (same fs as upper) */
+        const char *target;  /* empty dir to mount the overlay on; NULL: lower[0] (not usable when lower[0] is "/") */
 };
 
 struct rt_start_options {
