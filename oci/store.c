@@ -1031,7 +1031,8 @@ static bool chain_too_deep(const struct oci_store *s, char *const *lowers)
         return n > OCI_STORE_MAX_CHAIN || chain_bytes(s, n) > OCI_STORE_MAX_LOWER_BYTES;
 }
 
-static int merge_dir(struct oci_store *s, const char *src, const char *dst, hm_error_t *err);
+static int merge_dir(struct oci_store *s, const char *src, const char *dst, bool keep_marks, hm_error_t *err);
+static int merge_layers(struct oci_store *s, char *const *ids, const char *dest, bool keep_marks, hm_error_t *err);
 
 /* Copy lowers (without a bottom "host") + upper into a fresh layer dir. */
 static int flatten(struct oci_store *s, char *const *lowers, const char *upper, char **ret_dir,
@@ -1042,9 +1043,10 @@ static int flatten(struct oci_store *s, char *const *lowers, const char *upper, 
         int r = oci_store_mkdtemp(s, "flatten", &tmp, err);
         if (r < 0)
                 return r;
-        r = oci_store_merge_into(s, on_host ? lowers + 1 : lowers, tmp, err);
+        /* over the host, whiteouts and opaque dirs must still hide the host's files */
+        r = merge_layers(s, on_host ? lowers + 1 : lowers, tmp, on_host, err);
         if (r >= 0)
-                r = merge_dir(s, upper, tmp, err);
+                r = merge_dir(s, upper, tmp, on_host, err);
         if (r < 0) {
                 (void) rm_rf(tmp);
                 return r;
@@ -1212,6 +1214,24 @@ static int copy_meta(const char *dst, const struct stat *st, const char *src)
         return 0;
 }
 
+/* read/write: copy_file_range() refuses some pairs of filesystems (EXDEV, e.g. ext4 to tmpfs) */
+static int copy_fd_plain(int in, int out)
+{
+        char buf[65536];
+        for (;;) {
+                ssize_t n = read(in, buf, sizeof buf);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return 0;
+                int r = write_all(out, buf, (size_t) n);
+                if (r < 0)
+                        return r;
+        }
+}
+
 static int copy_file(const char *src, const char *dst, const struct stat *st)
 {
         _cleanup_close_ int in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -1224,6 +1244,9 @@ static int copy_file(const char *src, const char *dst, const struct stat *st)
                 ssize_t n = copy_file_range(in, NULL, out, NULL, (size_t) left, 0);
                 if (n < 0 && errno == EINTR)
                         continue;
+                if (n < 0 && left == st->st_size &&
+                    (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOSYS))
+                        return copy_fd_plain(in, out); /* nothing copied yet: offsets still at 0 */
                 if (n < 0)
                         return -errno;
                 if (n == 0)
@@ -1241,6 +1264,13 @@ struct link_seen {
 struct merge_ctx {
         struct link_seen *links; /* hardlinked files of the current layer */
         size_t n_links;
+        /*
+         * Something stays below dst (the host's "/", or dst is a layer copy):
+         * whiteouts and opaque dirs must keep hiding it, so they are written
+         * (0/0 devices, <xattr_prefix>opaque=y) instead of only applied.
+         */
+        bool keep_marks;
+        const char *xattr_prefix;
 };
 
 static int copy_leaf(struct merge_ctx *c, const char *src, const char *dst, const struct stat *st)
@@ -1284,8 +1314,12 @@ static int merge_entry(struct merge_ctx *c, const char *src, const char *dst)
         if (lstat(src, &st) < 0)
                 return -errno;
         bool exists = lstat(dst, &dt) == 0;
-        if (is_whiteout(src, &st))
-                return exists ? rm_rf(dst) : 0;
+        if (is_whiteout(src, &st)) {
+                int r = exists ? rm_rf(dst) : 0;
+                if (r >= 0 && c->keep_marks && mknod(dst, S_IFCHR, makedev(0, 0)) < 0)
+                        r = -errno;
+                return r;
+        }
         if (!S_ISDIR(st.st_mode)) {
                 if (exists) {
                         int r = rm_rf(dst);
@@ -1295,7 +1329,8 @@ static int merge_entry(struct merge_ctx *c, const char *src, const char *dst)
                 return copy_leaf(c, src, dst, &st);
         }
         bool opaque = has_overlay_xattr(src, "opaque", "y");
-        if (exists && (!S_ISDIR(dt.st_mode) || opaque)) {
+        bool replaced = exists && (!S_ISDIR(dt.st_mode) || opaque);
+        if (replaced) {
                 int r = rm_rf(dst);
                 if (r < 0)
                         return r;
@@ -1304,7 +1339,16 @@ static int merge_entry(struct merge_ctx *c, const char *src, const char *dst)
         if (!exists && mkdir(dst, 0700) < 0)
                 return -errno;
         int r = merge_tree(c, src, dst);
-        return r < 0 ? r : copy_meta(dst, &st, src);
+        if (r >= 0)
+                r = copy_meta(dst, &st, src);
+        /* a dir that replaced a whiteout or a file must not merge with the dir below either */
+        if (r >= 0 && c->keep_marks && (opaque || replaced)) {
+                char name[64];
+                snprintf(name, sizeof name, "%sopaque", c->xattr_prefix);
+                if (lsetxattr(dst, name, "y", 1, 0) < 0)
+                        r = -errno;
+        }
+        return r;
 }
 
 static int merge_tree(struct merge_ctx *c, const char *src, const char *dst)
@@ -1325,9 +1369,9 @@ static int merge_tree(struct merge_ctx *c, const char *src, const char *dst)
         return 0;
 }
 
-static int merge_dir(struct oci_store *s, const char *src, const char *dst, hm_error_t *err)
+static int merge_dir(struct oci_store *s, const char *src, const char *dst, bool keep_marks, hm_error_t *err)
 {
-        struct merge_ctx c = { 0 };
+        struct merge_ctx c = { .keep_marks = keep_marks, .xattr_prefix = s->xattr_prefix };
         int r = merge_tree(&c, src, dst);
         for (size_t i = 0; i < c.n_links; i++)
                 free(c.links[i].dst);
@@ -1340,7 +1384,7 @@ static int merge_dir(struct oci_store *s, const char *src, const char *dst, hm_e
         return 0;
 }
 
-int oci_store_merge_into(struct oci_store *s, char *const *ids, const char *dest, hm_error_t *err)
+static int merge_layers(struct oci_store *s, char *const *ids, const char *dest, bool keep_marks, hm_error_t *err)
 {
         for (size_t i = 0; ids && ids[i]; i++) {
                 if (!strcmp(ids[i], OCI_HOST_IMAGE))
@@ -1348,11 +1392,59 @@ int oci_store_merge_into(struct oci_store *s, char *const *ids, const char *dest
                 if (!oci_store_has_layer(s, ids[i]))
                         return hm_error_set(err, ENOENT, "layer '%s' is missing", ids[i]);
                 _cleanup_free_ char *p = oci_store_layer_path(s, ids[i]);
-                int r = merge_dir(s, p, dest, err);
+                int r = merge_dir(s, p, dest, keep_marks, err);
                 if (r < 0)
                         return r;
         }
         return 0;
+}
+
+int oci_store_merge_into(struct oci_store *s, char *const *ids, const char *dest, hm_error_t *err)
+{
+        return merge_layers(s, ids, dest, false, err);
+}
+
+int oci_store_copy_layer(struct oci_store *s, const char *id, const char *dest, hm_error_t *err)
+{
+        char *const ids[] = { (char *) id, NULL };
+        return merge_layers(s, ids, dest, true, err);
+}
+
+/* major:minor of the superblock under the mount holding `path` (mountinfo field 3). */
+static int mount_dev_of(const char *path, char ret[32])
+{
+        struct statx stx;
+        if (statx(AT_FDCWD, path, 0, STATX_MNT_ID, &stx) < 0)
+                return -errno;
+        if (!(stx.stx_mask & STATX_MNT_ID))
+                return -EOPNOTSUPP;
+        _cleanup_free_ char *info = NULL;
+        int r = read_file("/proc/self/mountinfo", 0, &info, NULL);
+        if (r < 0)
+                return r;
+        for (char *line = info; line && *line;) {
+                char *next = strchr(line, '\n');
+                if (next)
+                        *next++ = 0;
+                unsigned long long id = 0;
+                char dev[32];
+                if (sscanf(line, "%llu %*u %31s", &id, dev) == 2 && id == stx.stx_mnt_id) {
+                        memcpy(ret, dev, sizeof dev);
+                        return 0;
+                }
+                line = next;
+        }
+        return -ENOENT;
+}
+
+bool oci_store_layers_on_host_root(const struct oci_store *s)
+{
+        _cleanup_free_ char *layers = xasprintf("%s/layers", s->path);
+        char a[32], b[32];
+        /* unknown: say yes, copying the lowers is only slower */
+        if (mount_dev_of("/", a) < 0 || mount_dev_of(layers, b) < 0)
+                return true;
+        return !strcmp(a, b);
 }
 
 /* ---- tags, drop, gc, reap ---- */

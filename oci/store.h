@@ -48,7 +48,10 @@
  * The special image "host" is the host's root filesystem as the single,
  * read-only lower dir "/" (layer id "host", nothing copied).  It needs real
  * root: in a user namespace the kernel refuses "/" as an overlay lower because
- * of its locked submounts ("failed to clone lowerpath").
+ * of its locked submounts ("failed to clone lowerpath").  Layers stacked above
+ * it (snapshots of host steps, the workspace) must not lie below "/" on the
+ * same filesystem (see oci_store_layers_on_host_root()).  Flattening a host
+ * chain keeps whiteouts and opaque dirs, which must go on hiding host files.
  */
 #ifndef HM_OCI_STORE_H
 #define HM_OCI_STORE_H
@@ -221,6 +224,22 @@ int oci_store_chain_paths(struct oci_store *s, char *const *ids_bottom_first, ch
  * xattrs except overlay's, times, symlinks, hardlinks within a layer).
  */
 int oci_store_merge_into(struct oci_store *s, char *const *ids, const char *dest, hm_error_t *err);
+
+/*
+ * Copy layer `id` as a layer into `dest` (an empty dir, e.g. on another
+ * filesystem): like oci_store_merge_into(), but whiteouts stay 0/0 devices and
+ * opaque dirs stay marked (<xattr prefix>opaque=y), so the copy hides the same
+ * files of the layers below it as the original.
+ */
+int oci_store_copy_layer(struct oci_store *s, const char *id, const char *dest, hm_error_t *err);
+/*
+ * true when the store's layers are on the filesystem (superblock) of "/", or
+ * when that cannot be told.  overlayfs refuses a lower dir that is a
+ * descendant of another lower ("overlapping lowerdir path", ELOOP), so such
+ * layers cannot be stacked above the host image's "/": the ns runner copies
+ * them onto a tmpfs first.  (An upper dir below the lower "/" is accepted.)
+ */
+bool oci_store_layers_on_host_root(const struct oci_store *s);
 
 /* Mark a layer dropped and garbage-collect.  Unknown ids are not an error. */
 int oci_store_drop_layer(struct oci_store *s, const char *id, hm_error_t *err);

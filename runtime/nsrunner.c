@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -46,6 +47,7 @@ struct ns_step {
         struct rt_container *c;
         struct oci_store_upper *u;
         char **chain; /* lower ids bottom-first, without the workspace layer */
+        char *stage;  /* tmpfs with copies of the lowers above the host's "/", while mounted here */
         int fds[3];   /* stdout, stderr, pidfd; -1 once unregistered */
         uint64_t timer; /* deferred completion */
         bool canceled;
@@ -61,6 +63,23 @@ struct drop_req {
 };
 
 /* ---- bookkeeping ---- */
+
+/*
+ * Lazily: once the container runs, its mount ns holds its own copy of the
+ * tmpfs (and the overlay its private clone), which lives until the container
+ * exits; here nothing stays mounted.
+ */
+static void stage_release(struct ns_step *st)
+{
+        if (!st->stage)
+                return;
+        if (umount2(st->stage, MNT_DETACH) < 0 && st->r->base.warn) {
+                _cleanup_free_ char *msg = xasprintf("unmount '%s': %s", st->stage, strerror(errno));
+                st->r->base.warn(st->r->base.warn_data, msg);
+        }
+        free(st->stage);
+        st->stage = NULL;
+}
 
 static void step_unlink(struct ns_step *st)
 {
@@ -81,6 +100,7 @@ static void step_release(struct ns_step *st)
                 hm_loop_del_timer(loop, st->timer);
         if (st->c)
                 rt_container_free(st->c);
+        stage_release(st); /* before removing the dir it is mounted on */
         oci_store_abort_layer(st->r->store, st->u);
         strv_free(st->chain);
         free(st->res.snapshot);
@@ -306,12 +326,73 @@ static struct oci_image *boot_image(struct ns_runner *r, const struct step_exec 
         return img;
 }
 
+/* tmpfs size= for staged lowers: $HM_HOST_TMPFS_SIZE (digits, then k/m/g or %), else half the RAM */
+static const char *stage_size(void)
+{
+        const char *e = getenv("HM_HOST_TMPFS_SIZE");
+        if (!e || !*e)
+                return "50%";
+        size_t n = strspn(e, "0123456789");
+        if (n == 0 || (e[n] && (e[n + 1] || !strchr("kKmMgG%", e[n]))))
+                return "50%";
+        return e;
+}
+
+/*
+ * overlayfs refuses a lower dir that is a descendant of another lower
+ * ("overlapping lowerdir path", ELOOP).  With the host's "/" at the bottom,
+ * the store's layers above it (snapshots of host steps, the workspace) are
+ * such descendants when the store is on the root filesystem: copy them onto a
+ * private tmpfs at <step dir>/lowers.  The upper may stay in the store: the
+ * kernel accepts an upper below the lower "/".  ret_lowers: top first.
+ */
+static int stage_host_lowers(struct ns_step *st, char *const *ids, char ***ret_lowers, hm_error_t *err)
+{
+        struct oci_store *s = st->r->store;
+        _cleanup_free_ char *dir = xasprintf("%s/lowers", st->u->dir);
+        if (mkdir(dir, 0700) < 0)
+                return hm_error_set(err, errno, "create '%s': %s", dir, strerror(errno));
+        _cleanup_free_ char *opts = xasprintf("mode=0700,size=%s", stage_size());
+        if (mount("hm-lowers", dir, "tmpfs", 0, opts) < 0)
+                return hm_error_set(err, errno, "mount tmpfs for the lowers above the host's '/' on '%s' (%s): %s",
+                                    dir, opts, strerror(errno));
+        st->stage = TAKE_PTR(dir);
+        /* nothing of it propagates to the host's other mount namespaces */
+        (void) mount(NULL, st->stage, NULL, MS_PRIVATE, NULL);
+        size_t n = strv_len(ids);
+        char **v = xcalloc(n + 1, sizeof(char *));
+        for (size_t i = 1; i < n; i++) {
+                char *d = xasprintf("%s/%zu", st->stage, i);
+                v[n - 1 - i] = d;
+                int rc = mkdir(d, 0755) < 0 ? hm_error_set(err, errno, "create '%s': %s", d, strerror(errno))
+                                            : oci_store_copy_layer(s, ids[i], d, err);
+                if (rc < 0) {
+                        strv_free(v);
+                        return hm_error_wrap(err, "copy layer '%s' onto the tmpfs above the host's '/'", ids[i]);
+                }
+        }
+        v[n - 1] = xstrdup("/");
+        *ret_lowers = v;
+        return 0;
+}
+
+static bool chain_on_host(char *const *chain)
+{
+        return chain && chain[0] && !strcmp(chain[0], OCI_HOST_IMAGE);
+}
+
 static int launch(struct ns_runner *r, struct ns_step *st, hm_error_t *err)
 {
         const struct step_exec *x = st->x;
         int rc = resolve_chain(r, x, &st->chain, err);
         if (rc < 0)
                 return rc;
+        bool on_host = chain_on_host(st->chain);
+        if (on_host && r->rootless)
+                return hm_error_set(err, EPERM,
+                                    "image 'host' needs root: in a user namespace the kernel refuses the host's '/' "
+                                    "as an overlay lower (locked submounts); import an image with "
+                                    "`hm image import SOURCE NAME` and use that instead");
         const char *ws_id = NULL;
         if (x->ws && (rc = ws_layer(r, x, &ws_id, err)) < 0)
                 return rc;
@@ -323,6 +404,12 @@ static int launch(struct ns_runner *r, struct ns_step *st, hm_error_t *err)
                 return rc;
         if ((rc = oci_store_begin_layer(r->store, x->run_id, &st->u, err)) < 0)
                 return rc;
+        if (on_host && strv_len(ids) > 1 && oci_store_layers_on_host_root(r->store)) {
+                strv_free(lowers);
+                lowers = NULL;
+                if ((rc = stage_host_lowers(st, ids, &lowers, err)) < 0)
+                        return rc;
+        }
         if (!ws_id) {
                 _cleanup_free_ char *w = xasprintf("%s/workspace", st->u->upper);
                 (void) mkdir(w, 0755);
@@ -334,7 +421,9 @@ static int launch(struct ns_runner *r, struct ns_step *st, hm_error_t *err)
         _cleanup_free_ char *id = xasprintf("hm-%.8s-%u", x->run_id, x->step->index);
         struct rt_start_options so = { .rootfs_overlay = &ov, .capture_output = true, .stdin_fd = -1, .id = id,
                                        .rootless = r->rootless, .seccomp_bpf = r->bpf, .seccomp_bpf_len = r->bpf_len };
-        if ((rc = rt_container_start(spec, &so, &st->c, err)) < 0)
+        rc = rt_container_start(spec, &so, &st->c, err);
+        stage_release(st);
+        if (rc < 0)
                 return rc;
         for (const char *const *n = rt_container_notices(st->c); n && *n; n++)
                 if (st->x->on_notice)
@@ -375,6 +464,7 @@ static int ns_start(struct hm_runner *base, struct step_exec *x, hm_error_t *err
                 if (st->c)
                         rt_container_free(st->c);
                 st->c = NULL;
+                stage_release(st);
                 oci_store_abort_layer(r->store, st->u);
                 st->u = NULL;
                 fail_later(st, &e);

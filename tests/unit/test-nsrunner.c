@@ -24,7 +24,8 @@
 
 #define RUN_ID "0123456789abcdef0123456789abcdef"
 
-static char top[] = "/tmp/hm-test-nsrunner-XXXXXX";
+/* on the root filesystem (usually): the host image's lowers must then be moved off it */
+static char top[] = "/var/tmp/hm-test-nsrunner-XXXXXX";
 
 struct outcome {
         struct strbuf out, err;
@@ -148,6 +149,97 @@ static size_t count_fds(void)
         return count_dir("/proc/self/fd");
 }
 
+static bool mounted_below(const char *dir)
+{
+        _cleanup_free_ char *info = NULL;
+        return read_file("/proc/self/mountinfo", 0, &info, NULL) < 0 || strstr(info, dir);
+}
+
+#define HOST_X "/usr/hm-test-nsrunner-x"
+
+/*
+ * Image "host" with the store on the root filesystem: a host step (with the
+ * workspace on top) writes HOST_X, deletes /etc/debian_version and replaces
+ * /etc/apt; its child and grandchild (lowers: snapshots above the host's "/")
+ * see all of it, the host sees none of it, and nothing stays mounted.
+ */
+static void host_steps(struct hm_runner *r, const char *storep, const struct workspace *ws, char **ret_h1,
+                       char **ret_h2, char **ret_h3)
+{
+        struct stat rs, ss;
+        bool on_root = stat("/", &rs) == 0 && stat(storep, &ss) == 0 && rs.st_dev == ss.st_dev;
+        tap_diag("store %s on the root filesystem", on_root ? "is" : "is NOT");
+        if (access(HOST_X, F_OK) == 0 || access("/etc/debian_version", F_OK) < 0 || access("/etc/apt", F_OK) < 0) {
+                tap_ok(false, "host steps need /etc/debian_version, /etc/apt and no %s on the host", HOST_X);
+                return;
+        }
+        _cleanup_free_ char *tmpd = xasprintf("%s/tmp", storep);
+        struct outcome o;
+        struct stepdef h1 = { "host", "test -f /etc/debian_version && echo host-ok && cat /workspace/src.txt && "
+                                      "echo x > " HOST_X " && rm /etc/debian_version && rm -rf /etc/apt && "
+                                      "mkdir /etc/apt && echo only > /etc/apt/only",
+                              "host", .ws = ws };
+        run_step(r, &h1, &o);
+        tap_ok(o.res.exit_code == 0 && !strcmp(o.out.buf, "host-ok\nfrom-ws\n") && o.res.snapshot &&
+                       access(HOST_X, F_OK) < 0 && access("/etc/debian_version", F_OK) == 0 && !mounted_below(tmpd),
+               "image 'host' + workspace: the host's / read-only below a private upper (%s)",
+               o.res.error_msg ? o.res.error_msg : o.err.buf);
+        *ret_h1 = TAKE_PTR(o.res.snapshot);
+        outcome_release(&o);
+        if (!*ret_h1)
+                return;
+
+        struct stepdef h2 = { "host-child", "cat " HOST_X " /workspace/src.txt; ls /etc/apt; "
+                                            "test -e /etc/debian_version || echo gone; echo y > /usr/hm-test-y",
+                              .parent = *ret_h1, .ws = ws };
+        run_step(r, &h2, &o);
+        tap_ok(o.res.exit_code == 0 && !strcmp(o.out.buf, "x\nfrom-ws\nonly\ngone\n") && o.res.snapshot &&
+                       access("/usr/hm-test-y", F_OK) < 0 && !mounted_below(tmpd),
+               "child of a host snapshot: its file, whiteout and opaque dir, workspace on top (%s)",
+               o.res.error_msg ? o.res.error_msg : o.err.buf);
+        *ret_h2 = TAKE_PTR(o.res.snapshot);
+        outcome_release(&o);
+        if (!*ret_h2)
+                return;
+
+        struct stepdef h3 = { "host-grandchild", "cat " HOST_X " /usr/hm-test-y; test -e /workspace/src.txt || echo no-ws",
+                              .parent = *ret_h2 };
+        run_step(r, &h3, &o);
+        tap_ok(o.res.exit_code == 0 && !strcmp(o.out.buf, "x\ny\nno-ws\n") && !mounted_below(tmpd),
+               "grandchild (two snapshots above the host, no workspace) (%s)",
+               o.res.error_msg ? o.res.error_msg : o.err.buf);
+        *ret_h3 = TAKE_PTR(o.res.snapshot);
+        outcome_release(&o);
+
+        struct stepdef h4 = { "host-cancel", "sleep 30", .parent = *ret_h1, .ws = ws, .cancel_after_ms = 300 };
+        run_step(r, &h4, &o);
+        tap_ok(o.done && o.res.canceled && !o.res.snapshot && !mounted_below(tmpd) && count_dir(tmpd) == 0,
+               "canceled child of a host snapshot leaves no mount and no tmp dir");
+        outcome_release(&o);
+}
+
+/* Rootless, "host" cannot work: a clear error that says why and what to do instead. */
+static void host_rootless(struct hm_loop *loop, const char *storep)
+{
+        struct hm_runner *r = NULL;
+        hm_error_t err = NULL;
+        struct ns_options opt = { .store = storep, .rootless = NS_ROOTLESS_ON };
+        if (ns_runner_new(loop, &opt, &r, &err) < 0) {
+                tap_ok(false, "rootless ns_runner_new: %s", err->msg);
+                hm_error_release(&err);
+                return;
+        }
+        struct outcome o;
+        struct stepdef d = { "host-rootless", "true", "host" };
+        run_step(r, &d, &o);
+        const char *m = o.res.error_msg ? o.res.error_msg : "";
+        tap_ok(o.res.runner_error && strstr(m, "needs root") && strstr(m, "user namespace") &&
+                       strstr(m, "hm image import"),
+               "rootless 'host' refused: %s", m);
+        outcome_release(&o);
+        r->ops->free(r);
+}
+
 static bool dropped;
 static void on_dropped(void *data) { dropped = true; }
 
@@ -250,13 +342,10 @@ int main(void)
                "missing image: %s", o.res.error_msg ? o.res.error_msg : "-");
         outcome_release(&o);
 
-        struct stepdef s8 = { "host", "test -f /etc/debian_version && echo host-ok > /tmp/hm-host-probe && cat /tmp/hm-host-probe",
-                              "host" };
-        run_step(r, &s8, &o);
-        tap_ok(o.res.exit_code == 0 && !strcmp(o.out.buf, "host-ok\n") && access("/tmp/hm-host-probe", F_OK) < 0,
-               "image 'host': the host's / read-only below a private upper (%s)", o.res.error_msg ? o.res.error_msg : o.err.buf);
-        char *snap_host = TAKE_PTR(o.res.snapshot);
-        outcome_release(&o);
+        char *snap_host = NULL, *snap_host2 = NULL, *snap_host3 = NULL;
+        host_steps(r, storep, ws, &snap_host, &snap_host2, &snap_host3);
+
+        host_rootless(loop, storep);
 
         /* cost of one step: `true`, committing a snapshot */
         char *cost_snaps[11] = { 0 };
@@ -273,9 +362,9 @@ int main(void)
                  (long long) ms_commit);
 
         _cleanup_free_ char *layers = xasprintf("%s/layers", storep), *tmpd = xasprintf("%s/tmp", storep);
-        char *refs[16] = { 0 };
+        char *refs[24] = { 0 }; /* NULL-terminated */
         size_t n_refs = 0;
-        char *all[] = { snap_parent, snap_child, snap_cached, snap_host };
+        char *all[] = { snap_parent, snap_child, snap_cached, snap_host, snap_host2, snap_host3 };
         for (size_t i = 0; i < ARRAY_SIZE(all); i++)
                 if (all[i])
                         refs[n_refs++] = all[i];
@@ -299,6 +388,8 @@ int main(void)
         free(snap_child);
         free(snap_cached);
         free(snap_host);
+        free(snap_host2);
+        free(snap_host3);
         for (int i = 0; i < 10; i++)
                 free(cost_snaps[i]);
         close(ws->fd);

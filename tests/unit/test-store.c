@@ -515,6 +515,126 @@ static void test_flatten(void)
         oci_store_free(s);
 }
 
+static bool is_whiteout_dev(const char *p)
+{
+        struct stat st;
+        return lstat(p, &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0);
+}
+
+static bool is_opaque(const char *p)
+{
+        char v[4];
+        ssize_t n = lgetxattr(p, "trusted.overlay.opaque", v, sizeof v);
+        return n == 1 && v[0] == 'y';
+}
+
+/* A host step's upper: a file (0640, 1234:5678, user xattr, 2 hardlinks), a whiteout, an opaque dir. */
+static void fill_host_upper(const char *up, int i)
+{
+        _cleanup_free_ char *f = xasprintf("%s/f%02d", up, i), *h = xasprintf("%s/h%02d", up, i);
+        int fd = open(f, O_CREAT | O_WRONLY | O_CLOEXEC, 0640);
+        (void) !write(fd, "data", 4);
+        safe_close(fd);
+        (void) !fchownat(AT_FDCWD, f, 1234, 5678, 0);
+        (void) !chmod(f, 0640);
+        setxattr(f, "user.hm", "v", 1, 0);
+        (void) !link(f, h);
+        if (i == 0) {
+                _cleanup_free_ char *etc = xasprintf("%s/etc", up), *w = xasprintf("%s/etc/debian_version", up);
+                _cleanup_free_ char *o = xasprintf("%s/etc/apt", up), *n = xasprintf("%s/etc/apt/only", up);
+                mkdir(etc, 0755);
+                mknod(w, S_IFCHR, makedev(0, 0));
+                mkdir(o, 0755);
+                setxattr(o, "trusted.overlay.opaque", "y", 1, 0);
+                mkdir(n, 0755);
+        }
+}
+
+/* The layer form of a host snapshot's files, as a copy or a flattened layer. */
+static bool check_host_layer(const char *dir, int n)
+{
+        _cleanup_free_ char *w = xasprintf("%s/etc/debian_version", dir), *o = xasprintf("%s/etc/apt", dir);
+        _cleanup_free_ char *only = xasprintf("%s/etc/apt/only", dir);
+        bool ok = is_whiteout_dev(w) && is_opaque(o) && exists(only);
+        for (int i = 0; ok && i < n; i++) {
+                _cleanup_free_ char *f = xasprintf("%s/f%02d", dir, i), *h = xasprintf("%s/h%02d", dir, i);
+                struct stat a, b;
+                char v[4] = "";
+                ok = stat(f, &a) == 0 && stat(h, &b) == 0 && a.st_ino == b.st_ino && (a.st_mode & 07777) == 0640 &&
+                     a.st_uid == 1234 && a.st_gid == 5678 && a.st_size == 4 && getxattr(f, "user.hm", v, 1) == 1;
+        }
+        return ok;
+}
+
+/*
+ * Host snapshots: copied as layers onto another filesystem (what the ns runner
+ * does on a root-fs store), and flattened, whiteouts and opaque dirs must stay.
+ */
+static void test_host_layers(void)
+{
+        struct oci_store *s = new_store("hostl");
+        hm_error_t err = NULL;
+        _cleanup_free_ char *layers = xasprintf("%s/layers", oci_store_path(s));
+        struct stat rs, ls;
+        bool same = stat("/", &rs) == 0 && stat(layers, &ls) == 0 && rs.st_dev == ls.st_dev;
+        tap_ok(oci_store_layers_on_host_root(s) == same, "store layers on the root filesystem: %s", same ? "yes" : "no");
+
+        _cleanup_free_ char *tm = xasprintf("%s/tmpfs", top);
+        mkdir(tm, 0755);
+        if (mount("tmpfs", tm, "tmpfs", 0, "mode=0755") < 0) {
+                tap_ok(false, "mount tmpfs: %s", strerror(errno));
+                oci_store_free(s);
+                return;
+        }
+        _cleanup_free_ char *tsp = xasprintf("%s/store", tm);
+        struct oci_store *ts = NULL;
+        tap_ok(oci_store_open(tsp, &ts, &err) == 0 && !oci_store_layers_on_host_root(ts),
+               "a store on a tmpfs is not on the root filesystem");
+        oci_store_free(ts);
+        hm_error_release(&err);
+
+        char **chain = NULL;
+        strv_push(&chain, OCI_HOST_IMAGE);
+        char *first = NULL;
+        bool flattened = false;
+        int n = 0;
+        for (; n < 70 && !flattened; n++) {
+                struct oci_store_upper *u = NULL;
+                char *id = NULL;
+                if (oci_store_begin_layer(s, "run", &u, &err) < 0)
+                        break;
+                fill_host_upper(u->upper, n);
+                if (oci_store_commit_layer(s, u, chain, "run", NULL, &id, &err) < 0)
+                        break;
+                strv_free(chain);
+                chain = NULL;
+                oci_store_snapshot_chain(s, id, &chain, &err);
+                flattened = n > 0 && strv_len(chain) == 2;
+                if (!first)
+                        first = id;
+                else
+                        free(id);
+        }
+        if (err) {
+                tap_diag("%s", err->msg);
+                hm_error_release(&err);
+        }
+        _cleanup_free_ char *copy = xasprintf("%s/copy", tm);
+        mkdir(copy, 0755);
+        int r = first ? oci_store_copy_layer(s, first, copy, &err) : -1;
+        tap_ok(r == 0 && check_host_layer(copy, 1),
+               "a host snapshot copied onto a tmpfs keeps whiteouts, opaque dirs, modes, owners, xattrs, hardlinks (%s)",
+               err ? err->msg : "ok");
+        hm_error_release(&err);
+        _cleanup_free_ char *flat = flattened ? oci_store_layer_path(s, chain[1]) : NULL;
+        tap_ok(flattened && !strcmp(chain[0], OCI_HOST_IMAGE) && check_host_layer(flat, n),
+               "a deep host chain flattens into one layer over 'host' that still hides host files (%d layers)", n);
+        umount2(tm, MNT_DETACH);
+        free(first);
+        strv_free(chain);
+        oci_store_free(s);
+}
+
 static void test_limits_and_devices(void)
 {
         struct oci_store *s = new_store("limits");
@@ -609,6 +729,7 @@ int main(void)
         test_reap_interrupted();
         test_snapshots();
         test_flatten();
+        test_host_layers();
         test_limits_and_devices();
         rm_rf(top);
         free(images);
