@@ -4,6 +4,7 @@
 #define HM_CMD_H
 
 #include "lib/error.h"
+#include "sched/runner.h"
 
 struct hm_loop;
 struct hm_runner;
@@ -23,6 +24,7 @@ struct runner_choice {
         const char *socket;  /* engine socket, or NULL to discover */
         const char *network; /* engine NetworkMode / ns "none"|"host" */
         const char *pull;    /* missing|always|never */
+        struct step_limits limits;
 };
 /* Build the runner for a choice (blocking set-up before the loop runs is fine). */
 int cmd_make_runner(struct hm_loop *loop, const struct runner_choice *c, struct hm_runner **ret, hm_error_t *err);

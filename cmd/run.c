@@ -37,6 +37,9 @@ static void run_usage(FILE *f)
               "      --grace SECONDS     SIGTERM to SIGKILL delay when stopping steps (default 5)\n"
               "      --pull POLICY       missing (default), always, never\n"
               "      --network MODE      engine network mode; ns: none (default) or host\n"
+              "      --memory SIZE       memory limit per step (e.g. 512m, 2g)\n"
+              "      --pids-limit N      process limit per step\n"
+              "      --cpus N            CPU limit per step (e.g. 1.5)\n"
               "      --no-cache          neither use nor store cached snapshots\n"
               "      --cache-capacity N  cached snapshots kept per backend (default 64)\n"
               "      --dry-run           print the plan, run nothing\n"
@@ -55,10 +58,41 @@ static int parse_uint(const char *s, const char *flag, unsigned long max, unsign
         return 0;
 }
 
+/* "512m", "2g", "1048576": bytes, at least 4 MiB (below that no shell starts). */
+static int parse_size(const char *s, const char *flag, int64_t *ret, hm_error_t *err)
+{
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        int64_t mult = 1;
+        switch (*end) {
+        case 'k': case 'K': mult = 1 << 10; end++; break;
+        case 'm': case 'M': mult = 1 << 20; end++; break;
+        case 'g': case 'G': mult = 1 << 30; end++; break;
+        }
+        if (*end == 'b' || *end == 'B')
+                end++;
+        if (!*s || *end || errno || v * (double) mult < 4.0 * (1 << 20) || v * (double) mult > 9e18)
+                return hm_error_set_exit(err, 2, EINVAL, "%s: '%s' is not a size of at least 4m (e.g. 512m, 2g)", flag, s);
+        *ret = (int64_t) (v * (double) mult);
+        return 0;
+}
+
+static int parse_cpus(const char *s, int64_t *ret, hm_error_t *err)
+{
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (!*s || *end || errno || v < 0.01 || v > 4096)
+                return hm_error_set_exit(err, 2, EINVAL, "--cpus: '%s' is not a number of CPUs between 0.01 and 4096", s);
+        *ret = (int64_t) (v * 1000 + 0.5);
+        return 0;
+}
+
 static int parse_args(int argc, char **argv, struct run_options *o, hm_error_t *err)
 {
         enum { O_RUNNER = 256, O_SOCKET, O_FORMAT, O_LOGS, O_PAR, O_GRACE, O_PULL, O_NET, O_DRY, O_NOCOLOR,
-               O_NOCACHE, O_CAP, O_BACKEND };
+               O_NOCACHE, O_CAP, O_BACKEND, O_MEM, O_PIDS, O_CPUS };
         static const struct option opts[] = {
                 { "dir", required_argument, NULL, 'd' },     { "file", required_argument, NULL, 'f' },
                 { "runner", required_argument, NULL, O_RUNNER }, { "backend", required_argument, NULL, O_BACKEND },
@@ -68,7 +102,9 @@ static int parse_args(int argc, char **argv, struct run_options *o, hm_error_t *
                 { "pull", required_argument, NULL, O_PULL }, { "network", required_argument, NULL, O_NET },
                 { "dry-run", no_argument, NULL, O_DRY },     { "no-color", no_argument, NULL, O_NOCOLOR },
                 { "no-cache", no_argument, NULL, O_NOCACHE }, { "cache-capacity", required_argument, NULL, O_CAP },
-                { "help", no_argument, NULL, 'h' },          {}
+                { "memory", required_argument, NULL, O_MEM }, { "pids-limit", required_argument, NULL, O_PIDS },
+                { "cpus", required_argument, NULL, O_CPUS },  { "help", no_argument, NULL, 'h' },
+                {}
         };
         unsigned long v;
         int c, r;
@@ -106,6 +142,19 @@ static int parse_args(int argc, char **argv, struct run_options *o, hm_error_t *
                         if ((r = parse_uint(optarg, "--cache-capacity", 1000000, &v, err)) < 0)
                                 return r;
                         o->cache_capacity = v;
+                        break;
+                case O_MEM:
+                        if ((r = parse_size(optarg, "--memory", &o->runner.limits.memory_bytes, err)) < 0)
+                                return r;
+                        break;
+                case O_PIDS:
+                        if ((r = parse_uint(optarg, "--pids-limit", 1u << 22, &v, err)) < 0)
+                                return r;
+                        o->runner.limits.pids = (int64_t) v;
+                        break;
+                case O_CPUS:
+                        if ((r = parse_cpus(optarg, &o->runner.limits.millicpus, err)) < 0)
+                                return r;
                         break;
                 case 'h': run_usage(stdout); exit(0);
                 default: return hm_error_set_exit(err, 2, EINVAL, "bad option (see 'hm run --help')");

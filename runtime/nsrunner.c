@@ -32,6 +32,7 @@ struct ns_runner {
         bool host_net;
         bool rootless;
         bool no_seccomp;
+        struct step_limits limits;
         void *bpf;
         size_t bpf_len;
         struct ws_layer *ws;
@@ -262,6 +263,24 @@ static void drop_netns(struct oci_spec *spec)
                 }
 }
 
+static void set_limits(struct oci_resources *res, const struct step_limits *l)
+{
+        if (l->memory_bytes > 0) {
+                res->memory_limit = l->memory_bytes;
+                res->memory_limit_present = true;
+        }
+        if (l->pids > 0) {
+                res->pids_limit = l->pids;
+                res->pids_limit_present = true;
+        }
+        if (l->millicpus > 0) {
+                res->cpu_period = 100000;
+                res->cpu_period_present = true;
+                res->cpu_quota = l->millicpus * 100; /* µs of CPU per 100 ms period */
+                res->cpu_quota_present = true;
+        }
+}
+
 static struct oci_spec *build_spec(struct ns_runner *r, const struct step_exec *x, const struct oci_image *img)
 {
         struct oci_spec *spec = oci_spec_new_default();
@@ -288,6 +307,7 @@ static struct oci_spec *build_spec(struct ns_runner *r, const struct step_exec *
                 oci_seccomp_free(spec->linux_.seccomp);
                 spec->linux_.seccomp = NULL;
         }
+        set_limits(&spec->linux_.resources, &r->limits);
         return spec;
 }
 
@@ -641,6 +661,7 @@ int ns_runner_new(struct hm_loop *loop, const struct ns_options *o, struct hm_ru
         r->host_net = o->network && !strcmp(o->network, "host");
         r->rootless = o->rootless == NS_ROOTLESS_ON || (o->rootless == NS_ROOTLESS_AUTO && getuid() != 0);
         r->no_seccomp = o->no_seccomp;
+        r->limits = o->limits;
         int rc = oci_store_open(o->store, &r->store, err);
         if (rc >= 0 && !r->no_seccomp) {
                 struct oci_seccomp *sc = oci_seccomp_new_default();

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 
 #include "lib/error.h"
+#include "sched/runner.h"
 
 struct hm_loop;
 struct hm_runner;
@@ -33,6 +34,7 @@ struct ns_options {
         const char *network;    /* NULL or "none": a private network ns; "host": the host's */
         enum ns_rootless rootless; /* AUTO: rootless when getuid() != 0 */
         bool no_seccomp;        /* the default seccomp profile is on unless set */
+        struct step_limits limits; /* per step (sched/runner.h); zero: none */
 };
 
 int ns_runner_new(struct hm_loop *loop, const struct ns_options *o, struct hm_runner **ret, hm_error_t *err);

@@ -28,6 +28,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "lib/error.h"
 
@@ -39,6 +40,13 @@ struct hm_runner;
 struct step_exec;
 
 enum { HM_STREAM_STDOUT = 1, HM_STREAM_STDERR = 2 };
+
+/* Resource limits applied to every step of a run, by both runners (0: none). */
+struct step_limits {
+        int64_t memory_bytes; /* ns: cgroup memory.limit (v2 memory.max); engines: HostConfig.Memory */
+        int64_t pids;         /* ns: pids cgroup; engines: HostConfig.PidsLimit */
+        int64_t millicpus;    /* 1000 = one CPU; ns: cfs quota per 100 ms; engines: HostConfig.NanoCpus */
+};
 
 struct step_result {
         int exit_code;      /* the command's status: 0..255, 128+N when killed by signal N */

@@ -71,6 +71,15 @@ def main():
     ok("kcore=0 timer=0" in ml or "kcore=absent timer=0" in ml, "masked /proc paths read empty (kcore may be absent)", ml)
     ok("sys=0" not in ml and "sysrq=0" not in ml, "/proc/sys and /proc/sysrq-trigger are not writable", ml)
     ok(logs.get("net", [""])[0].split() == ["lo"], "the default network is a private namespace with only lo", logs.get("net"))
+    # limits: cgroup v1 here as root (v2 where delegated); rootless falls back to rlimits with a notice
+    p, logs, ends = run_steps([
+        ("forks", "i=0; while [ $i -lt 30 ]; do sleep 2 & i=$((i+1)); done 2>&1 | tail -n 1; wait"),
+        ("alloc", "dd if=/dev/zero of=/dev/null bs=96M count=1 2>&1 | tail -n 1"),
+        ("small", "dd if=/dev/zero of=/dev/null bs=4M count=1 2>&1 | tail -n 1"),
+    ], ["--pids-limit", "12", "--memory", "48m"])
+    ok(any("can't fork" in l for l in logs.get("forks", [])), "--pids-limit 12 stops a fork loop", logs.get("forks"))
+    ok(logs.get("alloc", [""])[-1].strip() == "Killed", "--memory 48m kills a 96 MiB allocation", logs.get("alloc"))
+    ok(logs.get("small", [""])[-1].startswith("1+0 records out"), "a 4 MiB allocation under --memory 48m works", logs.get("small"))
     n_pass = sum(results)
     print("%d passed, %d failed" % (n_pass, len(results) - n_pass))
     return 0 if all(results) else 1
