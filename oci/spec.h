@@ -274,4 +274,34 @@ const char *oci_seccomp_op_to_string(enum oci_seccomp_op op);
 /* Bitmask of the default container capabilities. */
 uint64_t oci_default_capabilities(void);
 
+/*
+ * Per-run sandbox options (oci/spec-options.c): hm run's --cap-add/--cap-drop,
+ * --user, --read-only and --tmpfs-tmp.  --seccomp is separate
+ * (oci_seccomp_from_option) since runners compile it once per run.
+ */
+struct oci_run_options {
+        char **cap_add;       /* "NET_RAW", "CAP_NET_RAW", "all"; case-insensitive */
+        char **cap_drop;
+        const char *user;     /* "UID[:GID]" numeric; NULL: the spec's (root) */
+        bool readonly_rootfs; /* root.readonly */
+        bool tmpfs_tmp;       /* a fresh tmpfs on /tmp (nosuid,nodev,1777) */
+};
+int oci_spec_apply_run_options(struct oci_spec *s, const struct oci_run_options *o, hm_error_t *err);
+/* "NET_RAW"/"cap_net_raw" -> CAP_NET_RAW; -1 with err if unknown. */
+int oci_cap_parse(const char *name, hm_error_t *err);
+/* Docker's rules: ALL in drop empties first, ALL in add fills first; then drop, then add. */
+int oci_caps_adjust(uint64_t base, char *const *add, char *const *drop, uint64_t *ret, hm_error_t *err);
+/* bounding = effective = permitted = caps; inheritable = ambient = 0. */
+void oci_spec_set_capabilities(struct oci_spec *s, uint64_t caps);
+int oci_parse_user(const char *user, uid_t *ret_uid, gid_t *ret_gid, hm_error_t *err);
+/*
+ * A seccomp profile, OCI (linux.seccomp, or a whole config.json) or Docker
+ * format (archMap, includes/excludes decided against `caps` and this
+ * machine).  `name` prefixes errors.
+ */
+int oci_seccomp_profile_parse(const char *json, size_t len, const char *name, uint64_t caps,
+                              struct oci_seccomp **ret, hm_error_t *err);
+/* --seccomp value: NULL/"default" -> the default profile, "unconfined" -> *ret = NULL, else a file. */
+int oci_seccomp_from_option(const char *opt, uint64_t caps, struct oci_seccomp **ret, hm_error_t *err);
+
 #endif

@@ -21,13 +21,15 @@
  *     reaps, forwards signals, exits with the command's status); the
  *     new child (pid 2) goes on.  Forking here, after the mounts, gives
  *     pid 1 the final root and /proc while keeping it out of the
- *     user/capability/seccomp switch below
+ *     user/capability/seccomp switch below (pid 1 makes itself
+ *     non-dumpable: no ptrace, /proc/1/exe, /proc/1/mem from the command)
  *  5. rlimits, umask
  *  6. setsid; seccomp here instead of step 10 when noNewPrivileges is false
  *     (loading a filter without NNP needs CAP_SYS_ADMIN, gone after 6);
  *     bounding set, setgroups/setresgid/setresuid keeping capabilities,
- *     capset (effective/permitted/inheritable), ambient; chdir(cwd) as the
- *     final user
+ *     capset (effective/permitted/inheritable), ambient; the cwd as the
+ *     final user, resolved inside the root (no magic links) and checked to
+ *     be inside it (CVE-2024-21626 class)
  *  7. PR_SET_NO_NEW_PRIVS
  *  8. unblock signals, PR_SET_PDEATHSIG(SIGKILL) (pid 1 is our parent now)
  *  9. close every fd >= 3 but the CLOEXEC sync fd, so seccomp need not
@@ -56,6 +58,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <grp.h>
@@ -536,6 +539,38 @@ static void switch_user(const struct rt_plan *p)
                 die(p, "reset keep-capabilities", NULL);
 }
 
+/*
+ * CVE-2024-21626 class: until step 9 this process still holds every fd the
+ * caller had (clone copies them, CLOEXEC only acts at exec), so a cwd such
+ * as /proc/self/fd/N, or an image symlink to it, would chdir onto the host.
+ * The cwd is resolved inside the new root with magic links refused, as the
+ * final user (search permission), and the result is checked: the kernel
+ * reports a cwd outside the root as "(unreachable)/...".
+ */
+static void enter_cwd(const struct rt_plan *p)
+{
+        int rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (rootfd < 0)
+                die(p, "open '/' of the container", NULL);
+        struct rt_open_how how = { O_PATH | O_DIRECTORY | O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+        int fd = rt_openat2(rootfd, p->cwd, &how);
+        close(rootfd);
+        if (fd < 0 && errno == ENOSYS) { /* before 5.6: plain chdir, still checked below */
+                if (chdir(p->cwd) < 0)
+                        die(p, "chdir to cwd", p->cwd);
+        } else if (fd < 0 || fchdir(fd) < 0) {
+                die(p, "chdir to cwd", p->cwd);
+        }
+        if (fd >= 0)
+                close(fd);
+        char buf[4096];
+        long n = syscall(SYS_getcwd, buf, sizeof buf);
+        if (n <= 0 || buf[0] != '/') {
+                errno = EXDEV;
+                die3(p, "cwd", p->cwd, " resolves outside the container root");
+        }
+}
+
 static void step6_identity(const struct rt_plan *p)
 {
         if (setsid() < 0)
@@ -543,8 +578,7 @@ static void step6_identity(const struct rt_plan *p)
         if (!p->no_new_privs)
                 load_seccomp(p);
         switch_user(p);
-        if (chdir(p->cwd) < 0)
-                die(p, "chdir to cwd", p->cwd);
+        enter_cwd(p);
 }
 
 static void step9_close_fds(const struct rt_plan *p)

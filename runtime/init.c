@@ -3,8 +3,9 @@
  * pid 1 of the container (bubblewrap's do_init, tini's job).  It runs our
  * code only, never execs, so it gets no seccomp filter; it keeps nothing of
  * the caller: every fd is closed (including the sync fd, so the parent sees
- * EOF only when the command execs) and every capability but CAP_KILL is
- * dropped, with no_new_privs set.
+ * EOF only when the command execs), every capability but CAP_KILL is
+ * dropped (the bounding set emptied), with no_new_privs set, and it is not
+ * dumpable, so the command cannot reach it through ptrace or /proc/1.
  *
  * Signals stay blocked and are taken with sigwaitinfo(): a blocked signal is
  * never discarded, not even for a namespace's init (kernel sig_ignored()),
@@ -12,6 +13,7 @@
  */
 #include "runtime/init.h"
 
+#include <errno.h>
 #include <linux/capability.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -22,8 +24,18 @@
 
 static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
 
+/*
+ * Non-dumpable: the command (same uid) can then neither ptrace us (we run
+ * without the command's seccomp filter) nor open /proc/1/exe, /proc/1/mem
+ * or /proc/1/root: /proc/1/exe is hm's binary on the host (CVE-2019-5736
+ * class).  The bounding set is emptied while CAP_SETPCAP is still held.
+ */
 static void drop_privileges(void)
 {
+        (void) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        for (int cap = 0; cap < 64; cap++)
+                if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno == EINVAL)
+                        break;
         struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
         struct __user_cap_data_struct d[2] = { { 1u << CAP_KILL, 1u << CAP_KILL, 0 }, { 0, 0, 0 } };
         (void) rt_capset(&h, d);

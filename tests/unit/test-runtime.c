@@ -459,6 +459,179 @@ static void bench(const char *rootfs, const char *label)
         bench_bpf_len = 0;
 }
 
+
+/* ---- hardening (tests/security has the full attack suite) ---- */
+
+static void test_hardening(const char *rootfs)
+{
+        struct result r;
+        /* pid 1 is non-dumpable: its exe (hm on the host) and mem are out of reach */
+        run(rootfs, (const char *[]) { "/init", "attack", "proc-exe", "1", "exe", "r", NULL }, &r);
+        tap_ok(r.out && strstr(r.out, "VERDICT: BLOCKED open /proc/1/exe (r): EACCES"), "/proc/1/exe: EACCES");
+        if (!r.out || !strstr(r.out, "EACCES"))
+                tap_diag("%s %s", r.out ? r.out : "", r.error ? r.error : "");
+        result_release(&r);
+        run(rootfs, (const char *[]) { "/init", "attack", "proc-exe", "1", "mem", "rw", NULL }, &r);
+        tap_ok(r.out && strstr(r.out, "VERDICT: BLOCKED open /proc/1/mem (rw): EACCES"), "/proc/1/mem: EACCES");
+        result_release(&r);
+        run(rootfs, (const char *[]) { "/init", "cat", "/proc/1/status", NULL }, &r);
+        tap_ok(r.out && strstr(r.out, "CapBnd:\t0000000000000000\n"), "pid 1 has an empty bounding set");
+        result_release(&r);
+
+        /* CVE-2024-21626: a cwd through a leaked host fd is refused; an open dir fd stands in for the leak */
+        _cleanup_close_ int leak = open(tmp_root, O_RDONLY | O_DIRECTORY); /* deliberately not CLOEXEC */
+        _cleanup_free_ char *cwd = xasprintf("/proc/self/fd/%d", leak);
+        _cleanup_oci_spec_ struct oci_spec *s = spec_for(rootfs, (const char *[]) { "/init", "ls", ".", NULL });
+        free(s->process.cwd);
+        s->process.cwd = xstrdup(cwd);
+        run_full(s, NULL, "hm-test", 0, -1, &r);
+        tap_ok(r.error && strstr(r.error, "chdir to cwd") && !r.out, "cwd %s is refused (%s)", cwd,
+               r.error ? r.error : "started!");
+        result_release(&r);
+
+        /* a symlinked cwd is resolved inside the root */
+        _cleanup_free_ char *link = xasprintf("%s/up", rootfs);
+        (void) symlink("../../../../..", link);
+        free(s->process.cwd);
+        s->process.cwd = xstrdup("/up");
+        free(s->process.args[2]);
+        s->process.args[2] = NULL;
+        free(s->process.args[1]);
+        s->process.args[1] = xstrdup("pid");
+        run_full(s, NULL, "hm-test", 0, -1, &r);
+        tap_ok(r.status == 0 && !r.error, "a cwd symlink climbing out stays at the container root");
+        result_release(&r);
+        unlink(link);
+
+        /* read-only root, tmpfs /tmp, another user and capability changes through the run options */
+        _cleanup_oci_spec_ struct oci_spec *o = spec_for(rootfs, (const char *[]) { "/init", "write", "/x", NULL });
+        char *add[] = { "sys_ptrace", NULL }, *drop[] = { "CAP_NET_RAW", "chown", NULL };
+        struct oci_run_options ro = { .cap_add = add, .cap_drop = drop, .readonly_rootfs = true, .tmpfs_tmp = true };
+        hm_error_t e = NULL;
+        tap_ok(oci_spec_apply_run_options(o, &ro, &e) == 0, "run options apply");
+        run_full(o, NULL, "hm-test", 0, -1, &r);
+        TAP_IS_STR(r.out, "write /x: Read-only file system\n", "--read-only: '/' is read-only");
+        result_release(&r);
+        free(o->process.args[2]);
+        o->process.args[2] = xstrdup("/tmp/x");
+        run_full(o, NULL, "hm-test", 0, -1, &r);
+        TAP_IS_STR(r.out, "write /tmp/x: ok\n", "--tmpfs-tmp: /tmp stays writable");
+        result_release(&r);
+        free(o->process.args[1]);
+        o->process.args[1] = xstrdup("caps");
+        free(o->process.args[2]);
+        o->process.args[2] = NULL;
+        run_full(o, NULL, "hm-test", 0, -1, &r);
+        uint64_t want = (oci_default_capabilities() | (UINT64_C(1) << 19)) & ~((UINT64_C(1) << 13) | 1);
+        char line[64];
+        snprintf(line, sizeof line, "CapEff:\t%016" PRIx64 "\n", want);
+        tap_ok(r.out && strstr(r.out, line), "cap-add SYS_PTRACE, cap-drop NET_RAW,CHOWN: %s", strtok(line, "\n"));
+        snprintf(line, sizeof line, "CapBnd:\t%016" PRIx64 "\n", want);
+        tap_ok(r.out && strstr(r.out, line) && strstr(r.out, "CapInh:\t0000000000000000"), "bounding matches, inheritable empty");
+        result_release(&r);
+
+        if (!rootless_mode) { /* a rootless user ns maps only one id */
+                _cleanup_oci_spec_ struct oci_spec *u = spec_for(rootfs, (const char *[]) { "/init", "id", NULL });
+                struct oci_run_options uo = { .user = "65534:65534" };
+                tap_ok(oci_spec_apply_run_options(u, &uo, &e) == 0, "--user 65534:65534 applies");
+                run_full(u, NULL, "hm-test", 0, -1, &r);
+                TAP_IS_STR(r.out, "uid=65534 gid=65534 euid=65534 egid=65534 groups=\n", "the step runs as 65534:65534");
+                result_release(&r);
+        }
+}
+
+/* Docker-format profile: includes/excludes decided against the caps, then compiled and loaded */
+static void test_seccomp_profiles(const char *rootfs)
+{
+        static const char docker[] =
+                "{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"defaultErrnoRet\":1,"
+                "\"archMap\":[{\"architecture\":\"SCMP_ARCH_X86_64\",\"subArchitectures\":[\"SCMP_ARCH_X86\"]},"
+                "{\"architecture\":\"SCMP_ARCH_AARCH64\",\"subArchitectures\":[\"SCMP_ARCH_ARM\"]}],"
+                "\"syscalls\":[{\"names\":[\"read\",\"write\",\"exit\",\"exit_group\",\"execve\",\"brk\",\"mmap\","
+                "\"arch_prctl\",\"set_tid_address\",\"set_robust_list\",\"rseq\",\"prlimit64\",\"mprotect\","
+                "\"getrandom\",\"readlinkat\",\"uname\",\"newfstatat\",\"fstat\",\"ioctl\",\"getpid\",\"getppid\","
+                "\"close\",\"munmap\"],\"action\":\"SCMP_ACT_ALLOW\",\"comment\":\"base\"},"
+                "{\"name\":\"getuid\",\"action\":\"SCMP_ACT_ALLOW\",\"includes\":{\"caps\":[\"CAP_SYS_ADMIN\"]}},"
+                "{\"names\":[\"getgid\"],\"action\":\"SCMP_ACT_ALLOW\",\"excludes\":{\"caps\":[\"CAP_KILL\"]}},"
+                "{\"names\":[\"getegid\"],\"action\":\"SCMP_ACT_ALLOW\",\"includes\":{\"minKernel\":\"4.8\"}},"
+                "{\"names\":[\"personality\"],\"action\":\"SCMP_ACT_ALLOW\",\"args\":[{\"index\":0,\"value\":8,"
+                "\"valueTwo\":0,\"op\":\"SCMP_CMP_EQ\"}]}]}";
+        struct oci_seccomp *sc = NULL;
+        hm_error_t e = NULL;
+        int r = oci_seccomp_profile_parse(docker, strlen(docker), "docker.json", oci_default_capabilities(), &sc, &e);
+        tap_ok(r == 0, "a Docker-format profile parses%s%s", e ? ": " : "", e ? e->msg : "");
+        hm_error_release(&e);
+        if (r < 0)
+                return;
+        tap_ok(sc->default_action == OCI_SECCOMP_ERRNO && sc->default_errno_ret == 1, "defaultAction/defaultErrnoRet");
+        tap_ok(sc->n_syscalls == 3, "includes caps SYS_ADMIN and excludes caps KILL drop two rules (%zu left)", sc->n_syscalls);
+        tap_ok(sc->architectures && !strcmp(sc->architectures[0], "SCMP_ARCH_X86_64") && sc->architectures[1] &&
+                       !sc->architectures[2], "archMap gives the native arch and its sub-arch");
+        tap_ok(sc->syscalls[2].n_args == 1 && sc->syscalls[2].args[0].value == 8, "args parse");
+        void *bpf = NULL;
+        size_t len = 0;
+        tap_ok(rt_seccomp_compile(sc, &bpf, &len, &e) == 0 && len > 0, "it compiles");
+        oci_seccomp_free(sc);
+        free(bpf);
+        hm_error_release(&e);
+
+        static const char *const badp[][2] = {
+                { "{\"syscalls\":[]}", "defaultAction: missing" },
+                { "{\"defaultAction\":\"SCMP_ACT_NOPE\"}", "defaultAction: unknown action" },
+                { "{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":[{\"names\":[\"x\"]}]}", "syscalls[0]: action: missing" },
+                { "{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":[{\"names\":[\"x\"],\"action\":\"SCMP_ACT_ALLOW\","
+                  "\"includes\":{\"caps\":[\"CAP_NOPE\"]}}]}", "unknown capability 'CAP_NOPE'" },
+                { "{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"bogus\":1}", "bogus: unknown field" },
+                { "{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":[{\"names\":[\"x\"],\"action\":\"SCMP_ACT_ALLOW\","
+                  "\"args\":[{\"index\":6,\"value\":1,\"op\":\"SCMP_CMP_EQ\"}]}]}", "index (0..5)" },
+                { "[", "invalid JSON" },
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(badp); i++) {
+                sc = NULL;
+                r = oci_seccomp_profile_parse(badp[i][0], strlen(badp[i][0]), "p.json", 0, &sc, &e);
+                tap_ok(r < 0 && e && strstr(e->msg, badp[i][1]) && !sc, "refused: %s (%s)", badp[i][1], e ? e->msg : "accepted!");
+                hm_error_release(&e);
+                oci_seccomp_free(sc);
+        }
+
+        /* an OCI-format profile file through --seccomp=FILE, loaded into a container */
+        _cleanup_free_ char *file = xasprintf("%s/profile.json", tmp_root);
+        write_text(file, "{\"linux\":{\"seccomp\":{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":[{\"names\":[\"getppid\"],"
+                         "\"action\":\"SCMP_ACT_ERRNO\",\"errnoRet\":38}]}}}");
+        r = oci_seccomp_from_option(file, 0, &sc, &e);
+        tap_ok(r == 0 && sc && sc->n_syscalls == 1, "--seccomp=FILE reads a config.json's linux.seccomp");
+        hm_error_release(&e);
+        _cleanup_oci_spec_ struct oci_spec *s = spec_for(rootfs, (const char *[]) { "/init", "pid", NULL });
+        oci_seccomp_free(s->linux_.seccomp);
+        s->linux_.seccomp = sc;
+        void *saved = bench_bpf;
+        bench_bpf = NULL; /* build from the spec */
+        struct result res;
+        run_full(s, NULL, "hm-test", 0, -1, &res);
+        bench_bpf = saved;
+        TAP_IS_STR(res.out, "pid=2 ppid=-38\n", "the profile is enforced (getppid -> ENOSYS)");
+        result_release(&res);
+        tap_ok(oci_seccomp_from_option("unconfined", 0, &sc, &e) == 0 && !sc, "--seccomp=unconfined: no filter");
+        tap_ok(oci_seccomp_from_option("/nonexistent", 0, &sc, &e) < 0 && strstr(e->msg, "/nonexistent"), "a missing file is an error");
+        hm_error_release(&e);
+
+        uint64_t caps;
+        char *all[] = { "ALL", NULL }, *one[] = { "net_raw", NULL }, *bad[] = { "CAP_BOGUS", NULL };
+        tap_ok(oci_caps_adjust(oci_default_capabilities(), NULL, all, &caps, &e) == 0 && caps == 0, "--cap-drop ALL: none");
+        tap_ok(oci_caps_adjust(oci_default_capabilities(), one, all, &caps, &e) == 0 && caps == UINT64_C(1) << 13,
+               "--cap-drop ALL --cap-add NET_RAW: just NET_RAW");
+        tap_ok(oci_caps_adjust(0, all, one, &caps, &e) == 0 && !(caps & (UINT64_C(1) << 13)) && (caps & (UINT64_C(1) << 21)),
+               "--cap-add ALL --cap-drop NET_RAW");
+        tap_ok(oci_caps_adjust(0, bad, NULL, &caps, &e) < 0 && strstr(e->msg, "--cap-add: unknown capability 'CAP_BOGUS'"),
+               "unknown capability refused: %s", e ? e->msg : "");
+        hm_error_release(&e);
+        uid_t uid;
+        gid_t gid;
+        tap_ok(oci_parse_user("1000", &uid, &gid, &e) == 0 && uid == 1000 && gid == 1000, "--user 1000 -> 1000:1000");
+        tap_ok(oci_parse_user("1000:x", &uid, &gid, &e) < 0 && strstr(e->msg, "gid 'x'"), "--user 1000:x refused");
+        hm_error_release(&e);
+}
+
 static void run_all(void)
 {
         _cleanup_free_ char *rootfs = make_rootfs("rootfs");
@@ -471,6 +644,9 @@ static void run_all(void)
         test_setup_errors(rootfs);
         test_overlay();
         test_cgroups(rootfs);
+        test_hardening(rootfs);
+        if (!rootless_mode)
+                test_seccomp_profiles(rootfs);
         if (rootless_mode)
                 test_sysfs_fallback(rootfs);
         if (getenv("HM_TEST_BENCH"))

@@ -1,0 +1,603 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Escape test suite for hm's sandboxes (tests/security/README.md).
+
+Every attack runs INSIDE a pipeline step through the real `hm run` (or, for
+the image/bundle vectors, through `hm image import` / `hm oci run`) and
+prints one "VERDICT: BLOCKED|ESCAPED <why>" line (probes live in the static
+tests/init multitool, copied into the step's workspace).  Each case also has
+a control that shows its probe can detect an escape: the same probe run on
+the host, or hm's runtime with the protection removed (HM_SEC_ORIG_BIN).  A
+case passes when the control detects and the ns column is BLOCKED; docker
+and podman columns are for comparison only.
+
+    tests/security/run.py [--runners ns,docker,podman] [--socket RUNNER=PATH]
+                          [--results FILE] [--only NAME,...]
+
+Env: HM_BIN (default build/hm), HM_INIT (default: hm-test-init next to
+HM_BIN), HM_STORE (an ns store with alpine:3.20 imported; made on the fly
+from tests/lib/mkbusybox.sh when unset), DOCKER_HOST / CONTAINER_HOST
+(unix://...), HM_SEC_ORIG_BIN (an hm built without the hardening: controls).
+"""
+import argparse, io, json, os, secrets, shutil, signal, subprocess, sys, tarfile, tempfile, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+HM = os.path.abspath(os.environ.get("HM_BIN", "build/hm"))
+INIT = os.path.abspath(os.environ.get("HM_INIT", os.path.join(os.path.dirname(HM), "hm-test-init")))
+ORIG = os.environ.get("HM_SEC_ORIG_BIN")
+TOKEN = "hm-canary-" + secrets.token_hex(8)
+CANARY_DIR = "/tmp/hm-sec-canary-" + secrets.token_hex(4)
+CANARY = CANARY_DIR + "/canary"
+
+BLOCKED, ESCAPED, NA, ERROR = "BLOCKED", "ESCAPED", "N-A", "ERROR"
+
+
+class Case:
+    """name, step command (sh, cwd /workspace, ./init is the multitool),
+    control() -> (detects: bool|None, detail); None = no control possible on
+    this machine (the case is then skipped, never passed), host_check() ->
+    ESCAPED/BLOCKED/None overriding the in-step verdict (writes land in the
+    container when blocked, so only the host can tell), require: a word the
+    ns verdict must contain (e.g. the seccomp errno)."""
+
+    def __init__(self, name, desc, cmd=None, control=None, host_check=None, require=None, special=None,
+                 parent=None, engines=True):
+        self.name, self.desc, self.cmd, self.control = name, desc, cmd, control
+        self.host_check, self.require, self.special, self.parent = host_check, require, special, parent
+        self.engines = engines
+
+
+# ---------------------------------------------------------------- helpers
+
+def probe_host(*args, pass_fds=()):
+    p = subprocess.run([INIT, "attack"] + list(args), capture_output=True, text=True, timeout=30,
+                       pass_fds=pass_fds)
+    return parse_verdict(p.stdout.splitlines())
+
+
+def parse_verdict(lines):
+    for l in lines:
+        if l.startswith("VERDICT: "):
+            word, _, why = l[len("VERDICT: "):].partition(" ")
+            return word, why
+    return None, "\n".join(lines)[-300:]
+
+
+def host_control(*args, **kw):
+    def f():
+        v, why = probe_host(*args, **kw)
+        return v == ESCAPED, "host: " + why
+    return f
+
+
+def syscall_control(name):
+    """The host reaches the syscall; or its kernel lacks it (ENOSYS), and then
+    the ns verdict must be seccomp's EPERM (require=), which a filter that let
+    the call through could not produce."""
+    def f():
+        v, why = probe_host("sys", name)
+        if v == ESCAPED:
+            return True, "host: " + why
+        if "ENOSYS" in why:
+            return True, "host kernel lacks it (%s): the ns answer must be seccomp's EPERM" % why
+        return False, "host: " + why
+    return f
+
+
+def mknod_control(disk):
+    def f():
+        v, why = probe_host("mknod", *disk)
+        if v != ESCAPED and "open: EPERM" in why:
+            return None, "the host shell is itself confined by a devices cgroup (%s)" % why
+        return v == ESCAPED, "host: " + why
+    return f
+
+
+def host_control_or_na(path, *args):
+    """A control that needs `path` on the host (absent on some kernels)."""
+    def f():
+        if not os.path.exists(path):
+            return None, "host has no %s" % path
+        return host_control(*args)()
+    return f
+
+
+class Helper:
+    """A host process in its own UTS+IPC namespaces: a target for setns/ptrace."""
+
+    def __init__(self):
+        self.p = subprocess.Popen(["unshare", "--uts", "--ipc", "sleep", "600"])
+        time.sleep(0.2)
+        self.pid = self.p.pid
+
+    def stop(self):
+        self.p.kill()
+        self.p.wait()
+
+
+def host_file_check(path):
+    return lambda: ESCAPED if os.path.exists(path) else BLOCKED
+
+
+def masked_proc_file():
+    for p in ("/proc/kcore", "/proc/timer_list", "/proc/sched_debug", "/proc/keys"):
+        if os.path.exists(p):
+            return p
+    return "/proc/kcore"
+
+
+def first_disk():
+    with open("/proc/partitions") as f:
+        for line in f.readlines()[2:]:
+            parts = line.split()
+            if len(parts) == 4:
+                return parts[0], parts[1]
+    return "8", "0"
+
+
+def orig_control(args, expect_escape=True):
+    """Same attack through an hm without the hardening (HM_SEC_ORIG_BIN) via hm oci run."""
+    def f():
+        if not ORIG:
+            return None, "HM_SEC_ORIG_BIN unset"
+        v, why = oci_run(ORIG, ["/init", "attack"] + args)
+        return v == ESCAPED, "unhardened hm: %s %s" % (v, why)
+    return f
+
+
+# ---------------------------------------------------------------- hm oci run bundles (ns only)
+
+BUNDLE_ROOT = None
+
+
+def oci_run(hm, args, cwd="/", seccomp=True, pass_fds=()):
+    b = tempfile.mkdtemp(prefix="hm-sec-bundle-")
+    try:
+        os.symlink(BUNDLE_ROOT, os.path.join(b, "rootfs"))
+        spec = json.loads(subprocess.run([hm, "oci", "spec"], capture_output=True, text=True, check=True).stdout)
+        spec["root"] = {"path": "rootfs"}
+        spec["process"]["args"] = args
+        spec["process"]["cwd"] = cwd
+        if not seccomp:
+            spec["linux"].pop("seccomp", None)
+        with open(os.path.join(b, "config.json"), "w") as f:
+            json.dump(spec, f)
+        p = subprocess.run([hm, "oci", "run", "--bundle", b, "hm-sec-" + secrets.token_hex(3)],
+                           capture_output=True, text=True, timeout=60, pass_fds=pass_fds)
+        v, why = parse_verdict(p.stdout.splitlines())
+        if v is None:
+            return BLOCKED if p.returncode else ERROR, (p.stderr.strip() or why)[-200:]
+        return v, why
+    finally:
+        shutil.rmtree(b, ignore_errors=True)
+
+
+def special_cwd_fd(hm):
+    """CVE-2024-21626: hm runs with a directory fd of the host open (as a
+    caller may leak one); process.cwd = /proc/self/fd/N points at it."""
+    return oci_run(hm, ["/init", "attack", "read", "canary", TOKEN], cwd="/proc/self/fd/%d" % HOST_DIRFD,
+                   pass_fds=(HOST_DIRFD,))
+
+
+def special_ptrace_init(hm):
+    return oci_run(hm, ["/init", "attack", "ptrace", "1"], seccomp=False)
+
+
+def control_cwd_fd():
+    if not ORIG:
+        return None, "HM_SEC_ORIG_BIN unset"
+    v, why = special_cwd_fd(ORIG)
+    return v == ESCAPED, "unhardened hm: %s %s" % (v, why)
+
+
+def control_ptrace_init():
+    if not ORIG:
+        return None, "HM_SEC_ORIG_BIN unset"
+    v, why = special_ptrace_init(ORIG)
+    return v == ESCAPED, "unhardened hm: " + why
+
+
+# ---------------------------------------------------------------- malicious layer tars (ns only)
+
+def tar_bytes(entries):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        d = tarfile.TarInfo("bin")
+        d.type = tarfile.DIRTYPE
+        d.mode = 0o755
+        t.addfile(d)
+        for kind, name, arg in entries:
+            ti = tarfile.TarInfo(name)
+            if kind == "file":
+                data = arg.encode()
+                ti.size = len(data)
+                t.addfile(ti, io.BytesIO(data))
+            elif kind == "symlink":
+                ti.type, ti.linkname = tarfile.SYMTYPE, arg
+                t.addfile(ti)
+            elif kind == "hardlink":
+                ti.type, ti.linkname = tarfile.LNKTYPE, arg
+                t.addfile(ti)
+    return buf.getvalue()
+
+
+def layer_tars():
+    rel = os.path.relpath(CANARY_DIR, "/")
+    return {
+        "tar-dotdot": [("file", "../" * 12 + rel + "/tar-dotdot", "x")],
+        "tar-absolute": [("file", CANARY_DIR + "/tar-absolute", "x")],
+        "tar-symlink-file": [("symlink", "evil", CANARY_DIR), ("file", "evil/tar-symlink-file", "x")],
+        "tar-hardlink-out": [("hardlink", "hl", CANARY), ("file", "hl", "overwritten")],
+    }
+
+
+def tar_outside_written(name):
+    changed = os.path.exists(os.path.join(CANARY_DIR, name))
+    with open(CANARY) as f:
+        changed |= TOKEN not in f.read()
+    changed |= os.stat(CANARY).st_nlink != 1
+    return changed
+
+
+def special_tar(name):
+    def f(hm):
+        data = tar_bytes(layer_tars()[name])
+        with tempfile.NamedTemporaryFile(suffix=".tar", delete=False) as t:
+            t.write(data)
+        p = subprocess.run([hm, "image", "import", t.name, "hm-sec/%s:latest" % name], capture_output=True,
+                           text=True, timeout=60, env=dict(os.environ))
+        os.unlink(t.name)
+        how = (p.stderr.strip() or p.stdout.strip())[-160:]
+        if tar_outside_written(name):
+            return ESCAPED, "wrote outside the store: " + how
+        return BLOCKED, ("import refused: " if p.returncode else "imported, nothing outside: ") + how
+    return f
+
+
+def control_tar(name):
+    def f():
+        d = tempfile.mkdtemp(prefix="hm-sec-tarctl-")
+        inner = os.path.join(d, "a", "b", "c")
+        os.makedirs(inner)
+        entries = layer_tars()[name]
+        try:
+            # what a naive extractor (tarfile without a filter) does with the same tar
+            with tarfile.open(fileobj=io.BytesIO(tar_bytes(entries))) as t:
+                try:
+                    t.extractall(inner, filter="fully_trusted")
+                except TypeError:
+                    t.extractall(inner)
+            hit = tar_outside_written(name)
+        except Exception as e:  # a naive extractor may also trip over its own escape
+            hit, e = tar_outside_written(name), e
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+        restore_canary()
+        return hit, "naive extraction writes outside its directory" if hit else "naive extraction stayed inside"
+    return f
+
+
+def restore_canary():
+    for n in os.listdir(CANARY_DIR):
+        os.unlink(os.path.join(CANARY_DIR, n))
+    with open(CANARY, "w") as f:
+        f.write(TOKEN + "\n")
+
+
+# ---------------------------------------------------------------- the cases
+
+def build_cases(helper, disk):
+    mpf = masked_proc_file()
+    C, T, D = CANARY, TOKEN, CANARY_DIR
+    cases = [
+        Case("host-read-abs", "read a host file by its absolute path",
+             "./init attack read %s %s" % (C, T), host_control("read", C, T)),
+        Case("host-read-proc1-root", "read a host file via /proc/1/root",
+             "./init attack read /proc/1/root%s %s" % (C, T), host_control("read", "/proc/self/root" + C, T)),
+        Case("host-read-self-root-dotdot", "read a host file via /proc/self/root/../../..",
+             "./init attack read /proc/self/root/../../../..%s %s" % (C, T),
+             host_control("read", "/proc/self/root/../../../.." + C, T)),
+        Case("host-write-abs", "create a file in a host dir by absolute path",
+             "mkdir -p %s; ./init attack create %s/w-abs" % (D, D), host_control("create", D + "/w-abs-ctl"),
+             host_check=host_file_check(D + "/w-abs")),
+        Case("host-write-proc1-root", "create a host file via /proc/1/root",
+             "./init attack create /proc/1/root%s/w-p1" % D, host_control("create", D + "/w-p1-ctl"),
+             host_check=host_file_check(D + "/w-p1")),
+        Case("mount", "mount a tmpfs", "./init attack sys mount", host_control("sys", "mount")),
+        Case("unshare-mnt", "unshare(CLONE_NEWNS)", "./init attack sys unshare-ns", host_control("sys", "unshare-ns")),
+        Case("unshare-user", "unshare(CLONE_NEWUSER) (the door to 'root' in a new user ns)",
+             "./init attack sys unshare-user", host_control("sys", "unshare-user")),
+        Case("clone-newuser", "clone(CLONE_NEWUSER)", "./init attack sys clone-newuser",
+             host_control("sys", "clone-newuser")),
+        Case("setns-host", "setns into the namespaces of a host process (pid %d)" % helper.pid,
+             "./init attack setns %d" % helper.pid, host_control("setns", str(helper.pid))),
+        Case("setns-pid1", "setns into the namespaces of pid 1 inside (hm's init)",
+             "./init attack setns 1", host_control("setns", str(helper.pid))),
+        Case("ptrace-outside", "ptrace a process outside (the suite, pid %d)" % os.getpid(),
+             "./init attack ptrace %d" % os.getpid(), host_control("ptrace", str(helper.pid))),
+        Case("ptrace-pid1", "ptrace pid 1 (hm's init runs without the seccomp filter)",
+             "./init attack ptrace 1", host_control("ptrace", str(helper.pid))),
+        Case("keyctl", "keyctl (kernel keyrings are not namespaced)", "./init attack sys keyctl",
+             host_control("sys", "keyctl")),
+        Case("init_module", "load a kernel module (init_module)", "./init attack sys init_module",
+             syscall_control("init_module"), require="EPERM"),
+        Case("finit_module", "load a kernel module (finit_module)", "./init attack sys finit_module",
+             syscall_control("finit_module"), require="EPERM"),
+        Case("bpf", "bpf(2)", "./init attack sys bpf", host_control("sys", "bpf")),
+        Case("perf_event_open", "perf_event_open(2)", "./init attack sys perf_event_open",
+             host_control("sys", "perf_event_open")),
+        Case("userfaultfd", "userfaultfd(2) (race amplifier for kernel exploits)", "./init attack sys userfaultfd",
+             host_control("sys", "userfaultfd")),
+        Case("kexec_load", "kexec_load(2)", "./init attack sys kexec_load", syscall_control("kexec_load"),
+             require="EPERM"),
+        Case("reboot", "reboot(2) (bad magic: harmless when reached)", "./init attack sys reboot",
+             host_control("sys", "reboot")),
+        Case("swapon", "swapon(2)", "./init attack sys swapon", host_control("sys", "swapon")),
+        Case("pivot_root", "pivot_root(2)", "./init attack sys pivot_root", host_control("sys", "pivot_root")),
+        Case("open_by_handle_at", "open_by_handle_at (the 'shocker' escape)", "./init attack handle",
+             host_control("handle")),
+        Case("raw-socket", "raw socket: allowed by design (CAP_NET_RAW as Docker) but the net ns has only lo",
+             "./init attack raw", host_control("raw")),
+        Case("proc-sys-write", "open /proc/sys/kernel/core_pattern for writing",
+             "./init attack open-wr /proc/sys/kernel/core_pattern",
+             host_control("open-wr", "/proc/sys/kernel/core_pattern")),
+        Case("sysrq-trigger", "open /proc/sysrq-trigger for writing", "./init attack open-wr /proc/sysrq-trigger",
+             host_control_or_na("/proc/sysrq-trigger", "open-wr", "/proc/sysrq-trigger")),
+        Case("proc-masked-read", "read a masked /proc file (%s)" % mpf, "./init attack read-some %s" % mpf,
+             host_control_or_na(mpf, "read-some", mpf)),
+        Case("leaked-fds", "fds of hm leaked into the step (only 0,1,2 expected)", "./init attack fds",
+             lambda: (lambda r: (r[0] == ESCAPED, "host with an extra fd: " + r[1]))(
+                 probe_host("fds", pass_fds=(HOST_DIRFD,)))),
+        Case("fd-walk", "walk '..' from every open directory fd and /proc/self/fd/N/..",
+             "./init attack fd-walk %s %s" % (C, T),
+             lambda: (lambda r: (r[0] == ESCAPED, "host with a dir fd: " + r[1]))(
+                 probe_host("fd-walk", C, T, pass_fds=(HOST_DIRFD,)))),
+        Case("chroot-walk", "classic chroot break (chroot subdir, chdir .. x64, chroot .)",
+             "./init attack chroot %s %s" % (C, T), host_control("chroot", C, T)),
+        Case("proc1-exe-read", "open /proc/1/exe (hm's binary on the host) from the step",
+             "./init attack proc-exe 1 exe r", orig_control(["proc-exe", "1", "exe", "r"])),
+        Case("proc1-exe-write", "open /proc/1/exe for writing (CVE-2019-5736: overwrite hm on the host)",
+             "./init attack proc-exe 1 exe w", orig_control(["proc-exe", "1", "exe", "r"])),
+        Case("proc1-mem", "open /proc/1/mem read-write (inject code into hm's init)",
+             "./init attack proc-exe 1 mem rw", orig_control(["proc-exe", "1", "mem", "rw"])),
+        Case("mknod-blk", "mknod the host disk (%s:%s) and read it" % disk, "./init attack mknod %s %s" % disk,
+             mknod_control(disk)),
+        Case("sys-write", "open a /sys knob for writing",
+             "./init attack open-wr /sys/kernel/mm/transparent_hugepage/enabled",
+             host_control_or_na("/sys/kernel/mm/transparent_hugepage/enabled", "open-wr",
+                                "/sys/kernel/mm/transparent_hugepage/enabled")),
+        Case("cgroup-escape", "create a cgroup / write cgroup.procs, release_agent under /sys/fs/cgroup",
+             "./init attack cgroup", host_control("cgroup")),
+        Case("workspace-symlink-parent", "a step replaces /workspace with a symlink to /; its child writes there",
+             "cd /; rm -rf /workspace && ln -s / /workspace && ls -ld /workspace", None, engines=True),
+        Case("workspace-symlink-child", "child of workspace-symlink-parent: /workspace must be its own dir",
+             "test -d /workspace -a ! -L /workspace && echo x > /workspace/hm-sec-race && "
+             "./init attack create /workspace/../hm-sec-race-root >/dev/null; "
+             "echo VERDICT: $( [ -L /workspace ] && echo ESCAPED symlink followed || echo BLOCKED own dir )",
+             lambda: (True, "a symlink to / is followed by any path lookup (by construction)"),
+             host_check=lambda: ESCAPED if os.path.exists("/hm-sec-race") or os.path.exists("/hm-sec-race-root")
+             or os.path.exists(os.path.join(SRC, "hm-sec-race")) else BLOCKED,
+             parent="workspace-symlink-parent"),
+        Case("workspace-symlink-concurrent", "a step flips /workspace to a symlink to / while a sibling starts",
+             "sleep 1; test -d /workspace -a ! -L /workspace "
+             "&& echo y > /workspace/hm-sec-race-y && echo VERDICT: BLOCKED sibling sees its own /workspace "
+             "|| echo VERDICT: ESCAPED sibling sees the flipped /workspace",
+             lambda: (True, "by construction"),
+             host_check=lambda: ESCAPED if os.path.exists("/hm-sec-race-y") or
+             os.path.exists(os.path.join(SRC, "hm-sec-race-y")) else BLOCKED),
+        Case("workspace-flipper", "(helper) flips /workspace for 3 s",
+             "cd /; end=$(( $(date +%s) + 3 )); while [ $(date +%s) -lt $end ]; do rm -rf /workspace; "
+             "ln -sfn / /workspace; rm -f /workspace; mkdir /workspace; done; echo VERDICT: BLOCKED helper only",
+             lambda: (True, "helper")),
+        Case("workspace-symlink-fd", "a step makes /workspace a symlink to /proc/self/fd/7; its child starts there",
+             "cd /; rm -rf /workspace && ln -s /proc/self/fd/7 /workspace; echo VERDICT: BLOCKED helper only",
+             lambda: (True, "helper")),
+        Case("workspace-fd-child", "child of workspace-symlink-fd: the runtime must not chdir through the link",
+             "./init attack read ../../../../../..%s %s" % (C, T), lambda: (True, "see cwd-leaked-fd"),
+             parent="workspace-symlink-fd"),
+        Case("cwd-leaked-fd", "CVE-2024-21626: process.cwd /proc/self/fd/N (hm oci run)",
+             special=special_cwd_fd, control=control_cwd_fd, engines=False),
+        Case("ptrace-init-unconfined", "ptrace hm's pid 1 with seccomp off (hm oci run)",
+             special=special_ptrace_init, control=control_ptrace_init, engines=False),
+    ]
+    for name in layer_tars():
+        cases.append(Case(name, "hm image import of a layer tar with a %s entry" % name[4:],
+                          special=special_tar(name), control=control_tar(name), engines=False))
+    return cases
+
+
+HELPERS = {"workspace-symlink-parent", "workspace-flipper", "workspace-symlink-fd"}
+
+
+# ---------------------------------------------------------------- running steps
+
+def run_pipeline(runner, socket, cases):
+    idx = {c.name: i for i, c in enumerate(cases)}
+    nodes, edges = [], []
+    for c in cases:
+        step = {"key": c.name, "cmd": c.cmd}
+        if c.parent:
+            edges.append([idx[c.parent], idx[c.name], "builds_in"])
+        else:
+            step["image"] = "alpine:3.20"
+        nodes.append({"env": {}, "step": step})
+    ir = {"version": "0", "graph": {"nodes": nodes, "node_holes": [], "edge_property": "directed", "edges": edges}}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(ir, f)
+    cmd = [HM, "run", "--runner=" + runner, "--format", "json", "-k", "--no-cache", "--parallelism", "4",
+           "-d", SRC, "-f", f.name]
+    if socket:
+        cmd += ["--socket", socket]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    finally:
+        os.unlink(f.name)
+    logs, ends = {}, {}
+    for line in p.stdout.splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if e.get("kind") == "step_log":
+            logs.setdefault(e["key"], []).append(e["line"])
+        elif e.get("kind") == "step_end":
+            ends[e["key"]] = e.get("exit_code")
+    return p, logs, ends
+
+
+def judge(c, logs, ends, p):
+    v, why = parse_verdict(logs.get(c.name, []))
+    if v is None:
+        if p.returncode not in (0, 1) or c.name not in ends:
+            return ERROR, "no verdict (hm exit %s): %s" % (p.returncode, p.stderr.strip()[-200:])
+        return ERROR, "no verdict (step exit %s): %s" % (ends.get(c.name), why)
+    if c.host_check:
+        hv = c.host_check()
+        if hv == ESCAPED:
+            return ESCAPED, "host changed; step said: " + why
+        if v == ESCAPED:
+            return BLOCKED, "host unchanged (write stayed in the container); step said: " + why
+    return v, why
+
+
+def main():
+    global SRC, HOST_DIRFD, BUNDLE_ROOT
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runners", default="ns")
+    ap.add_argument("--socket", action="append", default=[], help="RUNNER=PATH")
+    ap.add_argument("--results", default=os.path.join(HERE, "results.md"))
+    ap.add_argument("--only", default="")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        print("tests/security: needs root (mknod, engines, host controls)")
+        print("0 passed, 0 failed, 1 skipped")
+        return 0
+    runners = [r for r in a.runners.split(",") if r]
+    sockets = dict(s.split("=", 1) for s in a.socket)
+    for r, var in (("docker", "DOCKER_HOST"), ("podman", "CONTAINER_HOST")):
+        if r not in sockets and os.environ.get(var, "").startswith("unix://"):
+            sockets[r] = os.environ[var][len("unix://"):]
+
+    work = tempfile.mkdtemp(prefix="hm-sec-")
+    os.makedirs(CANARY_DIR)
+    restore_canary()
+    SRC = os.path.join(work, "src")
+    os.makedirs(SRC)
+    shutil.copy2(INIT, os.path.join(SRC, "init"))
+    os.chmod(os.path.join(SRC, "init"), 0o755)
+    HOST_DIRFD = os.open(CANARY_DIR, os.O_RDONLY | os.O_DIRECTORY)
+    os.set_inheritable(HOST_DIRFD, True)
+    BUNDLE_ROOT = os.path.join(work, "rootfs")
+    subprocess.run([os.path.join(REPO, "tests/lib/mkbusybox.sh"), BUNDLE_ROOT], check=True, capture_output=True)
+    shutil.copy2(INIT, os.path.join(BUNDLE_ROOT, "init"))
+    if not os.environ.get("HM_STORE"):
+        os.environ["HM_STORE"] = os.path.join(work, "store")
+        tar = os.path.join(work, "rootfs.tar")
+        subprocess.run(["tar", "-C", BUNDLE_ROOT, "-cf", tar, "."], check=True)
+        subprocess.run([HM, "image", "import", tar, "alpine:3.20"], check=True, capture_output=True)
+    src_before = sorted(os.listdir(SRC))
+    helper = Helper()
+    try:
+        cases = build_cases(helper, first_disk())
+        if a.only:
+            keep = set(a.only.split(","))
+            cases = [c for c in cases if c.name in keep or c.name in HELPERS or
+                     any(k == d.name and d.parent == c.name for d in cases for k in keep)]
+        table = {c.name: {} for c in cases}
+        controls = {}
+        for c in cases:
+            controls[c.name] = c.control() if c.control else (None, "no control")
+            restore_canary()
+        step_cases = [c for c in cases if c.cmd]
+        for r in runners:
+            sel = [c for c in step_cases if r == "ns" or c.engines]
+            if r != "ns" and r not in sockets:
+                for c in cases:
+                    table[c.name][r] = (NA, "no socket for " + r)
+                continue
+            p, logs, ends = run_pipeline(r, sockets.get(r), sel)
+            for c in cases:
+                if c.special:
+                    table[c.name][r] = c.special(HM) if r == "ns" else (NA, "ns runtime only")
+                    restore_canary()
+                elif c in sel:
+                    table[c.name][r] = judge(c, logs, ends, p)
+                else:
+                    table[c.name][r] = (NA, "not applicable")
+            if p.returncode not in (0, 1):
+                print("# %s: hm exited %d: %s" % (r, p.returncode, p.stderr.strip()[-400:]))
+            restore_canary()
+        if sorted(os.listdir(SRC)) != src_before:
+            print("# the -d source tree changed: %s" % sorted(os.listdir(SRC)))
+            for c in cases:
+                if c.name.startswith("workspace-"):
+                    table[c.name]["ns"] = (ESCAPED, "the host source tree changed")
+    finally:
+        helper.stop()
+        os.close(HOST_DIRFD)
+        shutil.rmtree(CANARY_DIR, ignore_errors=True)
+        shutil.rmtree("/tmp/hm-chroot-jail", ignore_errors=True)
+        for leftover in ("/hm-sec-race", "/hm-sec-race-root", "/hm-sec-race-y"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+        subprocess.run(["rm", "-rf", work])
+    return report(cases, runners, table, controls, a.results)
+
+
+def report(cases, runners, table, controls, results_path):
+    passed = failed = skipped = 0
+    rows = []
+    for c in cases:
+        if c.name in HELPERS:
+            continue
+        detects, cdetail = controls[c.name]
+        ns = table[c.name].get("ns", (NA, ""))
+        if "ns" not in runners:
+            status = "n/a"
+        elif detects is None:
+            status, skipped = "skip", skipped + 1
+        elif not detects:
+            status, failed = "FAIL (control did not detect)", failed + 1
+        elif ns[0] != BLOCKED or (c.require and c.require not in ns[1]):
+            status, failed = "FAIL", failed + 1
+        else:
+            status, passed = "pass", passed + 1
+        for r in runners:
+            if table[c.name].get(r, (None,))[0] == ERROR and r != "ns":
+                print("# %s crashed on %s: %s" % (c.name, r, table[c.name][r][1]))
+        rows.append((c, status, detects, cdetail))
+    head = "| attack | " + " | ".join(runners) + " | control | result |"
+    sep = "|" + "---|" * (len(runners) + 3)
+    lines = [head, sep]
+    for c, status, detects, cdetail in rows:
+        cells = [table[c.name].get(r, (NA, ""))[0] for r in runners]
+        ctl = "detects" if detects else ("n/a" if detects is None else "BROKEN")
+        lines.append("| %s | %s | %s | %s |" % (c.name, " | ".join(cells), ctl, status))
+    print("\n".join(lines))
+    print()
+    for c, status, detects, cdetail in rows:
+        print("# %-28s %s" % (c.name, c.desc))
+        print("#   control: %s" % cdetail)
+        for r in runners:
+            v, why = table[c.name].get(r, (NA, ""))
+            print("#   %-6s %-7s %s" % (r, v, why))
+    summary = "%d passed, %d failed, %d skipped" % (passed, failed, skipped)
+    with open(results_path, "w") as f:
+        f.write("# Latest escape-suite results\n\n")
+        f.write("Generated by `tests/security/run.py --runners %s` on %s, kernel %s.\n\n" %
+                (",".join(runners), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().release))
+        f.write("\n".join(lines) + "\n\n")
+        f.write("## Details (verdict lines printed inside the steps)\n\n")
+        for c, status, detects, cdetail in rows:
+            f.write("- **%s**: %s. Control: %s.\n" % (c.name, c.desc, cdetail))
+            for r in runners:
+                v, why = table[c.name].get(r, (NA, ""))
+                f.write("  - %s: %s %s\n" % (r, v, why.replace("|", "/")))
+        f.write("\n%s\n" % summary)
+    print(summary)
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
