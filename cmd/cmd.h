@@ -4,6 +4,7 @@
 #define HM_CMD_H
 
 #include "lib/error.h"
+#include "oci/spec.h"
 #include "sched/runner.h"
 
 struct hm_loop;
@@ -25,6 +26,8 @@ struct runner_choice {
         const char *network; /* engine NetworkMode / ns "none"|"host" */
         const char *pull;    /* missing|always|never */
         struct step_limits limits;
+        const char *seccomp;            /* ns: --seccomp */
+        struct oci_run_options sandbox; /* ns: --cap-add/--cap-drop/--user/--read-only/--tmpfs-tmp */
 };
 /* Build the runner for a choice (blocking set-up before the loop runs is fine). */
 int cmd_make_runner(struct hm_loop *loop, const struct runner_choice *c, struct hm_runner **ret, hm_error_t *err);

@@ -40,6 +40,12 @@ static void run_usage(FILE *f)
               "      --memory SIZE       memory limit per step (e.g. 512m, 2g)\n"
               "      --pids-limit N      process limit per step\n"
               "      --cpus N            CPU limit per step (e.g. 1.5)\n"
+              "      --seccomp PROFILE   ns: default, unconfined or a JSON file (OCI or Docker format)\n"
+              "      --cap-add CAP       ns: add a capability (NET_ADMIN, CAP_SYS_PTRACE, ALL); repeatable\n"
+              "      --cap-drop CAP      ns: drop a capability (or ALL); repeatable\n"
+              "      --user UID[:GID]    ns: run steps as this numeric user\n"
+              "      --read-only         ns: the step's root filesystem is read-only\n"
+              "      --tmpfs-tmp         ns: a fresh tmpfs on /tmp\n"
               "      --no-cache          neither use nor store cached snapshots\n"
               "      --cache-capacity N  cached snapshots kept per backend (default 64)\n"
               "      --dry-run           print the plan, run nothing\n"
@@ -92,7 +98,7 @@ static int parse_cpus(const char *s, int64_t *ret, hm_error_t *err)
 static int parse_args(int argc, char **argv, struct run_options *o, hm_error_t *err)
 {
         enum { O_RUNNER = 256, O_SOCKET, O_FORMAT, O_LOGS, O_PAR, O_GRACE, O_PULL, O_NET, O_DRY, O_NOCOLOR,
-               O_NOCACHE, O_CAP, O_BACKEND, O_MEM, O_PIDS, O_CPUS };
+               O_NOCACHE, O_CAP, O_BACKEND, O_SECCOMP, O_CAPADD, O_CAPDROP, O_USER, O_RO, O_TMPFS, O_MEM, O_PIDS, O_CPUS };
         static const struct option opts[] = {
                 { "dir", required_argument, NULL, 'd' },     { "file", required_argument, NULL, 'f' },
                 { "runner", required_argument, NULL, O_RUNNER }, { "backend", required_argument, NULL, O_BACKEND },
@@ -104,6 +110,9 @@ static int parse_args(int argc, char **argv, struct run_options *o, hm_error_t *
                 { "no-cache", no_argument, NULL, O_NOCACHE }, { "cache-capacity", required_argument, NULL, O_CAP },
                 { "memory", required_argument, NULL, O_MEM }, { "pids-limit", required_argument, NULL, O_PIDS },
                 { "cpus", required_argument, NULL, O_CPUS },  { "help", no_argument, NULL, 'h' },
+                { "seccomp", required_argument, NULL, O_SECCOMP }, { "cap-add", required_argument, NULL, O_CAPADD },
+                { "cap-drop", required_argument, NULL, O_CAPDROP }, { "user", required_argument, NULL, O_USER },
+                { "read-only", no_argument, NULL, O_RO },    { "tmpfs-tmp", no_argument, NULL, O_TMPFS },
                 {}
         };
         unsigned long v;
@@ -156,6 +165,12 @@ static int parse_args(int argc, char **argv, struct run_options *o, hm_error_t *
                         if ((r = parse_cpus(optarg, &o->runner.limits.millicpus, err)) < 0)
                                 return r;
                         break;
+                case O_SECCOMP: o->runner.seccomp = optarg; break;
+                case O_CAPADD: strv_push(&o->runner.sandbox.cap_add, optarg); break;
+                case O_CAPDROP: strv_push(&o->runner.sandbox.cap_drop, optarg); break;
+                case O_USER: o->runner.sandbox.user = optarg; break;
+                case O_RO: o->runner.sandbox.readonly_rootfs = true; break;
+                case O_TMPFS: o->runner.sandbox.tmpfs_tmp = true; break;
                 case 'h': run_usage(stdout); exit(0);
                 default: return hm_error_set_exit(err, 2, EINVAL, "bad option (see 'hm run --help')");
                 }
@@ -274,6 +289,8 @@ int cmd_run(int argc, char **argv)
         if (parse_args(argc, argv, &o, &err) < 0)
                 return cmd_fail(&err);
         int r = run(&o, &err);
+        strv_free(o.runner.sandbox.cap_add);
+        strv_free(o.runner.sandbox.cap_drop);
         if (r < 0)
                 return cmd_fail(&err);
         return r;

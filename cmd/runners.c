@@ -15,7 +15,8 @@ int cmd_make_runner(struct hm_loop *loop, const struct runner_choice *c, struct 
                 return 0;
         }
         if (!strcmp(kind, "ns")) {
-                struct ns_options o = { .network = c->network, .limits = c->limits };
+                struct ns_options o = { .network = c->network, .limits = c->limits, .seccomp = c->seccomp,
+                                        .run = c->sandbox };
                 return ns_runner_new(loop, &o, ret, err);
         }
         if (!strcmp(kind, "docker") || !strcmp(kind, "podman") || !strcmp(kind, "vm")) {

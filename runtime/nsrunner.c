@@ -33,6 +33,7 @@ struct ns_runner {
         bool rootless;
         bool no_seccomp;
         struct step_limits limits;
+        struct oci_run_options run; /* borrowed from the caller's ns_options */
         void *bpf;
         size_t bpf_len;
         struct ws_layer *ws;
@@ -308,6 +309,10 @@ static struct oci_spec *build_spec(struct ns_runner *r, const struct step_exec *
                 spec->linux_.seccomp = NULL;
         }
         set_limits(&spec->linux_.resources, &r->limits);
+        hm_error_t err = NULL;
+        /* validated once in ns_runner_new: cannot fail here */
+        if (oci_spec_apply_run_options(spec, &r->run, &err) < 0)
+                hm_error_release(&err);
         return spec;
 }
 
@@ -662,12 +667,21 @@ int ns_runner_new(struct hm_loop *loop, const struct ns_options *o, struct hm_ru
         r->rootless = o->rootless == NS_ROOTLESS_ON || (o->rootless == NS_ROOTLESS_AUTO && getuid() != 0);
         r->no_seccomp = o->no_seccomp;
         r->limits = o->limits;
+        r->run = o->run;
         int rc = oci_store_open(o->store, &r->store, err);
-        if (rc >= 0 && !r->no_seccomp) {
-                struct oci_seccomp *sc = oci_seccomp_new_default();
+        /* the options on a throwaway spec: bad flags fail here, and the profile sees the final caps */
+        struct oci_spec *probe = oci_spec_new_default();
+        if (rc >= 0)
+                rc = oci_spec_apply_run_options(probe, &r->run, err);
+        struct oci_seccomp *sc = NULL;
+        if (rc >= 0 && !r->no_seccomp)
+                rc = oci_seccomp_from_option(o->seccomp, probe->process.capabilities.effective, &sc, err);
+        if (rc >= 0 && !sc)
+                r->no_seccomp = true;
+        if (rc >= 0 && sc)
                 rc = rt_seccomp_compile(sc, &r->bpf, &r->bpf_len, err);
-                oci_seccomp_free(sc);
-        }
+        oci_seccomp_free(sc);
+        oci_spec_free(probe);
         if (rc < 0) {
                 ns_free(&r->base);
                 return hm_error_wrap(err, "ns runner");

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 
 #include "lib/error.h"
+#include "oci/spec.h"
 #include "sched/runner.h"
 
 struct hm_loop;
@@ -35,6 +36,8 @@ struct ns_options {
         enum ns_rootless rootless; /* AUTO: rootless when getuid() != 0 */
         bool no_seccomp;        /* the default seccomp profile is on unless set */
         struct step_limits limits; /* per step (sched/runner.h); zero: none */
+        const char *seccomp;    /* NULL/"default", "unconfined" or a profile file (OCI or Docker format) */
+        struct oci_run_options run; /* --cap-add/--cap-drop/--user/--read-only/--tmpfs-tmp (oci/spec.h) */
 };
 
 int ns_runner_new(struct hm_loop *loop, const struct ns_options *o, struct hm_runner **ret, hm_error_t *err);
