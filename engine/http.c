@@ -1,0 +1,562 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "engine/http.h"
+
+#include <curl/curl.h>
+#include <poll.h>
+#include <yajl/yajl_tree.h>
+
+#include "lib/handles.h"
+#include "lib/util.h"
+#include "sched/loop.h"
+
+struct eng_request {
+        struct eng_http *h;
+        CURL *easy;
+        struct curl_slist *headers;
+        char *url;
+        char *body;
+        struct eng_response resp;
+        eng_data_fn on_data;
+        eng_done_fn on_done;
+        void *data;
+        int upload_fd;
+        uint64_t upload_size, upload_off;
+        bool added;    /* in the multi handle */
+        bool canceled; /* cancelled while libcurl was running: freed by the next sweep */
+        struct eng_request *prev, *next;
+};
+
+struct eng_http {
+        struct hm_loop *loop;
+        CURLM *multi;
+        char *socket_path;
+        char *prefix;
+        uint64_t timer_id;
+        int depth; /* > 0 while inside curl_multi_socket_action */
+        struct eng_request *reqs;
+        unsigned n_reqs;
+        int *fds; /* fds registered on the loop for curl */
+        size_t n_fds, cap_fds;
+};
+
+#define SETOPT(e, opt, val)                                                                    \
+        do {                                                                                   \
+                CURLcode rc_ = curl_easy_setopt((e), (opt), (val));                            \
+                if (rc_ != CURLE_OK)                                                           \
+                        return hm_error_set(err, EINVAL, "curl option %s: %s", #opt,           \
+                                            curl_easy_strerror(rc_));                          \
+        } while (0)
+
+#define MSETOPT(m, opt, val)                                                                   \
+        do {                                                                                   \
+                CURLMcode rc_ = curl_multi_setopt((m), (opt), (val));                          \
+                if (rc_ != CURLM_OK)                                                           \
+                        return hm_error_set(err, EINVAL, "curl multi option %s: %s", #opt,     \
+                                            curl_multi_strerror(rc_));                         \
+        } while (0)
+
+static void process_events(struct eng_http *h, curl_socket_t fd, int ev);
+
+/* ---------------------------------------------------------------- responses */
+
+void eng_response_release(struct eng_response *resp)
+{
+        strbuf_release(&resp->body);
+}
+
+bool eng_response_ok(const struct eng_response *resp)
+{
+        return resp->curl_code == CURLE_OK && resp->status >= 200 && resp->status < 300;
+}
+
+static char *transport_error(const struct eng_response *resp)
+{
+        if (resp->curl_code == CURLE_COULDNT_CONNECT && resp->os_errno) {
+                switch (resp->os_errno) {
+                case ENOENT:
+                        return xstrdup("no such file");
+                case ECONNREFUSED:
+                        return xstrdup("connection refused");
+                case EACCES:
+                case EPERM:
+                        return xstrdup("permission denied");
+                default:
+                        return xasprintf("cannot connect: %s", strerror(resp->os_errno));
+                }
+        }
+        if (resp->curl_code == CURLE_OPERATION_TIMEDOUT)
+                return xasprintf("timed out (%s)", resp->errbuf[0] ? resp->errbuf : "no answer");
+        if (resp->errbuf[0])
+                return xasprintf("%s", resp->errbuf);
+        return xstrdup(curl_easy_strerror((CURLcode) resp->curl_code));
+}
+
+static char *first_line(const char *s, size_t n)
+{
+        while (n > 0 && (*s == ' ' || *s == '\n' || *s == '\r'))
+                s++, n--;
+        size_t k = 0;
+        while (k < n && s[k] != '\n' && s[k] != '\r')
+                k++;
+        if (k > 300)
+                k = 300;
+        return k ? xstrndup(s, k) : NULL;
+}
+
+char *eng_response_error(const struct eng_response *resp)
+{
+        if (resp->curl_code != CURLE_OK)
+                return transport_error(resp);
+        if (resp->body.len > 0 && resp->body.buf[0] == '{') {
+                _cleanup_yajl_tree_ yajl_val v = yajl_tree_parse(resp->body.buf, NULL, 0);
+                static const char *msg_path[] = { "message", NULL };
+                yajl_val m = v ? yajl_tree_get(v, msg_path, yajl_t_string) : NULL;
+                const char *ms = m ? YAJL_GET_STRING(m) : NULL;
+                if (ms && ms[0]) {
+                        char *s = first_line(ms, strlen(ms));
+                        if (s)
+                                return s;
+                }
+        }
+        char *line = first_line(resp->body.buf, resp->body.len);
+        if (line) {
+                char *s = xasprintf("HTTP %ld: %s", resp->status, line);
+                free(line);
+                return s;
+        }
+        return xasprintf("HTTP %ld", resp->status);
+}
+
+char *eng_escape(const char *s)
+{
+        _cleanup_curl_free_ char *e = curl_easy_escape(NULL, s, 0);
+        if (!e)
+                abort();
+        return xstrdup(e);
+}
+
+/* ---------------------------------------------------------------- easy handle set-up */
+
+static size_t write_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+        struct eng_response *resp = userdata;
+        size_t n = size * nmemb;
+        size_t room = resp->body.len < ENG_BODY_MAX ? ENG_BODY_MAX - resp->body.len : 0;
+        strbuf_add(&resp->body, ptr, n < room ? n : room);
+        return n;
+}
+
+static size_t write_request(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+        struct eng_request *req = userdata;
+        size_t n = size * nmemb;
+        if (req->canceled)
+                return n ? 0 : 1; /* anything but n aborts the transfer */
+        if (!req->on_data)
+                return write_body(ptr, size, nmemb, &req->resp);
+        /* an error answer is a message for us, not stream data */
+        long status = 0;
+        if (curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status >= 300)
+                return write_body(ptr, size, nmemb, &req->resp);
+        if (req->on_data(req->data, ptr, n) < 0)
+                return n ? 0 : 1;
+        return n;
+}
+
+static size_t read_upload(char *buf, size_t size, size_t nitems, void *userdata)
+{
+        struct eng_request *req = userdata;
+        if (req->canceled)
+                return CURL_READFUNC_ABORT;
+        uint64_t left = req->upload_size - req->upload_off;
+        size_t want = size * nitems;
+        if (left < want)
+                want = (size_t) left;
+        if (want == 0)
+                return 0;
+        ssize_t n;
+        do
+                n = pread(req->upload_fd, buf, want, (off_t) req->upload_off);
+        while (n < 0 && errno == EINTR);
+        if (n <= 0) /* the memfd is never shorter than its size: treat as an I/O error */
+                return CURL_READFUNC_ABORT;
+        req->upload_off += (uint64_t) n;
+        return (size_t) n;
+}
+
+static int setup_common(CURL *e, const char *sock, const char *url, const char *method,
+                        char *errbuf, long timeout_ms, hm_error_t *err)
+{
+        SETOPT(e, CURLOPT_UNIX_SOCKET_PATH, sock);
+        SETOPT(e, CURLOPT_URL, url);
+        SETOPT(e, CURLOPT_ERRORBUFFER, errbuf);
+        SETOPT(e, CURLOPT_NOSIGNAL, 1L);
+        SETOPT(e, CURLOPT_CONNECTTIMEOUT_MS, (long) ENG_CONNECT_TIMEOUT_MS);
+        SETOPT(e, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 0L);
+        SETOPT(e, CURLOPT_PROTOCOLS_STR, "http");
+        if (strcmp(method, "GET") == 0)
+                SETOPT(e, CURLOPT_HTTPGET, 1L);
+        else if (strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0)
+                SETOPT(e, CURLOPT_CUSTOMREQUEST, method);
+        return 0;
+}
+
+static int setup_request(struct eng_request *req, const struct eng_request_opts *o, hm_error_t *err)
+{
+        struct eng_http *h = req->h;
+        CURL *e = req->easy;
+        long timeout = o->timeout_ms == 0 ? ENG_REQUEST_TIMEOUT_MS : o->timeout_ms;
+        int r = setup_common(e, h->socket_path, req->url, o->method, req->resp.errbuf, timeout, err);
+        if (r < 0)
+                return r;
+        SETOPT(e, CURLOPT_PRIVATE, req);
+        SETOPT(e, CURLOPT_WRITEFUNCTION, write_request);
+        SETOPT(e, CURLOPT_WRITEDATA, req);
+
+        /* libcurl adds "Expect: 100-continue" to large bodies; both engines handle it, but it costs a round trip */
+        req->headers = curl_slist_append(req->headers, "Expect:");
+        if (o->upload_fd > 0) {
+                req->headers = curl_slist_append(req->headers, "Content-Type: application/x-tar");
+                SETOPT(e, CURLOPT_UPLOAD, 1L);
+                SETOPT(e, CURLOPT_READFUNCTION, read_upload);
+                SETOPT(e, CURLOPT_READDATA, req);
+                SETOPT(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t) o->upload_size);
+                if (strcmp(o->method, "PUT") != 0)
+                        SETOPT(e, CURLOPT_CUSTOMREQUEST, o->method);
+        } else if (strcmp(o->method, "POST") == 0 || strcmp(o->method, "PUT") == 0) {
+                /* Docker enforces application/json on JSON-body endpoints (engine-api.md §1) */
+                if (o->json_body)
+                        req->headers = curl_slist_append(req->headers, "Content-Type: application/json");
+                req->body = xstrdup(o->json_body ? o->json_body : "");
+                SETOPT(e, CURLOPT_POST, 1L);
+                SETOPT(e, CURLOPT_POSTFIELDSIZE, (long) strlen(req->body));
+                SETOPT(e, CURLOPT_POSTFIELDS, req->body);
+                if (strcmp(o->method, "PUT") == 0)
+                        SETOPT(e, CURLOPT_CUSTOMREQUEST, "PUT");
+        }
+        if (!req->headers)
+                abort();
+        SETOPT(e, CURLOPT_HTTPHEADER, req->headers);
+        return 0;
+}
+
+/* ---------------------------------------------------------------- request list */
+
+static void req_link(struct eng_http *h, struct eng_request *req)
+{
+        req->next = h->reqs;
+        if (h->reqs)
+                h->reqs->prev = req;
+        h->reqs = req;
+        h->n_reqs++;
+}
+
+static void req_free(struct eng_request *req)
+{
+        struct eng_http *h = req->h;
+        if (req->added)
+                curl_multi_remove_handle(h->multi, req->easy);
+        if (req->prev)
+                req->prev->next = req->next;
+        else
+                h->reqs = req->next;
+        if (req->next)
+                req->next->prev = req->prev;
+        h->n_reqs--;
+        curl_easy_cleanup(req->easy);
+        curl_slist_free_all(req->headers);
+        free(req->url);
+        free(req->body);
+        eng_response_release(&req->resp);
+        free(req);
+}
+
+static void req_freep(struct eng_request **req)
+{
+        if (*req)
+                req_free(*req);
+}
+
+static int req_add(struct eng_request *req, hm_error_t *err)
+{
+        CURLMcode mc = curl_multi_add_handle(req->h->multi, req->easy);
+        if (mc != CURLM_OK)
+                return hm_error_set(err, EIO, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
+        req->added = true;
+        return 0;
+}
+
+int eng_request_submit(struct eng_http *h, const struct eng_request_opts *o,
+                       struct eng_request **ret, hm_error_t *err)
+{
+        _cleanup_(req_freep) struct eng_request *req = xzalloc(sizeof *req);
+        req->h = h;
+        req_link(h, req);
+        strbuf_init(&req->resp.body, 0);
+        req->easy = curl_easy_init();
+        if (!req->easy)
+                return hm_error_set(err, ENOMEM, "curl_easy_init failed");
+        req->url = xasprintf("http://d%s%s", o->raw_path ? "" : h->prefix, o->path);
+        req->on_data = o->on_data;
+        req->on_done = o->on_done;
+        req->data = o->data;
+        req->upload_fd = o->upload_fd;
+        req->upload_size = o->upload_size;
+        int r = setup_request(req, o, err);
+        if (r < 0)
+                return r;
+        /* inside libcurl's callbacks the multi handle must not change: process_events adds it */
+        if (h->depth == 0) {
+                r = req_add(req, err);
+                if (r < 0)
+                        return r;
+        }
+        if (ret)
+                *ret = req;
+        TAKE_PTR(req);
+        return 0;
+}
+
+void eng_request_cancel(struct eng_request *req)
+{
+        if (!req)
+                return;
+        if (req->h->depth > 0)
+                req->canceled = true;
+        else
+                req_free(req);
+}
+
+/* ---------------------------------------------------------------- loop integration */
+
+static void on_fd(struct hm_loop *loop, int fd, short revents, void *data)
+{
+        int ev = 0;
+        if (revents & (POLLIN | POLLHUP))
+                ev |= CURL_CSELECT_IN;
+        if (revents & POLLOUT)
+                ev |= CURL_CSELECT_OUT;
+        if (revents & (POLLERR | POLLNVAL))
+                ev |= CURL_CSELECT_ERR;
+        process_events(data, fd, ev);
+}
+
+static void on_timer(struct hm_loop *loop, uint64_t id, void *data)
+{
+        struct eng_http *h = data;
+        h->timer_id = 0;
+        process_events(h, CURL_SOCKET_TIMEOUT, 0);
+}
+
+static void fds_remove(struct eng_http *h, int fd)
+{
+        for (size_t i = 0; i < h->n_fds; i++) {
+                if (h->fds[i] == fd) {
+                        h->fds[i] = h->fds[--h->n_fds];
+                        return;
+                }
+        }
+}
+
+static int socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+        struct eng_http *h = userp;
+        if (what == CURL_POLL_REMOVE) {
+                hm_loop_del_fd(h->loop, s);
+                fds_remove(h, s);
+                return 0;
+        }
+        short events = (short) (((what & CURL_POLL_IN) ? POLLIN : 0) | ((what & CURL_POLL_OUT) ? POLLOUT : 0));
+        if (hm_loop_has_fd(h->loop, s)) {
+                hm_loop_mod_fd(h->loop, s, events);
+                return 0;
+        }
+        hm_error_t err = NULL;
+        if (hm_loop_add_fd(h->loop, s, events, on_fd, h, &err) < 0) {
+                hm_error_release(&err);
+                return -1; /* libcurl fails the transfer */
+        }
+        if (h->n_fds == h->cap_fds) {
+                h->cap_fds = h->cap_fds ? h->cap_fds * 2 : 16;
+                h->fds = xreallocarray(h->fds, h->cap_fds, sizeof *h->fds);
+        }
+        h->fds[h->n_fds++] = s;
+        return 0;
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+        struct eng_http *h = userp;
+        if (h->timer_id) {
+                hm_loop_del_timer(h->loop, h->timer_id);
+                h->timer_id = 0;
+        }
+        if (timeout_ms >= 0)
+                h->timer_id = hm_loop_add_timer(h->loop, timeout_ms, on_timer, h);
+        return 0;
+}
+
+static void complete(struct eng_http *h, CURLMsg *msg)
+{
+        struct eng_request *req = NULL;
+        if (curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req) != CURLE_OK || !req)
+                return;
+        curl_multi_remove_handle(h->multi, req->easy);
+        req->added = false;
+        if (req->canceled) {
+                req_free(req);
+                return;
+        }
+        struct eng_response *resp = &req->resp;
+        resp->curl_code = msg->data.result;
+        long v = 0;
+        if (curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &v) == CURLE_OK)
+                resp->status = v;
+        v = 0;
+        if (resp->curl_code != CURLE_OK && curl_easy_getinfo(req->easy, CURLINFO_OS_ERRNO, &v) == CURLE_OK)
+                resp->os_errno = (int) v;
+        /* a response cut short (daemon died mid-body) is a failure even with a status */
+        if (req->on_done)
+                req->on_done(req, resp, req->data);
+        req_free(req);
+}
+
+static void process_events(struct eng_http *h, curl_socket_t fd, int ev)
+{
+        int running = 0;
+        h->depth++;
+        curl_multi_socket_action(h->multi, fd, ev, &running);
+        h->depth--;
+
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(h->multi, &left)))
+                if (msg->msg == CURLMSG_DONE)
+                        complete(h, msg);
+
+        /* deferred changes requested from inside libcurl's callbacks */
+        bool again = true;
+        while (again) {
+                again = false;
+                for (struct eng_request *req = h->reqs; req; req = req->next) {
+                        if (req->canceled) {
+                                req_free(req);
+                                again = true;
+                                break;
+                        }
+                        if (!req->added) {
+                                hm_error_t err = NULL;
+                                if (req_add(req, &err) < 0) {
+                                        /* report it as a transport failure of that request */
+                                        snprintf(req->resp.errbuf, sizeof req->resp.errbuf, "%s", err->msg);
+                                        hm_error_release(&err);
+                                        req->resp.curl_code = CURLE_FAILED_INIT;
+                                        if (req->on_done)
+                                                req->on_done(req, &req->resp, req->data);
+                                        req_free(req);
+                                }
+                                again = true;
+                                break;
+                        }
+                }
+        }
+}
+
+/* ---------------------------------------------------------------- the client */
+
+static void multi_cleanupp(CURLM **m)
+{
+        if (*m)
+                curl_multi_cleanup(*m);
+}
+
+int eng_http_new(struct hm_loop *loop, const char *socket_path, const char *api_prefix,
+                 struct eng_http **ret, hm_error_t *err)
+{
+        static bool global_done;
+        if (!global_done) {
+                CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+                if (rc != CURLE_OK)
+                        return hm_error_set(err, EIO, "curl_global_init: %s", curl_easy_strerror(rc));
+                global_done = true;
+        }
+        __attribute__((cleanup(multi_cleanupp))) CURLM *multi = curl_multi_init();
+        if (!multi)
+                return hm_error_set(err, ENOMEM, "curl_multi_init failed");
+        struct eng_http *h = xzalloc(sizeof *h);
+        h->loop = loop;
+        MSETOPT(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+        MSETOPT(multi, CURLMOPT_SOCKETDATA, h);
+        MSETOPT(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+        MSETOPT(multi, CURLMOPT_TIMERDATA, h);
+        h->multi = TAKE_PTR(multi);
+        h->socket_path = xstrdup(socket_path);
+        h->prefix = xstrdup(api_prefix ? api_prefix : "");
+        *ret = h;
+        return 0;
+}
+
+void eng_http_free(struct eng_http *h)
+{
+        if (!h)
+                return;
+        while (h->reqs)
+                req_free(h->reqs);
+        for (size_t i = 0; i < h->n_fds; i++)
+                hm_loop_del_fd(h->loop, h->fds[i]);
+        if (h->timer_id)
+                hm_loop_del_timer(h->loop, h->timer_id);
+        /* the loop may be gone by now: no more callbacks from the cleanup */
+        curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, NULL);
+        curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, NULL);
+        curl_multi_cleanup(h->multi);
+        free(h->fds);
+        free(h->socket_path);
+        free(h->prefix);
+        free(h);
+}
+
+const char *eng_http_socket(const struct eng_http *h) { return h->socket_path; }
+const char *eng_http_prefix(const struct eng_http *h) { return h->prefix; }
+unsigned eng_http_n_pending(const struct eng_http *h) { return h->n_reqs; }
+
+/* ---------------------------------------------------------------- blocking helper */
+
+static size_t write_headers(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+        strbuf_add(userdata, ptr, size * nmemb);
+        return size * nmemb;
+}
+
+int eng_http_perform_blocking(const char *socket_path, const char *method, const char *url_path,
+                              long timeout_ms, struct eng_response *resp, struct strbuf *headers,
+                              hm_error_t *err)
+{
+        _cleanup_curl_easy_ CURL *e = curl_easy_init();
+        if (!e)
+                return hm_error_set(err, ENOMEM, "curl_easy_init failed");
+        _cleanup_free_ char *url = xasprintf("http://d%s", url_path);
+        strbuf_init(&resp->body, 0);
+        int r = setup_common(e, socket_path, url, method, resp->errbuf, timeout_ms, err);
+        if (r < 0)
+                return r;
+        SETOPT(e, CURLOPT_WRITEFUNCTION, write_body);
+        SETOPT(e, CURLOPT_WRITEDATA, resp);
+        if (headers) {
+                SETOPT(e, CURLOPT_HEADERFUNCTION, write_headers);
+                SETOPT(e, CURLOPT_HEADERDATA, headers);
+        }
+        if (strcmp(method, "POST") == 0) {
+                SETOPT(e, CURLOPT_POST, 1L);
+                SETOPT(e, CURLOPT_POSTFIELDSIZE, 0L);
+                SETOPT(e, CURLOPT_POSTFIELDS, "");
+        }
+        resp->curl_code = curl_easy_perform(e);
+        long v = 0;
+        if (curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &v) == CURLE_OK)
+                resp->status = v;
+        v = 0;
+        if (resp->curl_code != CURLE_OK && curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &v) == CURLE_OK)
+                resp->os_errno = (int) v;
+        return 0;
+}

@@ -1,0 +1,1110 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The engine runner's step state machine (engine-api.md §13, our portable
+ * sequence rather than upstream's sleep-infinity + exec):
+ *
+ *   [cache] GET image/json of the cache tag -> hit: done, nothing runs
+ *   image   parent snapshot, or inspect the user image (pull if missing)
+ *   create  /bin/sh -c <cmd>, Init, labels hm.run/hm.owner/hm.step
+ *   upload  PUT the workspace tar at / (entries live under workspace/)
+ *   start   then logs?follow (demuxed to on_log) and wait, concurrently
+ *   commit  on exit 0: localhost/<cache tag> or localhost/hm-ephemeral:<run>-<i>
+ *   remove  always, once a container exists
+ *
+ * Every stage is one request whose completion callback starts the next, so
+ * the runner never blocks.  The first failure is kept as "<stage>: <engine
+ * message>"; the container is still removed and a removal failure is
+ * appended to that message.
+ */
+#include <curl/curl.h>
+#include <yajl/yajl_tree.h>
+
+#include "engine/demux.h"
+#include "engine/engine.h"
+#include "engine/http.h"
+#include "engine/internal.h"
+#include "lib/handles.h"
+#include "lib/strbuf.h"
+#include "lib/util.h"
+#include "pipeline/plan.h"
+#include "pipeline/workspace.h"
+#include "sched/loop.h"
+#include "sched/runner.h"
+
+#define COMMIT_TIMEOUT_MS 600000
+/*
+ * Docker: logs?follow=1 after start streams live and ends at the exit; do
+ * not hang on it if it does not (LOGS_GRACE_MS).  A plain read after wait
+ * then completes it (see maybe_after_run).
+ *
+ * Podman 4.3.1's follow stream drops lines in the middle with fast output
+ * (`seq 1 20000` gave 3184 3185 3186 3337 3349 ...; 19 of 109 KB arrived),
+ * while a plain read of the log is complete once wait has answered.  So on
+ * Podman the runner polls plain reads while the step runs, each skipping the
+ * bytes already delivered per stream (same file, same order), and makes one
+ * final read after wait.  The interval grows with the log, since every read
+ * returns the whole log.
+ */
+#define LOGS_GRACE_MS 10000
+#define LOGS_POLL_MS 250
+#define DEFAULT_IMAGE "ubuntu:24.04"
+
+enum pull_policy { PULL_MISSING, PULL_ALWAYS, PULL_NEVER };
+
+enum stage { ST_CACHE, ST_INSPECT, ST_PULL, ST_CREATE, ST_UPLOAD, ST_START, ST_RUN, ST_COMMIT, ST_REMOVE, ST_DONE };
+
+struct eng_step;
+struct eng_drop;
+
+struct eng_runner {
+        struct hm_runner base; /* first: the scheduler sees only this */
+        struct eng_http *http;
+        enum eng_kind kind;
+        char *version;
+        char *network;
+        enum pull_policy pull;
+        char *owner;  /* "<pid>:<starttime>" */
+        bool no_init; /* Podman without an init binary: create without Init */
+        struct eng_step *steps;
+        struct eng_drop *drops;
+};
+
+struct eng_step {
+        struct eng_runner *r;
+        struct step_exec *x;
+        enum stage stage;
+        char *name;  /* container name */
+        char *image; /* what the container boots from */
+        char *id;    /* container id once created */
+        struct eng_request *req; /* the stage's request */
+        struct eng_request *logs, *wait, *kill;
+        bool logs_done, wait_done, have_exit;
+        int exit_code;
+        bool cancel, force;
+        char *error;    /* first failure */
+        char *snapshot; /* committed image */
+        bool cache_hit;
+        struct eng_demux demux;
+        uint64_t delivered[3]; /* log bytes passed on, per stream */
+        uint64_t skip[3];      /* plain re-read: bytes still to skip, per stream */
+        bool polling;          /* Podman: plain reads instead of follow */
+        bool final_read;       /* the read in flight started after wait answered */
+        struct strbuf line; /* partial pull progress line */
+        char *pull_error;
+        uint64_t timer;
+        struct eng_step *prev, *next;
+};
+
+static void do_image(struct eng_step *s);
+static void do_create(struct eng_step *s);
+static void do_start(struct eng_step *s);
+static void do_remove(struct eng_step *s);
+static void do_commit(struct eng_step *s);
+static void finish(struct eng_step *s);
+static void on_upload(struct eng_request *req, struct eng_response *resp, void *data);
+
+/* ---------------------------------------------------------------- helpers */
+
+static void notice(struct eng_step *s, const char *kind, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static void notice(struct eng_step *s, const char *kind, const char *fmt, ...)
+{
+        if (!s->x->on_notice)
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        _cleanup_free_ char *m = NULL;
+        if (vasprintf(&m, fmt, ap) < 0)
+                abort();
+        va_end(ap);
+        s->x->on_notice(s->x, kind, m);
+}
+
+/* Record the first failure and go on to removal (or straight to done). */
+static void fail(struct eng_step *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct eng_step *s, const char *fmt, ...)
+{
+        if (!s->error) {
+                va_list ap;
+                va_start(ap, fmt);
+                if (vasprintf(&s->error, fmt, ap) < 0)
+                        abort();
+                va_end(ap);
+        }
+        if (s->id && s->stage != ST_REMOVE)
+                do_remove(s);
+        else if (s->stage != ST_REMOVE)
+                finish(s);
+}
+
+static void fail_resp(struct eng_step *s, const struct eng_response *resp, const char *what)
+{
+        _cleanup_free_ char *m = eng_response_error(resp);
+        fail(s, "%s: %s", what, m);
+}
+
+static bool submit(struct eng_step *s, struct eng_request **slot, const struct eng_request_opts *o,
+                   const char *what)
+{
+        hm_error_t err = NULL;
+        struct eng_request *req = NULL;
+        if (eng_request_submit(s->r->http, o, &req, &err) < 0) {
+                fail(s, "%s: %s", what, err->msg);
+                hm_error_release(&err);
+                return false;
+        }
+        *slot = req;
+        return true;
+}
+
+static char *json_string(const struct strbuf *body, const char *key)
+{
+        _cleanup_yajl_tree_ yajl_val v = yajl_tree_parse(body->buf, NULL, 0);
+        const char *path[] = { key, NULL };
+        yajl_val s = v ? yajl_tree_get(v, path, yajl_t_string) : NULL;
+        return s ? xstrdup(YAJL_GET_STRING(s)) : NULL;
+}
+
+static char *local_ref(const char *name)
+{
+        return str_has_prefix(name, "localhost/") ? xstrdup(name) : xasprintf("localhost/%s", name);
+}
+
+/* Split "repo:tag" at the tag's colon (the one after the last '/'). */
+static void split_ref(const char *ref, char **ret_repo, char **ret_tag)
+{
+        const char *slash = strrchr(ref, '/');
+        const char *colon = strrchr(slash ? slash : ref, ':');
+        if (strchr(ref, '@') || !colon) {
+                *ret_repo = xstrdup(ref);
+                *ret_tag = xstrdup(strchr(ref, '@') ? "" : "latest");
+                return;
+        }
+        *ret_repo = xstrndup(ref, (size_t) (colon - ref));
+        *ret_tag = xstrdup(colon + 1);
+}
+
+/* ---------------------------------------------------------------- cache and image */
+
+static void on_cache(struct eng_request *req, struct eng_response *resp, void *data)
+{
+        struct eng_step *s = data;
+        s->req = NULL;
+        if (resp->curl_code == CURLE_OK && resp->status == 404) {
+                do_image(s);
+                return;
+        }
+        if (!eng_response_ok(resp)) {
+                fail_resp(s, resp, "cache lookup");
+                return;
+        }
+        s->cache_hit = true;
+        s->have_exit = true;
+        s->exit_code = 0;
+        s->snapshot = local_ref(s->x->cache_tag);
+        finish(s);
+}
+
+static void do_cache(struct eng_step *s)
+{
+        s->stage = ST_CACHE;
+        _cleanup_free_ char *ref = local_ref(s->x->cache_tag);
+        _cleanup_free_ char *path = xasprintf("/images/%s/json", ref);
+        struct eng_request_opts o = { .method = "GET", .path = path, .on_done = on_cache, .data = s };
+        submit(s, &s->req, &o, "cache lookup");
+}
+
+static void on_pull_line(struct eng_step *s, const char *line)
+{
+        _cleanup_yajl_tree_ yajl_val v = yajl_tree_parse(line, NULL, 0);
+        if (!v || !YAJL_IS_OBJECT(v))
+                return;
+        static const char *err_path[] = { "error", NULL };
+        static const char *detail_path[] = { "errorDetail", "message", NULL };
+        yajl_val e = yajl_tree_get(v, detail_path, yajl_t_string);
+        if (!e)
+                e = yajl_tree_get(v, err_path, yajl_t_string);
+        if (e || yajl_tree_get(v, err_path, yajl_t_any)) {
+                if (!s->pull_error)
+                        s->pull_error = xstrdup(e ? YAJL_GET_STRING(e) : "error in pull stream");
+                return;
+        }
+        static const char *st[] = { "status", NULL }, *id[] = { "id", NULL }, *pr[] = { "progress", NULL };
+        yajl_val vs = yajl_tree_get(v, st, yajl_t_string);
+        yajl_val vi = yajl_tree_get(v, id, yajl_t_string);
+        yajl_val vp = yajl_tree_get(v, pr, yajl_t_string);
+        struct strbuf m = STRBUF_INIT;
+        yajl_val parts[] = { vs, vi, vp };
+        for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
+                if (!parts[i] || !YAJL_GET_STRING(parts[i])[0])
+                        continue;
+                if (m.len)
+                        strbuf_addch(&m, ' ');
+                strbuf_addstr(&m, YAJL_GET_STRING(parts[i]));
+        }
+        if (m.len)
+                notice(s, "pull", "%s", m.buf);
+        strbuf_release(&m);
+}
+
+static int on_pull_data(void *data, const char *buf, size_t n)
+{
+        struct eng_step *s = data;
+        strbuf_add(&s->line, buf, n);
+        char *nl;
+        while ((nl = memchr(s->line.buf, '\n', s->line.len))) {
+                *nl = '\0';
+                on_pull_line(s, s->line.buf);
+                strbuf_consume(&s->line, (size_t) (nl - s->line.buf) + 1);
+        }
+        if (s->line.len > (1u << 20)) /* no sane progress line is this long */
+                strbuf_reset(&s->line);
+        return 0;
+}
+
+static void on_pull(struct eng_request *req, struct eng_response *resp, void *data)
+{
+        struct eng_step *s = data;
+        s->req = NULL;
+        if (s->line.len)
+                on_pull_line(s, s->line.buf);
+        if (!eng_response_ok(resp)) {
+                _cleanup_free_ char *m = eng_response_error(resp);
+                fail(s, "pull image '%s': %s", s->image, m);
+        } else if (s->pull_error) {
+                /* Docker reports pull failures inside a 200 stream */
+                fail(s, "pull image '%s': %s", s->image, s->pull_error);
+        } else {
+                do_create(s);
+        }
+}
+
+static void do_pull(struct eng_step *s)
+{
+        s->stage = ST_PULL;
+        _cleanup_free_ char *repo = NULL, *tag = NULL;
+        split_ref(s->image, &repo, &tag);
+        _cleanup_free_ char *erepo = eng_escape(repo), *etag = eng_escape(tag);
+        _cleanup_free_ char *path = xasprintf("/images/create?fromImage=%s%s%s", erepo, tag[0] ? "&tag=" : "", etag);
+        notice(s, "pull", "pulling %s", s->image);
+        struct eng_request_opts o = { .method = "POST", .path = path, .on_data = on_pull_data,
+                                      .timeout_ms = -1, .on_done = on_pull, .data = s };
+        submit(s, &s->req, &o, "pull image");
+}
+
+static void on_inspect(struct eng_request *req, struct eng_response *resp, void *data)
+{
+        struct eng_step *s = data;
+        s->req = NULL;
+        if (eng_response_ok(resp)) {
+                do_create(s);
+        } else if (resp->curl_code == CURLE_OK && resp->status == 404) {
+                if (s->r->pull == PULL_NEVER)
+                        fail(s, "image '%s' not found (--pull=never)", s->image);
+                else
+                        do_pull(s);
+        } else {
+                _cleanup_free_ char *m = eng_response_error(resp);
+                fail(s, "inspect image '%s': %s", s->image, m);
+        }
+}
+
+static void do_image(struct eng_step *s)
+{
+        const struct step_exec *x = s->x;
+        if (x->parent_snapshot) {
+                s->image = xstrdup(x->parent_snapshot);
+                do_create(s);
+                return;
+        }
+        s->image = xstrdup(x->image ? x->image : x->step && x->step->image ? x->step->image : DEFAULT_IMAGE);
+        if (s->r->pull == PULL_ALWAYS) {
+                do_pull(s);
+                return;
+        }
+        s->stage = ST_INSPECT;
+        /* user images are looked up as named: Docker stores short names as given, Podman resolves them */
+        _cleanup_free_ char *path = xasprintf("/images/%s/json", s->image);
+        struct eng_request_opts o = { .method = "GET", .path = path, .on_done = on_inspect, .data = s };
+        submit(s, &s->req, &o, "inspect image");
+}
+
+/* ---------------------------------------------------------------- create, upload, start */
+
+static char *create_body(struct eng_step *s)
+{
+        const struct step_exec *x = s->x;
+        struct strbuf b = STRBUF_INIT;
+        strbuf_addstr(&b, "{\"Image\":");
+        strbuf_add_json_str(&b, s->image);
+        strbuf_addstr(&b, ",\"Entrypoint\":[\"/bin/sh\",\"-c\"],\"Cmd\":[");
+        strbuf_add_json_str(&b, x->step->cmd ? x->step->cmd : "");
+        strbuf_addstr(&b, "],\"Env\":[");
+        for (size_t i = 0; x->env && x->env[i]; i++) {
+                if (i)
+                        strbuf_addch(&b, ',');
+                strbuf_add_json_str(&b, x->env[i]);
+        }
+        strbuf_addstr(&b, "],\"WorkingDir\":\"/workspace\",\"Labels\":{\"hm.run\":");
+        strbuf_add_json_str(&b, x->run_id);
+        strbuf_addstr(&b, ",\"hm.owner\":");
+        strbuf_add_json_str(&b, s->r->owner);
+        strbuf_addstr(&b, ",\"hm.step\":");
+        strbuf_add_json_str(&b, x->step->key);
+        strbuf_addstr(&b, "},\"AttachStdin\":false,\"AttachStdout\":false,\"AttachStderr\":false,"
+                          "\"Tty\":false,\"OpenStdin\":false,\"HostConfig\":{");
+        /* Init: a real PID 1 forwards SIGTERM to the shell, which as PID 1 would ignore it */
+        strbuf_addstr(&b, s->r->no_init ? "\"Init\":false" : "\"Init\":true");
+        if (s->r->network) {
+                strbuf_addstr(&b, ",\"NetworkMode\":");
+                strbuf_add_json_str(&b, s->r->network);
+        }
+        strbuf_addstr(&b, "}}");
+        return strbuf_detach(&b, NULL);
+}
+
+static void on_create(struct eng_request *req, struct eng_response *resp, void *data)
+{
+        struct eng_step *s = data;
+        s->req = NULL;
+        if (!eng_response_ok(resp)) {
+                _cleanup_free_ char *m = eng_response_error(resp);
+                if (s->r->kind == ENG_PODMAN && !s->r->no_init && strstr(m, "container-init binary not found")) {
+                        /* Podman 4.3.1's compat API ignores init_path: only catatonit will do */
+                        s->r->no_init = true;
+                        notice(s, "isolation", "podman has no container init (install catatonit): "
+                                               "steps run without Init, so SIGTERM does not reach the shell");
+                        if (!s->cancel) {
+                                do_create(s);
+                                return;
+                        }
+                }
+                if (s->cancel) {
+                        finish(s);
+                        return;
+                }
+                fail(s, "create container: %s", m);
+                return;
+        }
+        s->id = json_string(&resp->body, "Id");
+        if (!s->id) {
+                fail(s, "create container: no Id in the answer");
+                return;
+        }
+        if (s->cancel) {
+                do_remove(s);
+                return;
+        }
+        if (!s->x->ws) {
+                do_start(s);
+                return;
+        }
+        s->stage = ST_UPLOAD;
+        _cleanup_free_ char *path = xasprintf("/containers/%s/archive?path=/", s->id);
+        struct eng_request_opts o = { .method = "PUT", .path = path, .upload_fd = s->x->ws->fd,
+                                      .upload_size = s->x->ws->size, .on_done = on_upload, .data = s };
+        submit(s, &s->req, &o, "upload workspace");
+}
+
+static void do_create(struct eng_step *s)
+{
+        s->stage = ST_CREATE;
+        _cleanup_free_ char *body = create_body(s);
+        _cleanup_free_ char *ename = eng_escape(s->name);
+        _cleanup_free_ char *path = xasprintf("/containers/create?name=%s", ename);
+        struct eng_request_opts o = { .method = "POST", .path = path, .json_body = body,
+                                      .on_done = on_create, .data = s };
+        submit(s, &s->req, &o, "create container");
+}
+
+static void on_upload(struct eng_request *req, struct eng_response *resp, void *data)
+{
+        struct eng_step *s = data;
+        s->req = NULL;
+        if (!eng_response_ok(resp))
+                fail_resp(s, resp, "upload workspace");
+        else if (s->cancel)
+                do_remove(s);
+        else
+                do_start(s);
+}
+
+/* ---------------------------------------------------------------- run: logs + wait */
+
+static void on_kill(struct eng_request *req, struct eng_response *resp, void *data)
+{
+        struct eng_step *s = data;
+        s->kill = NULL;
+        /* "not running" (Docker 409, Podman 500) just means it already ended */
+}
+
+static void send_kill(struct eng_step *s)
+{
+        eng_request_cancel(s->kill);
+        s->kill = NULL;
+        _cleanup_free_ char *path = xasprintf("/containers/%s/kill?signal=%s", s->id, s->force ? "SIGKILL" : "SIGTERM");
+        struct eng_request_opts o = { .method = "POST", .path = path, .on_done = on_kill, .data = s };
+        hm_error_t err = NULL;
+        if (eng_request_submit(s->r->http, &o, &s->kill, &err) < 0)
+                hm_error_release(&err); /* the removal kills it anyway */
+}
+
+static void after_run(struct eng_step *s)
+{
+        if (s->timer) {
+                hm_loop_del_timer(s->r->base.loop, s->timer);
+                s->timer = 0;
+        }
+        eng_request_cancel(s->logs);
+        s->logs = NULL;
+        eng_request_cancel(s->wait);
+        s->wait = NULL;
+        if (s->error || s->cancel || !s->have_exit || s->exit_code != 0) {
+                do_remove(s);
+                return;
+        }
+        do_commit(s);
+}
+
+static void on_log_bytes(void *data, int stream, const char *buf, size_t n)
+{
+        struct eng_step *s = data;
+        if (s->polling) {
+                uint64_t k = s->skip[stream] < n ? s->skip[stream] : n;
+                s->skip[stream] -= k;
+                buf += k;
+                n -= (size_t) k;
+                if (n == 0)
+                        return;
+        }
+        s->delivered[stream] += n;
+        if (s->x->on_log)
+                s->x->on_log(s->x, stream, buf, n);
+}
+
+static int on_logs_data(void *data, const char *buf, size_t n)
+{
+        struct eng_step *s = data;
+        eng_demux_feed(&s->demux, buf, n, on_log_bytes, s);
+        return 0;
+}
+
+static void on_logs(struct eng_request *req, struct eng_response *resp, void *data);
+static void maybe_after_run(struct eng_step *s);
+
+static void logs_read(struct eng_step *s)
+{
+        if (s->timer) {
+                hm_loop_del_timer(s->r->base.loop, s->timer);
+                s->timer = 0;
+        }
+        s->final_read = s->wait_done;
+        memcpy(s->skip, s->delivered, sizeof s->skip);
+        eng_demux_init(&s->demux);
+        _cleanup_free_ char *path = xasprintf("/containers/%s/logs?stdout=1&stderr=1", s->id);
+        struct eng_request_opts o = { .method = "GET", .path = path, .on_data = on_logs_data,
+                                      .on_done = on_logs, .data = s };
+        hm_error_t err = NULL;
+        if (eng_request_submit(s->r->http, &o, &s->logs, &err) < 0) {
+                if (!s->error)
+                        s->error = xasprintf("read logs: %s", err->msg);
+                hm_error_release(&err);
+                s->logs_done = true;
+                s->final_read = true;
+        }
+}
+
+static void on_logs_timer(struct hm_loop *loop, uint64_t id, void *data)
+{
+        struct eng_step *s = data;
+        s->timer = 0;
+        if (!s->polling) {
+                /* Docker's follow did not end after the exit: read the rest plainly */
+                eng_request_cancel(s->logs);
+                s->logs = NULL;
+                s->polling = true;
+        }
+        logs_read(s);
+        maybe_after_run(s);
+}
+
+static void maybe_after_run(struct eng_step *s)
+{
+        if (s->stage != ST_RUN)
+                return;
+        if (s->error || (s->wait_done && s->logs_done && s->final_read)) {
+                s->stage = ST_COMMIT;
+                after_run(s);
+                return;
+        }
+        if (!s->polling) {
+                if (s->wait_done && s->logs_done) {
+                        /*
+                         * Docker's follow can end before the logger flushed
+                         * a last partial line (seen under load: stderr "b"
+                         * without newline lost): one plain read after wait
+                         * completes it.
+                         */
+                        s->polling = true;
+                        s->logs_done = false;
+                        logs_read(s);
+                } else if (s->wait_done && !s->timer) {
+                        s->timer = hm_loop_add_timer(s->r->base.loop, LOGS_GRACE_MS, on_logs_timer, s);
+                }
+                return;
+        }
+        if (s->logs || s->logs_done)
+                return;
+        if (s->wait_done) {
+                logs_read(s); /* the final one */
+        } else if (!s->timer) {
+                uint64_t size = s->delivered[1] + s->delivered[2];
+                int64_t ms = LOGS_POLL_MS + (int64_t) (size >> 20) * 500;
+                s->timer = hm_loop_add_timer(s->r->base.loop, ms > 5000 ? 5000 : ms, on_logs_timer, s);
+        }
+}
+
+static void on_logs(struct eng_request *req, struct eng_response *resp, void *data)
+{
+        struct eng_step *s = data;
+        s->logs = NULL;
+        s->logs_done = !s->polling || s->final_read;
+        if (!eng_response_ok(resp) && !s->error) {
+                _cleanup_free_ char *m = eng_response_error(resp);
+                s->error = xasprintf("read logs: %s", m);
+        }
+        maybe_after_run(s);
+}
+
+static void parse_wait(struct eng_step *s, const struct eng_response *resp)
+{
+        if (s->r->kind == ENG_PODMAN) {
+                /* libpod wait: the bare exit code as text */
+                char *end = NULL;
+                errno = 0;
+                long v = strtol(resp->body.buf, &end, 10);
+                if (errno || end == resp->body.buf || v < -1 || v > 255) {
+                        s->error = xasprintf("wait: unexpected answer '%.40s'", resp->body.buf);
+                        return;
+                }
+                if (v < 0) { /* Podman's answer for a container that never ran */
+                        s->error = xstrdup("wait: the container never ran");
+                        return;
+                }
+                s->exit_code = (int) v;
+                s->have_exit = true;
+                return;
+        }
+        _cleanup_yajl_tree_ yajl_val v = yajl_tree_parse(resp->body.buf, NULL, 0);
+        static const char *code_path[] = { "StatusCode", NULL };
+        static const char *err_path[] = { "Error", "Message", NULL };
+        yajl_val c = v ? yajl_tree_get(v, code_path, yajl_t_number) : NULL;
+        yajl_val e = v ? yajl_tree_get(v, err_path, yajl_t_string) : NULL;
+        if (e && YAJL_GET_STRING(e)[0]) {
+                s->error = xasprintf("wait: %s", YAJL_GET_STRING(e));
+        } else if (!c || !YAJL_IS_INTEGER(c)) {
+                s->error = xasprintf("wait: no StatusCode in the answer '%.40s'", resp->body.buf);
+        } else {
+                s->exit_code = (int) YAJL_GET_INTEGER(c);
+                s->have_exit = true;
+        }
+}
+
+static void on_wait(struct eng_request *req, struct eng_response *resp, void *data)
+{
+        struct eng_step *s = data;
+        s->wait = NULL;
+        s->wait_done = true;
+        if (!eng_response_ok(resp)) {
+                if (!s->error) {
+                        _cleanup_free_ char *m = eng_response_error(resp);
+                        s->error = xasprintf("wait: %s", m);
+                }
+        } else if (!s->error) {
+                parse_wait(s, resp);
+        }
+        maybe_after_run(s);
+}
+
+static void do_run(struct eng_step *s)
+{
+        s->stage = ST_RUN;
+        eng_demux_init(&s->demux);
+        _cleanup_free_ char *wpath = NULL;
+        struct eng_request_opts wo = { .method = "POST", .timeout_ms = -1, .on_done = on_wait, .data = s };
+        if (s->r->kind == ENG_PODMAN) {
+                /* the compat wait notices exits 200-300 ms late (engine-api.md §5.3) */
+                wpath = xasprintf("/v%s/libpod/containers/%s/wait?condition=exited&condition=stopped&interval=5ms",
+                                  s->r->version, s->id);
+                wo.raw_path = true;
+        } else {
+                wpath = xasprintf("/containers/%s/wait", s->id);
+        }
+        wo.path = wpath;
+        if (!submit(s, &s->wait, &wo, "wait"))
+                return;
+        if (s->r->kind == ENG_PODMAN) {
+                s->polling = true;
+                s->timer = hm_loop_add_timer(s->r->base.loop, LOGS_POLL_MS, on_logs_timer, s);
+        } else {
+                _cleanup_free_ char *lpath = xasprintf("/containers/%s/logs?follow=1&stdout=1&stderr=1", s->id);
+                struct eng_request_opts lo = { .method = "GET", .path = lpath, .on_data = on_logs_data,
+                                               .timeout_ms = -1, .on_done = on_logs, .data = s };
+                if (!submit(s, &s->logs, &lo, "read logs"))
+                        return;
+        }
+        if (s->cancel)
+                send_kill(s);
+}
+
+static void on_start(struct eng_request *req, struct eng_response *resp, void *data)
+{
+        struct eng_step *s = data;
+        s->req = NULL;
+        if (!eng_response_ok(resp) && !(resp->curl_code == CURLE_OK && resp->status == 304))
+                fail_resp(s, resp, "start container");
+        else
+                do_run(s);
+}
+
+static void do_start(struct eng_step *s)
+{
+        s->stage = ST_START;
+        _cleanup_free_ char *path = xasprintf("/containers/%s/start", s->id);
+        struct eng_request_opts o = { .method = "POST", .path = path, .on_done = on_start, .data = s };
+        submit(s, &s->req, &o, "start container");
+}
+
+/* ---------------------------------------------------------------- commit, remove, done */
+
+static void on_commit(struct eng_request *req, struct eng_response *resp, void *data)
+{
+        struct eng_step *s = data;
+        s->req = NULL;
+        if (!eng_response_ok(resp)) {
+                _cleanup_free_ char *m = eng_response_error(resp);
+                fail(s, "commit snapshot '%s': %s", s->snapshot, m);
+                free(s->snapshot);
+                s->snapshot = NULL;
+                return;
+        }
+        do_remove(s);
+}
+
+static void do_commit(struct eng_step *s)
+{
+        const struct step_exec *x = s->x;
+        s->stage = ST_COMMIT;
+        if (x->cache_tag)
+                s->snapshot = local_ref(x->cache_tag);
+        else
+                s->snapshot = xasprintf("localhost/hm-ephemeral:%.12s-%u", x->run_id, x->step->index);
+        _cleanup_free_ char *repo = NULL, *tag = NULL;
+        split_ref(s->snapshot, &repo, &tag);
+        _cleanup_free_ char *label = xasprintf("LABEL hm.run=%s", x->run_id);
+        _cleanup_free_ char *erepo = eng_escape(repo), *etag = eng_escape(tag), *elabel = eng_escape(label);
+        _cleanup_free_ char *path = xasprintf("/commit?container=%s&repo=%s&tag=%s&changes=%s%s", s->id, erepo, etag,
+                                              elabel, x->cache_tag ? "" : "&changes=LABEL%20hm.ephemeral%3D1");
+        /* Podman's compat commit needs a JSON body, Docker then needs the JSON Content-Type */
+        struct eng_request_opts o = { .method = "POST", .path = path, .json_body = "{}",
+                                      .timeout_ms = COMMIT_TIMEOUT_MS, .on_done = on_commit, .data = s };
+        submit(s, &s->req, &o, "commit snapshot");
+}
+
+static void on_remove(struct eng_request *req, struct eng_response *resp, void *data)
+{
+        struct eng_step *s = data;
+        s->req = NULL;
+        if (!eng_response_ok(resp) && !(resp->curl_code == CURLE_OK && resp->status == 404)) {
+                _cleanup_free_ char *m = eng_response_error(resp);
+                char *e = s->error ? xasprintf("%s; remove container '%s' also failed: %s", s->error, s->name, m)
+                                   : xasprintf("remove container '%s': %s", s->name, m);
+                free(s->error);
+                s->error = e;
+        } else {
+                free(s->id);
+                s->id = NULL;
+        }
+        finish(s);
+}
+
+static void do_remove(struct eng_step *s)
+{
+        s->stage = ST_REMOVE;
+        eng_request_cancel(s->req);
+        s->req = NULL;
+        _cleanup_free_ char *path = xasprintf("/containers/%s?force=1&v=1", s->id);
+        struct eng_request_opts o = { .method = "DELETE", .path = path, .on_done = on_remove, .data = s };
+        hm_error_t err = NULL;
+        if (eng_request_submit(s->r->http, &o, &s->req, &err) < 0) {
+                if (!s->error)
+                        s->error = xasprintf("remove container '%s': %s", s->name, err->msg);
+                hm_error_release(&err);
+                finish(s);
+        }
+}
+
+static void step_unlink(struct eng_step *s)
+{
+        struct eng_runner *r = s->r;
+        if (s->prev)
+                s->prev->next = s->next;
+        else if (r->steps == s)
+                r->steps = s->next;
+        if (s->next)
+                s->next->prev = s->prev;
+        s->prev = s->next = NULL;
+}
+
+static void step_free(struct eng_step *s)
+{
+        if (!s)
+                return;
+        step_unlink(s);
+        eng_request_cancel(s->req);
+        eng_request_cancel(s->logs);
+        eng_request_cancel(s->wait);
+        eng_request_cancel(s->kill);
+        if (s->timer)
+                hm_loop_del_timer(s->r->base.loop, s->timer);
+        free(s->name);
+        free(s->image);
+        free(s->id);
+        free(s->error);
+        free(s->snapshot);
+        free(s->pull_error);
+        strbuf_release(&s->line);
+        free(s);
+}
+
+static void finish(struct eng_step *s)
+{
+        struct step_exec *x = s->x;
+        s->stage = ST_DONE;
+        struct step_result res = { .cache_hit = s->cache_hit, .canceled = s->cancel };
+        if (s->error) {
+                res.runner_error = true;
+                res.exit_code = 1;
+                res.error_msg = TAKE_PTR(s->error);
+        } else if (s->have_exit) {
+                res.exit_code = s->exit_code;
+        } else {
+                res.exit_code = s->cancel ? 128 + (s->force ? 9 : 15) : 1;
+        }
+        res.snapshot = TAKE_PTR(s->snapshot);
+        x->runner_data = NULL;
+        step_free(s);
+        x->on_done(x, &res);
+        /* the scheduler takes the strings it wants; free what it left */
+        free(res.snapshot);
+        free(res.error_msg);
+}
+
+static void on_finish_timer(struct hm_loop *loop, uint64_t id, void *data)
+{
+        struct eng_step *s = data;
+        s->timer = 0;
+        finish(s);
+}
+
+/* ---------------------------------------------------------------- runner ops */
+
+static char *container_name(const struct step_exec *x)
+{
+        struct strbuf b = STRBUF_INIT;
+        strbuf_addf(&b, "hm-%.12s-%u-", x->run_id, x->step->index);
+        for (const char *p = x->step->key; *p && b.len < 100; p++) {
+                char c = *p;
+                bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                          c == '_' || c == '.' || c == '-';
+                strbuf_addch(&b, ok ? c : '-');
+        }
+        return strbuf_detach(&b, NULL);
+}
+
+static int eng_start(struct hm_runner *hr, struct step_exec *x, hm_error_t *err)
+{
+        struct eng_runner *r = (struct eng_runner *) hr;
+        if (!x->step || !x->step->key || !x->run_id || strlen(x->run_id) < 12 || !x->on_done)
+                return hm_error_set(err, EINVAL, "engine runner: incomplete step description");
+        struct eng_step *s = xzalloc(sizeof *s);
+        s->r = r;
+        s->x = x;
+        strbuf_init(&s->line, 0);
+        s->name = container_name(x);
+        s->next = r->steps;
+        if (r->steps)
+                r->steps->prev = s;
+        r->steps = s;
+        x->runner_data = s;
+        if (x->cache_lookup && x->cache_tag)
+                do_cache(s);
+        else
+                do_image(s);
+        return 0;
+}
+
+static void eng_cancel(struct hm_runner *hr, struct step_exec *x, bool force)
+{
+        struct eng_step *s = x->runner_data;
+        if (!s || s->stage == ST_DONE)
+                return;
+        s->cancel = true;
+        s->force |= force;
+        switch (s->stage) {
+        case ST_CACHE:
+        case ST_INSPECT:
+        case ST_PULL:
+                /* nothing exists yet: drop the request, report from the loop (not from inside cancel) */
+                eng_request_cancel(s->req);
+                s->req = NULL;
+                if (!s->timer)
+                        s->timer = hm_loop_add_timer(s->r->base.loop, 0, on_finish_timer, s);
+                break;
+        case ST_UPLOAD:
+                do_remove(s);
+                break;
+        case ST_RUN:
+                send_kill(s);
+                break;
+        default: /* create, start: their callbacks look at s->cancel; commit, remove: nearly done */
+                break;
+        }
+}
+
+/* ---------------------------------------------------------------- drop_snapshots */
+
+struct eng_drop {
+        struct eng_runner *r;
+        char **refs;     /* in the order to delete */
+        size_t n, next;
+        char **retry;    /* refused once (Docker 409: children still there) */
+        bool retrying;
+        struct eng_request *req;
+        uint64_t timer;
+        void (*done)(void *data);
+        void *data;
+        struct eng_drop *prev, *nextd;
+};
+
+static void drop_free(struct eng_drop *d)
+{
+        struct eng_runner *r = d->r;
+        if (d->prev)
+                d->prev->nextd = d->nextd;
+        else if (r->drops == d)
+                r->drops = d->nextd;
+        if (d->nextd)
+                d->nextd->prev = d->prev;
+        eng_request_cancel(d->req);
+        if (d->timer)
+                hm_loop_del_timer(r->base.loop, d->timer);
+        strv_free(d->refs);
+        strv_free(d->retry);
+        free(d);
+}
+
+static void drop_next(struct eng_drop *d);
+
+static void warn(struct eng_runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warn(struct eng_runner *r, const char *fmt, ...)
+{
+        if (!r->base.warn)
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        _cleanup_free_ char *m = NULL;
+        if (vasprintf(&m, fmt, ap) < 0)
+                abort();
+        va_end(ap);
+        r->base.warn(r->base.warn_data, m);
+}
+
+static void on_drop(struct eng_request *req, struct eng_response *resp, void *data)
+{
+        struct eng_drop *d = data;
+        d->req = NULL;
+        const char *ref = d->refs[d->next - 1];
+        if (!eng_response_ok(resp) && !(resp->curl_code == CURLE_OK && resp->status == 404)) {
+                if (!d->retrying) {
+                        strv_push(&d->retry, ref);
+                } else {
+                        _cleanup_free_ char *m = eng_response_error(resp);
+                        warn(d->r, "remove image '%s': %s", ref, m);
+                }
+        }
+        drop_next(d);
+}
+
+static void drop_next(struct eng_drop *d)
+{
+        if (d->next == d->n && d->retry && !d->retrying) {
+                strv_free(d->refs);
+                d->refs = TAKE_PTR(d->retry);
+                d->n = strv_len(d->refs);
+                d->next = 0;
+                d->retrying = true;
+        }
+        if (d->next == d->n) {
+                void (*done)(void *) = d->done;
+                void *data = d->data;
+                drop_free(d);
+                if (done)
+                        done(data);
+                return;
+        }
+        const char *ref = d->refs[d->next++];
+        _cleanup_free_ char *path = xasprintf("/images/%s?force=1", ref);
+        struct eng_request_opts o = { .method = "DELETE", .path = path, .on_done = on_drop, .data = d };
+        hm_error_t err = NULL;
+        if (eng_request_submit(d->r->http, &o, &d->req, &err) < 0) {
+                warn(d->r, "remove image '%s': %s", ref, err->msg);
+                hm_error_release(&err);
+                drop_next(d);
+        }
+}
+
+static void on_drop_timer(struct hm_loop *loop, uint64_t id, void *data)
+{
+        struct eng_drop *d = data;
+        d->timer = 0;
+        drop_next(d);
+}
+
+static void eng_drop_snapshots(struct hm_runner *hr, char *const *refs, void (*done)(void *data), void *data)
+{
+        struct eng_runner *r = (struct eng_runner *) hr;
+        struct eng_drop *d = xzalloc(sizeof *d);
+        d->r = r;
+        d->done = done;
+        d->data = data;
+        /* children before parents: Docker refuses to delete an image with children */
+        size_t n = strv_len(refs);
+        for (size_t i = n; i > 0; i--)
+                strv_push(&d->refs, refs[i - 1]);
+        d->n = n;
+        d->nextd = r->drops;
+        if (r->drops)
+                r->drops->prev = d;
+        r->drops = d;
+        /* start from the loop, so done() never runs inside this call */
+        d->timer = hm_loop_add_timer(r->base.loop, 0, on_drop_timer, d);
+}
+
+/* Teardown after the loop ended: the one place that blocks. */
+static void remove_blocking(struct eng_runner *r, const char *id)
+{
+        _cleanup_free_ char *path = xasprintf("%s/containers/%s?force=1&v=1", eng_http_prefix(r->http), id);
+        struct eng_response resp = { 0 };
+        hm_error_t err = NULL;
+        if (eng_http_perform_blocking(eng_http_socket(r->http), "DELETE", path, 30000, &resp, NULL, &err) < 0) {
+                warn(r, "remove container '%s': %s", id, err->msg);
+                hm_error_release(&err);
+        } else if (!eng_response_ok(&resp) && resp.status != 404) {
+                _cleanup_free_ char *m = eng_response_error(&resp);
+                warn(r, "remove container '%s': %s", id, m);
+        }
+        eng_response_release(&resp);
+}
+
+static void eng_free(struct hm_runner *hr)
+{
+        struct eng_runner *r = (struct eng_runner *) hr;
+        if (!r)
+                return;
+        while (r->steps) {
+                struct eng_step *s = r->steps;
+                if (s->id)
+                        remove_blocking(r, s->id);
+                if (s->x)
+                        s->x->runner_data = NULL;
+                step_free(s);
+        }
+        while (r->drops)
+                drop_free(r->drops);
+        eng_http_free(r->http);
+        free(r->base.backend_id);
+        free(r->base.description);
+        free(r->version);
+        free(r->network);
+        free(r->owner);
+        free(r);
+}
+
+static const struct runner_ops eng_docker_ops = {
+        .name = "docker",
+        .start = eng_start,
+        .cancel = eng_cancel,
+        .drop_snapshots = eng_drop_snapshots,
+        .free = eng_free,
+};
+
+static const struct runner_ops eng_podman_ops = {
+        .name = "podman",
+        .start = eng_start,
+        .cancel = eng_cancel,
+        .drop_snapshots = eng_drop_snapshots,
+        .free = eng_free,
+};
+
+/* "<pid>:<starttime>", starttime = field 22 of /proc/self/stat (the reaper's key). */
+static char *owner_label(void)
+{
+        _cleanup_free_ char *stat = NULL;
+        size_t len = 0;
+        unsigned long long start = 0;
+        if (read_file("/proc/self/stat", 0, &stat, &len) >= 0) {
+                const char *p = strrchr(stat, ')');
+                /* after ") " come fields 3..; field 22 is the 20th of them */
+                for (int field = 2; p && field < 22; field++)
+                        p = strchr(p + 1, ' ');
+                if (p)
+                        start = strtoull(p + 1, NULL, 10);
+        }
+        return xasprintf("%d:%llu", (int) getpid(), start);
+}
+
+static int parse_pull(const char *pull, enum pull_policy *ret, hm_error_t *err)
+{
+        if (!pull || strcmp(pull, "missing") == 0)
+                *ret = PULL_MISSING;
+        else if (strcmp(pull, "always") == 0)
+                *ret = PULL_ALWAYS;
+        else if (strcmp(pull, "never") == 0)
+                *ret = PULL_NEVER;
+        else
+                return hm_error_set(err, EINVAL, "--pull '%s': expected missing, always or never", pull);
+        return 0;
+}
+
+int engine_runner_new(struct hm_loop *loop, const struct engine_options *opts, struct hm_runner **ret,
+                      hm_error_t *err)
+{
+        enum pull_policy pull = PULL_MISSING;
+        int r = parse_pull(opts->pull, &pull, err);
+        if (r < 0)
+                return r;
+        struct eng_found f = { 0 };
+        r = eng_discover(opts, &f, err);
+        if (r < 0)
+                return r;
+        struct eng_runner *er = xzalloc(sizeof *er);
+        r = eng_http_new(loop, f.socket, f.prefix, &er->http, err);
+        if (r < 0) {
+                eng_found_release(&f);
+                free(er);
+                return r;
+        }
+        er->base.ops = f.kind == ENG_PODMAN ? &eng_podman_ops : &eng_docker_ops;
+        er->base.loop = loop;
+        er->base.backend_id = xasprintf("%s:%s", eng_kind_name(f.kind), f.socket);
+        er->base.description = xasprintf("%s %s at %s (from %s)", eng_kind_name(f.kind), f.version, f.socket, f.origin);
+        er->kind = f.kind;
+        er->version = xstrdup(f.version);
+        er->network = opts->network ? xstrdup(opts->network) : NULL;
+        er->pull = pull;
+        er->owner = owner_label();
+        eng_found_release(&f);
+        *ret = &er->base;
+        return 0;
+}
