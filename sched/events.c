@@ -122,19 +122,28 @@ struct json_sink {
         struct strbuf buf;
 };
 
+static void json_flush(struct hm_sink *s)
+{
+        struct json_sink *j = (struct json_sink *) s;
+        /* blocking on purpose: a slow consumer slows the run, it never loses an event */
+        if (j->buf.len)
+                (void) write_all(j->fd, j->buf.buf, j->buf.len);
+        strbuf_reset(&j->buf);
+}
+
 static void json_emit(struct hm_sink *s, const struct hm_event *ev)
 {
         struct json_sink *j = (struct json_sink *) s;
-        strbuf_reset(&j->buf);
         hm_event_to_json(ev, &j->buf);
         strbuf_addch(&j->buf, '\n');
-        /* blocking on purpose: a slow consumer slows the run, it never loses an event */
-        (void) write_all(j->fd, j->buf.buf, j->buf.len);
+        if (j->buf.len >= HM_SINK_BUFFER || ev->kind == EV_BUILD_END)
+                json_flush(s);
 }
 
 static void json_free(struct hm_sink *s)
 {
         struct json_sink *j = (struct json_sink *) s;
+        json_flush(s);
         strbuf_release(&j->buf);
         free(j);
 }
@@ -143,8 +152,9 @@ struct hm_sink *hm_sink_json_new(int fd)
 {
         struct json_sink *j = xzalloc(sizeof *j);
         j->base.emit = json_emit;
+        j->base.flush = json_flush;
         j->base.free = json_free;
         j->fd = fd;
-        strbuf_init(&j->buf, 512);
+        strbuf_init(&j->buf, HM_SINK_BUFFER + 4096);
         return &j->base;
 }

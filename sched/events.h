@@ -60,8 +60,12 @@ struct hm_event {
 
 struct hm_sink {
         void (*emit)(struct hm_sink *s, const struct hm_event *ev);
+        void (*flush)(struct hm_sink *s); /* write out what is buffered; may be NULL */
         void (*free)(struct hm_sink *s);
 };
+
+/* Sinks buffer at most this much before writing; they are flushed before every poll(). */
+#define HM_SINK_BUFFER (64 * 1024)
 
 void hm_event_to_json(const struct hm_event *ev, struct strbuf *out);
 const char *hm_event_kind_name(enum hm_event_kind k);

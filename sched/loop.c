@@ -30,7 +30,15 @@ struct hm_loop {
         int *pfd_fd;
         size_t cap_pfd;
         bool stop;
+        void (*prepare)(void *);
+        void *prepare_data;
 };
+
+void hm_loop_set_prepare(struct hm_loop *l, void (*fn)(void *), void *data)
+{
+        l->prepare = fn;
+        l->prepare_data = data;
+}
 
 struct hm_loop *hm_loop_new(void)
 {
@@ -187,6 +195,8 @@ static void run_timers(struct hm_loop *l)
 
 int hm_loop_iterate(struct hm_loop *l, int max_wait_ms, hm_error_t *err)
 {
+        if (l->prepare)
+                l->prepare(l->prepare_data);
         size_t n = 0;
         if (l->cap_pfd < l->n_fds) {
                 l->cap_pfd = l->n_fds + 16;

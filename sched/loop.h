@@ -39,6 +39,9 @@ uint64_t hm_loop_add_timer(struct hm_loop *loop, int64_t ms, hm_timer_fn fn, voi
 /* Cancel a timer that has not fired; ids of fired or unknown timers are ignored. */
 void hm_loop_del_timer(struct hm_loop *loop, uint64_t id);
 
+/* Call fn(data) at the start of every iteration, before poll() (one hook; NULL removes it). */
+void hm_loop_set_prepare(struct hm_loop *loop, void (*fn)(void *data), void *data);
+
 /* Run one iteration: poll (at most max_wait_ms, -1 = until an event), dispatch. */
 int hm_loop_iterate(struct hm_loop *loop, int max_wait_ms, hm_error_t *err);
 /* Iterate until hm_loop_stop() is called. */

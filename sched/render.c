@@ -99,20 +99,28 @@ static void lines_format(const struct hm_event *ev, bool color, struct strbuf *s
         }
 }
 
+static void lines_flush(struct hm_sink *s)
+{
+        struct lines_sink *l = (struct lines_sink *) s;
+        if (l->buf.len)
+                (void) write_all(l->fd, l->buf.buf, l->buf.len);
+        strbuf_reset(&l->buf);
+}
+
 static void lines_emit(struct hm_sink *s, const struct hm_event *ev)
 {
         struct lines_sink *l = (struct lines_sink *) s;
         if (notice_seen(&l->seen, ev))
                 return;
-        strbuf_reset(&l->buf);
         lines_format(ev, l->color, &l->buf);
-        if (l->buf.len)
-                (void) write_all(l->fd, l->buf.buf, l->buf.len);
+        if (l->buf.len >= HM_SINK_BUFFER || ev->kind == EV_BUILD_END)
+                lines_flush(s);
 }
 
 static void lines_free(struct hm_sink *s)
 {
         struct lines_sink *l = (struct lines_sink *) s;
+        lines_flush(s);
         strbuf_release(&l->buf);
         strv_free(l->seen);
         free(l);
@@ -122,6 +130,7 @@ struct hm_sink *hm_sink_lines_new(int fd, bool color)
 {
         struct lines_sink *l = xzalloc(sizeof *l);
         l->base.emit = lines_emit;
+        l->base.flush = lines_flush;
         l->base.free = lines_free;
         l->fd = fd;
         l->color = color;

@@ -98,6 +98,12 @@ static struct hm_event ev_for(struct sched *s, enum hm_event_kind kind, struct s
 
 static void emit(struct sched *s, const struct hm_event *ev) { s->sink->emit(s->sink, ev); }
 
+static void flush_sink(void *data)
+{
+        struct hm_sink *sink = data;
+        sink->flush(sink);
+}
+
 static void try_start(struct sched *s);
 static void maybe_finish(struct sched *s);
 
@@ -447,10 +453,14 @@ static void runner_warn(void *data, const char *msg)
 /* Every step is terminal: reap ephemeral snapshots, apply cache eviction, end. */
 static void finish(struct sched *s)
 {
-        char **drop = NULL;
+        /* counted, not strv_push: a 100k-step run drops 100k snapshots */
+        size_t n_drop = 0, cap = 1;
+        for (size_t i = 0; i < s->plan->n_steps; i++)
+                cap += s->steps[i].snapshot && s->steps[i].ephemeral;
+        char **drop = xcalloc(cap, sizeof *drop);
         for (size_t i = 0; i < s->plan->n_steps; i++)
                 if (s->steps[i].snapshot && s->steps[i].ephemeral)
-                        strv_push(&drop, s->steps[i].snapshot);
+                        drop[n_drop++] = xstrdup(s->steps[i].snapshot);
         if (s->o->cache) {
                 struct cache_entry *ev = NULL;
                 size_t n = 0;
@@ -459,11 +469,14 @@ static void finish(struct sched *s)
                         runner_warn(s, e->msg);
                         hm_error_release(&e);
                 }
+                drop = xreallocarray(drop, n_drop + n + 1, sizeof *drop);
                 for (size_t i = 0; i < n; i++)
-                        strv_push(&drop, ev[i].snapshot);
+                        drop[n_drop++] = xstrdup(ev[i].snapshot);
+                drop[n_drop] = NULL;
                 cache_entries_free(ev, n);
         }
-        if (!drop) {
+        if (!n_drop) {
+                free(drop);
                 emit_build_end(s);
                 return;
         }
@@ -553,6 +566,8 @@ int sched_run(const struct plan *plan, struct hm_runner *runner, struct hm_loop 
                 }
         }
         int r = 0;
+        if (sink->flush)
+                hm_loop_set_prepare(loop, flush_sink, sink);
         if (o->signal_fd >= 0) {
                 r = hm_loop_add_fd(loop, o->signal_fd, POLLIN, on_signal, &s, err);
                 if (r < 0)
@@ -573,6 +588,9 @@ int sched_run(const struct plan *plan, struct hm_runner *runner, struct hm_loop 
         }
         if (o->signal_fd >= 0)
                 hm_loop_del_fd(loop, o->signal_fd);
+        hm_loop_set_prepare(loop, NULL, NULL);
+        if (sink->flush)
+                sink->flush(sink);
         *ret_exit = s.run_timed_out ? 124 : s.signaled ? 130 : s.failed ? 1 : 0;
 out:
         hm_loop_del_timer(loop, s.run_timer);
