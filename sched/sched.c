@@ -301,8 +301,9 @@ static void step_finished(struct sched *s, struct sstep *st, struct step_result 
                 cf.message = msg;
                 emit(s, &cf);
         }
-        free(res->snapshot);
-        free(res->error_msg);
+        /* the scheduler takes the result's strings (runner.h): leave nothing for the runner to free */
+        free(TAKE_PTR(res->snapshot));
+        free(TAKE_PTR(res->error_msg));
 
         if (code == 0) {
                 set_terminal(s, st, S_PASSED);

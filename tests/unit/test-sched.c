@@ -267,7 +267,7 @@ static void test_signal(void)
         plan_parse(j, strlen(j), "t", &plan, &err);
         struct hm_loop *loop = hm_loop_new();
         struct hm_runner *rn = null_runner_new(loop);
-        struct rec rec = { .base = { rec_emit, rec_free } };
+        struct rec rec = { .base = { .emit = rec_emit, .free = rec_free } };
         struct sched_options o = { .parallelism = 2, .grace_ms = 100, .default_image = "x", .signal_fd = fd };
         hm_loop_add_timer(loop, 50, raise_int, NULL);
         int code = 0;
