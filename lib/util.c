@@ -207,6 +207,11 @@ int mkdir_p(const char *path, mode_t mode)
         return 0;
 }
 
+static int open_subdir(int dfd, const char *name)
+{
+        return openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
 static int rm_rf_at(int dfd, dev_t dev)
 {
         _cleanup_closedir_ DIR *d = fdopendir(dfd);
@@ -230,13 +235,11 @@ static int rm_rf_at(int dfd, dev_t dev)
                                 ret = ret ? ret : -EBUSY;
                                 continue;
                         }
-                        int sub = openat(dirfd(d), de->d_name,
-                                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        int sub = open_subdir(dirfd(d), de->d_name);
                         if (sub < 0 && errno == EACCES) {
                                 /* a dir left 0000 by a step: make it ours again */
                                 (void) fchmodat(dirfd(d), de->d_name, 0700, 0);
-                                sub = openat(dirfd(d), de->d_name,
-                                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                                sub = open_subdir(dirfd(d), de->d_name);
                         }
                         if (sub < 0) {
                                 ret = ret ? ret : -errno;
