@@ -76,7 +76,7 @@ asan:
 # The whole suite: unit tests (plain and ASan/UBSan), then integration tests
 # against real Docker and Podman engines and the real kernel, started and
 # stopped by the harness.  Needs root (it starts dockerd and podman).
-check: all units asan
+check: all units asan lint
 	$(Q)tests/run-all.sh
 
 fuzz:
