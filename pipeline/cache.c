@@ -36,6 +36,14 @@ struct cache_index {
         char *path;
         char *lock_path;
         char *dir;
+        /*
+         * LRU bumps from cache_index_get, not yet written.  A hit costs a shared
+         * lock and a read; the bumps go out with the next locked rewrite (put,
+         * evict, list) or at free.  A crash loses at most some bumps, which only
+         * makes an eviction earlier: the index itself is never at risk.
+         */
+        struct cache_entry *touched;
+        size_t n_touched;
 };
 
 /* The parsed file, in recency order (oldest first). */
@@ -300,6 +308,27 @@ static void remove_stale_tmp(const struct cache_index *ci)
 /* Applies a change to the entries; returns 1 to store the result, 0 for no change, <0 error. */
 typedef int (*index_change_fn)(struct entries *l, void *data, hm_error_t *err);
 
+/* Apply the pending LRU bumps to l, in the order they happened; returns how many matched. */
+static size_t apply_touches(struct cache_index *ci, struct entries *l)
+{
+        size_t n = 0;
+        for (size_t i = 0; i < ci->n_touched; i++) {
+                ssize_t j = entries_find(l, ci->touched[i].backend, ci->touched[i].tag);
+                if (j >= 0) {
+                        entries_touch(l, (size_t) j, ci->touched[i].accessed_at);
+                        n++;
+                }
+        }
+        return n;
+}
+
+static void clear_touches(struct cache_index *ci)
+{
+        cache_entries_free(ci->touched, ci->n_touched);
+        ci->touched = NULL;
+        ci->n_touched = 0;
+}
+
 static int index_update(struct cache_index *ci, index_change_fn fn, void *data, hm_error_t *err)
 {
         _cleanup_close_ int lock = -1;
@@ -310,10 +339,17 @@ static int index_update(struct cache_index *ci, index_change_fn fn, void *data, 
         r = index_load(ci, &l, err);
         if (r < 0)
                 return r;
-        r = fn(&l, data, err);
-        if (r <= 0)
+        size_t touched = apply_touches(ci, &l);
+        r = fn ? fn(&l, data, err) : 0;
+        if (r < 0 || (r == 0 && !touched)) {
+                if (r == 0)
+                        clear_touches(ci);
                 return r;
-        return index_store(ci, &l, err);
+        }
+        r = index_store(ci, &l, err);
+        if (r >= 0)
+                clear_touches(ci);
+        return r;
 }
 
 static int validate_field(const char *what, const char *s, hm_error_t *err)
@@ -373,6 +409,12 @@ void cache_index_free(struct cache_index *ci)
 {
         if (!ci)
                 return;
+        if (ci->n_touched) {
+                hm_error_t e = NULL;
+                (void) index_update(ci, NULL, NULL, &e); /* best effort: only LRU order is at stake */
+                hm_error_release(&e);
+        }
+        clear_touches(ci);
         free(ci->path);
         free(ci->lock_path);
         free(ci->dir);
@@ -384,28 +426,26 @@ struct get_args {
         char *snapshot;
 };
 
-static int do_get(struct entries *l, void *data, hm_error_t *err)
-{
-        struct get_args *a = data;
-        ssize_t i = entries_find(l, a->backend, a->tag);
-        if (i < 0)
-                return 0;
-        a->snapshot = xstrdup(l->v[i].snapshot);
-        entries_touch(l, (size_t) i, now_unix());
-        return 1;
-}
-
 int cache_index_get(struct cache_index *ci, const char *backend, const char *tag, char **ret_snapshot,
                     hm_error_t *err)
 {
         struct get_args a = { .backend = backend, .tag = tag };
-        int r = index_update(ci, do_get, &a, err);
-        if (r < 0) {
-                free(a.snapshot);
+        _cleanup_close_ int lock = -1;
+        int r = index_lock(ci, LOCK_SH, &lock, err);
+        if (r < 0)
                 return r;
-        }
-        if (!a.snapshot)
+        _cleanup_entries_ struct entries l = { 0 };
+        r = index_load(ci, &l, err);
+        if (r < 0)
+                return r;
+        ssize_t i = entries_find(&l, backend, tag);
+        if (i < 0)
                 return 0;
+        a.snapshot = xstrdup(l.v[i].snapshot);
+        ci->touched = xreallocarray(ci->touched, ci->n_touched + 1, sizeof *ci->touched);
+        ci->touched[ci->n_touched++] = (struct cache_entry){ .backend = xstrdup(backend), .tag = xstrdup(tag),
+                                                             .snapshot = xstrdup(a.snapshot),
+                                                             .accessed_at = now_unix() };
         if (ret_snapshot)
                 *ret_snapshot = a.snapshot;
         else
@@ -515,8 +555,11 @@ int cache_index_evict(struct cache_index *ci, const char *backend, size_t capaci
 
 int cache_index_list(struct cache_index *ci, struct cache_entry **ret, size_t *ret_n, hm_error_t *err)
 {
+        int r;
+        if (ci->n_touched && (r = index_update(ci, NULL, NULL, err)) < 0)
+                return r;
         _cleanup_close_ int lock = -1;
-        int r = index_lock(ci, LOCK_SH, &lock, err);
+        r = index_lock(ci, LOCK_SH, &lock, err);
         if (r < 0)
                 return r;
         _cleanup_entries_ struct entries l = { 0 };
