@@ -258,6 +258,25 @@ if ! skipping other-integration; then
         done
 fi
 
+# The escape suite (tests/security): every attack inside a real step on each
+# runner; a case passes when the ns column is BLOCKED (engines are reported).
+if ! skipping security; then
+        say "security: escape suite on $RUNNERS"
+        HM_BIN=$BUILD/hm HM_STORE=$store DOCKER_HOST=${DOCKER_SOCK:+unix://$DOCKER_SOCK} \
+                CONTAINER_HOST=${PODMAN_SOCK:+unix://$PODMAN_SOCK} XDG_CACHE_HOME=$work/sec-cache \
+                timeout 600 python3 tests/security/run.py --runners "$RUNNERS" 2>&1 | sed 's/^/[security] /' |
+                tee "$logs/security.log"
+        tally "security" "${PIPESTATUS[0]}" "$logs/security.log"
+fi
+
+# The fuzz harnesses (IR parser, runtime spec, layer tar reader, stream
+# demuxer) under ASan/UBSan, for a bounded time each.
+if ! skipping fuzz && command -v clang >/dev/null; then
+        say "fuzz: ${FUZZ_SECONDS:-20} s per harness"
+        FUZZ_SECONDS=${FUZZ_SECONDS:-20} timeout 900 tests/fuzz/run.sh 2>&1 | sed 's/^/[fuzz] /' | tee "$logs/fuzz.log"
+        tally "fuzz" "${PIPESTATUS[0]}" "$logs/fuzz.log"
+fi
+
 # hm itself under ASan/UBSan (leaks included): the parser on every fixture and
 # bad input, and a few cases through the Docker engine runner (no clone
 # tricks there, so sanitizer reports are about hm's own code).
