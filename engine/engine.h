@@ -28,6 +28,7 @@
 #define HM_ENGINE_H
 
 #include "lib/error.h"
+#include "sched/runner.h"
 
 struct hm_loop;
 struct hm_runner;
@@ -38,6 +39,12 @@ struct engine_options {
         const char *network;   /* NetworkMode, NULL = engine default */
         const char *pull;      /* "missing" (default, also NULL), "always", "never" */
         int grace_seconds;     /* not used by the runner itself; scheduler handles it */
+        /*
+         * Sent with every create as HostConfig.Memory (with MemorySwap equal
+         * to it: no swap beyond the limit), PidsLimit and NanoCpus
+         * (millicpus * 1e6); 0 leaves the engine's default.
+         */
+        struct step_limits limits;
 };
 
 /*

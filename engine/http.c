@@ -17,6 +17,7 @@ struct eng_request {
         char *body;
         struct eng_response resp;
         eng_data_fn on_data;
+        eng_headers_fn on_headers;
         eng_done_fn on_done;
         void *data;
         int upload_fd;
@@ -163,6 +164,29 @@ static size_t write_request(char *ptr, size_t size, size_t nmemb, void *userdata
         return n;
 }
 
+/* Header lines, one per call; the empty line ends a header block. */
+static size_t header_request(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+        struct eng_request *req = userdata;
+        size_t n = size * nmemb;
+        if (req->canceled)
+                return n ? 0 : 1;
+        bool blank = (n == 2 && ptr[0] == '\r' && ptr[1] == '\n') || (n == 1 && ptr[0] == '\n');
+        if (!req->on_headers || !blank)
+                return n;
+        long status = 0;
+        if (curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+                return n;
+        /* an interim block (100 Continue) is followed by the real one */
+        if (status >= 100 && status < 200 && status != 101)
+                return n;
+        eng_headers_fn fn = req->on_headers;
+        req->on_headers = NULL;
+        fn(req->data, status);
+        /* the callback may have cancelled this very request */
+        return req->canceled ? (n ? 0 : 1) : n;
+}
+
 static size_t read_upload(char *buf, size_t size, size_t nitems, void *userdata)
 {
         struct eng_request *req = userdata;
@@ -212,6 +236,10 @@ static int setup_request(struct eng_request *req, const struct eng_request_opts 
         SETOPT(e, CURLOPT_PRIVATE, req);
         SETOPT(e, CURLOPT_WRITEFUNCTION, write_request);
         SETOPT(e, CURLOPT_WRITEDATA, req);
+        if (o->on_headers) {
+                SETOPT(e, CURLOPT_HEADERFUNCTION, header_request);
+                SETOPT(e, CURLOPT_HEADERDATA, req);
+        }
 
         /* libcurl adds "Expect: 100-continue" to large bodies; both engines handle it, but it costs a round trip */
         req->headers = curl_slist_append(req->headers, "Expect:");
@@ -298,6 +326,7 @@ int eng_request_submit(struct eng_http *h, const struct eng_request_opts *o,
                 return hm_error_set(err, ENOMEM, "curl_easy_init failed");
         req->url = xasprintf("http://d%s%s", o->raw_path ? "" : h->prefix, o->path);
         req->on_data = o->on_data;
+        req->on_headers = o->on_headers;
         req->on_done = o->on_done;
         req->data = o->data;
         req->upload_fd = o->upload_fd;

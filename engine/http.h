@@ -42,6 +42,12 @@ struct eng_response {
 typedef void (*eng_done_fn)(struct eng_request *req, struct eng_response *resp, void *data);
 /* Streamed response bytes; runs inside libcurl: return < 0 to abort the transfer. */
 typedef int (*eng_data_fn)(void *data, const char *buf, size_t n);
+/*
+ * The final response's status line and headers have all arrived (the body
+ * has not begun); runs inside libcurl, at most once per request.  Used to
+ * order a request after an attach that the engine has accepted.
+ */
+typedef void (*eng_headers_fn)(void *data, long status);
 
 struct eng_request_opts {
         const char *method;     /* "GET", "POST", "PUT", "DELETE" */
@@ -51,6 +57,7 @@ struct eng_request_opts {
         int upload_fd;          /* > 0: PUT this fd's bytes [0, upload_size) as application/x-tar */
         uint64_t upload_size;
         eng_data_fn on_data;    /* streamed body; NULL: collected into resp->body */
+        eng_headers_fn on_headers; /* optional */
         long timeout_ms;        /* 0: ENG_REQUEST_TIMEOUT_MS; < 0: none (streams, waits) */
         eng_done_fn on_done;
         void *data;

@@ -78,7 +78,8 @@ void strbuf_vaddf(struct strbuf *sb, const char *fmt, va_list ap)
 {
         va_list cp;
         va_copy(cp, ap);
-        int n = vsnprintf(NULL, 0, fmt, cp);
+        char probe[1]; /* measure first; a NULL buffer trips gcc's -Wformat-truncation at -O1 */
+        int n = vsnprintf(probe, sizeof probe, fmt, cp);
         va_end(cp);
         if (n < 0)
                 return;

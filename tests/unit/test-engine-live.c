@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 #include "engine/engine.h"
 #include "engine/http.h"
@@ -32,7 +33,15 @@ struct run {
         bool started; /* "started" seen on stdout */
         int64_t t_done;
         unsigned notices;
+        /* bench: stdout checked against PATTERN as it arrives, never kept */
+        bool count_only;
+        uint64_t n_out;
+        uint64_t bad_at; /* first mismatching offset + 1, 0: none */
 };
+
+/* 99 characters and a newline: what `yes PATTERN_TEXT` prints per line */
+#define PATTERN_TEXT "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxy"
+static const char pattern[] = PATTERN_TEXT "\n";
 
 static char run_id[33];
 static char *env_foo[] = { "HOME=/root", "FOO=bar baz", NULL };
@@ -40,8 +49,17 @@ static char *env_foo[] = { "HOME=/root", "FOO=bar baz", NULL };
 static void on_log(struct step_exec *x, int stream, const char *buf, size_t n)
 {
         struct run *rn = x->sched_data;
-        strbuf_add(stream == HM_STREAM_STDERR ? &rn->err : &rn->out, buf, n);
-        if (strstr(rn->out.buf, "started"))
+        if (rn->count_only && stream == HM_STREAM_STDOUT) {
+                for (size_t i = 0; i < n && !rn->bad_at; i++)
+                        if (buf[i] != pattern[(rn->n_out + i) % (sizeof pattern - 1)])
+                                rn->bad_at = rn->n_out + i + 1;
+                rn->n_out += n;
+                return;
+        }
+        struct strbuf *sb = stream == HM_STREAM_STDERR ? &rn->err : &rn->out;
+        size_t from = sb->len > 8 ? sb->len - 8 : 0; /* only new bytes: big outputs stay linear */
+        strbuf_add(sb, buf, n);
+        if (!rn->started && sb == &rn->out && strstr(rn->out.buf + from, "started"))
                 rn->started = true;
 }
 
@@ -381,6 +399,223 @@ static void test_engine(const char *kind, const char *sock)
         hm_loop_free(loop);
 }
 
+/* Free a run, keeping its snapshot (if any) for drop_snapshots. */
+static void run_free_keep(struct run *rn, char ***snaps)
+{
+        if (rn->res.snapshot)
+                strv_push(snaps, rn->res.snapshot);
+        run_free(rn);
+}
+
+/* Drop the snapshots a test made; check that nothing labelled with the run is left. */
+static void drop_all(struct hm_runner *r, const char *kind, const char *sock, char **snaps, const char *what)
+{
+        if (snaps)
+                tap_ok(drop(r, snaps), "%s: %s: drop_snapshots calls done", kind, what);
+        tap_ok(count_labelled(sock, "containers") == 0 && count_labelled(sock, "images") == 0,
+               "%s: %s left no container or image", kind, what);
+}
+
+/* Expected stdout of the two fast-output commands. */
+static void want_seq(struct strbuf *b)
+{
+        for (int i = 1; i <= 20000; i++)
+                strbuf_addf(b, "%d\n", i);
+}
+
+static void want_loop(struct strbuf *b)
+{
+        for (int i = 0; i < 50000; i++)
+                strbuf_addf(b, "line-%d\n", i);
+}
+
+#define LOOP_CMD "i=0; while [ $i -lt 50000 ]; do echo line-$i; i=$((i+1)); done"
+
+static bool same_bytes(const struct strbuf *got, const struct strbuf *want)
+{
+        if (got->len == want->len && memcmp(got->buf, want->buf, want->len) == 0)
+                return true;
+        size_t i = 0;
+        while (i < got->len && i < want->len && got->buf[i] == want->buf[i])
+                i++;
+        tap_diag("got %zu bytes, want %zu; first difference at byte %zu", got->len, want->len, i);
+        return false;
+}
+
+/*
+ * Fast output must arrive byte-exact (Podman's logs?follow dropped lines
+ * here), five times in a row, including what is written right at start and
+ * right before exit: a last line without newline and stderr.
+ */
+static void test_fast_output(const char *kind, const char *sock)
+{
+        struct hm_loop *loop = hm_loop_new();
+        struct engine_options o = { .kind = kind, .socket = sock, .network = "none" };
+        struct hm_runner *r = NULL;
+        hm_error_t err = NULL;
+        if (engine_runner_new(loop, &o, &r, &err) < 0) {
+                tap_ok(false, "%s: runner: %s", kind, err->msg);
+                hm_error_release(&err);
+                hm_loop_free(loop);
+                return;
+        }
+        _cleanup_strv_ char **snaps = NULL;
+        struct strbuf ws = STRBUF_INIT, wl = STRBUF_INIT, wt = STRBUF_INIT;
+        want_seq(&ws);
+        want_loop(&wl);
+        want_loop(&wt);
+        strbuf_addstr(&wt, "last line, no newline");
+        for (unsigned k = 0; k < 5; k++) {
+                struct run *a = run_new("fast-seq", 10 + k, "seq 1 20000");
+                bool ran = run_step(r, a);
+                tap_ok(ran && a->res.exit_code == 0 && !a->res.runner_error && same_bytes(&a->out, &ws) &&
+                               a->err.len == 0,
+                       "%s: run %u: seq 1 20000 byte-exact (%zu bytes)", kind, k + 1, a->out.len);
+                run_free_keep(a, &snaps);
+                struct run *b = run_new("fast-loop", 20 + k, LOOP_CMD);
+                ran = run_step(r, b);
+                tap_ok(ran && b->res.exit_code == 0 && !b->res.runner_error && same_bytes(&b->out, &wl) &&
+                               b->err.len == 0,
+                       "%s: run %u: 50000-line shell loop byte-exact (%zu bytes)", kind, k + 1, b->out.len);
+                run_free_keep(b, &snaps);
+        }
+        for (unsigned k = 0; k < 3; k++) {
+                struct run *c = run_new("fast-tail", 30 + k, "echo first-err >&2; " LOOP_CMD "; "
+                                                             "printf 'last err' >&2; printf 'last line, no newline'; exit 3");
+                tap_ok(run_step(r, c) && c->res.exit_code == 3 && !c->res.runner_error && same_bytes(&c->out, &wt),
+                       "%s: run %u: loop then a last line without newline, byte-exact, exit 3", kind, k + 1);
+                TAP_IS_STR(c->err.buf, "first-err\nlast err", "%s: run %u: stderr first and last bytes", kind, k + 1);
+                run_free_keep(c, &snaps);
+        }
+        strbuf_release(&ws);
+        strbuf_release(&wl);
+        strbuf_release(&wt);
+        drop_all(r, kind, sock, snaps, "fast output");
+        r->ops->free(r);
+        hm_loop_free(loop);
+}
+
+/* engine_options.limits reach the container: OOM kill, fork refused, cgroup values. */
+static void test_limits(const char *kind, const char *sock)
+{
+        struct hm_loop *loop = hm_loop_new();
+        struct engine_options o = { .kind = kind, .socket = sock, .network = "none",
+                                    .limits = { .memory_bytes = 48 << 20, .pids = 12, .millicpus = 500 } };
+        struct hm_runner *r = NULL;
+        hm_error_t err = NULL;
+        if (engine_runner_new(loop, &o, &r, &err) < 0) {
+                tap_ok(false, "%s: runner: %s", kind, err->msg);
+                hm_error_release(&err);
+                hm_loop_free(loop);
+                return;
+        }
+        _cleanup_strv_ char **snaps = NULL;
+        struct run *m = run_new("oom", 40, "dd if=/dev/zero of=/dev/null bs=96M count=1; echo dd-status=$?");
+        tap_ok(run_step(r, m) && !m->res.runner_error, "%s: memory step ran %s", kind,
+               m->res.error_msg ? m->res.error_msg : "");
+        tap_ok(strstr(m->out.buf, "dd-status=137") || m->res.exit_code == 137,
+               "%s: 96M dd under a 48 MiB limit is killed (exit %d, out '%s', err '%s')", kind, m->res.exit_code,
+               m->out.buf, m->err.buf);
+        run_free_keep(m, &snaps);
+
+        struct run *ok = run_new("small", 41, "dd if=/dev/zero of=/dev/null bs=8M count=1 2>/dev/null && echo dd-ok");
+        tap_ok(run_step(r, ok) && ok->res.exit_code == 0, "%s: 8M dd under the same limit succeeds", kind);
+        TAP_IS_STR(ok->out.buf, "dd-ok\n", "%s: small dd output", kind);
+        run_free_keep(ok, &snaps);
+
+        struct run *f = run_new("forks", 42, "i=0; while [ $i -lt 30 ]; do sleep 2 & i=$((i+1)); done");
+        tap_ok(run_step(r, f) && !f->res.runner_error, "%s: fork loop ran", kind);
+        tap_ok(strstr(f->err.buf, "can't fork") != NULL, "%s: pids 12: the fork loop prints \"can't fork\" (err '%.80s')",
+               kind, f->err.buf);
+        run_free_keep(f, &snaps);
+
+        struct run *c = run_new("cgroup", 43, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
+                                             "/sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || "
+                                             "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max");
+        tap_ok(run_step(r, c) && c->res.exit_code == 0, "%s: cgroup read", kind);
+        tap_ok(strcmp(c->out.buf, "50331648\n12\n50000\n") == 0 || strcmp(c->out.buf, "50331648\n12\n50000 100000\n") == 0,
+               "%s: cgroup memory 48 MiB, pids 12, cpu quota 50%% (got '%s')", kind, c->out.buf);
+        run_free_keep(c, &snaps);
+
+        /* no limits: nothing is sent, the engine's defaults stay */
+        struct hm_runner *r0 = NULL;
+        struct engine_options o0 = { .kind = kind, .socket = sock, .network = "none" };
+        if (engine_runner_new(loop, &o0, &r0, &err) == 0) {
+                struct run *u = run_new("nolimit", 44, "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max");
+                bool ran = run_step(r0, u);
+                tap_ok(ran && u->res.exit_code == 0 && strcmp(u->out.buf, "12\n") != 0 && u->out.len > 0,
+                       "%s: without limits pids.max is the default ('%.20s')", kind, u->out.buf);
+                run_free_keep(u, &snaps);
+                r0->ops->free(r0);
+        } else {
+                tap_ok(false, "%s: runner without limits: %s", kind, err->msg);
+                hm_error_release(&err);
+        }
+        drop_all(r, kind, sock, snaps, "limits");
+        r->ops->free(r);
+        hm_loop_free(loop);
+}
+
+/*
+ * Opt-in (HM_TEST_BENCH_MB=N): one step prints N MiB; the bytes are checked
+ * as they arrive and never kept, so the test's own memory stays flat and a
+ * growing max RSS would be the runner's.
+ */
+static void test_bench(const char *kind, const char *sock, long mb)
+{
+        struct hm_loop *loop = hm_loop_new();
+        struct engine_options o = { .kind = kind, .socket = sock, .network = "none" };
+        struct hm_runner *r = NULL;
+        hm_error_t err = NULL;
+        if (engine_runner_new(loop, &o, &r, &err) < 0) {
+                tap_ok(false, "%s: runner: %s", kind, err->msg);
+                hm_error_release(&err);
+                hm_loop_free(loop);
+                return;
+        }
+        uint64_t bytes = (uint64_t) mb << 20;
+        _cleanup_free_ char *cmd = xasprintf("yes " PATTERN_TEXT " | head -c %llu", (unsigned long long) bytes);
+        struct run *b = run_new("bench", 50, cmd);
+        b->count_only = true;
+        struct rusage ru0, ru1;
+        getrusage(RUSAGE_SELF, &ru0);
+        int64_t t0 = now_ms();
+        bool ran = run_step(r, b);
+        int64_t ms = now_ms() - t0;
+        getrusage(RUSAGE_SELF, &ru1);
+        tap_ok(ran && b->res.exit_code == 0 && b->n_out == bytes && !b->bad_at,
+               "%s: %ld MiB of output byte-exact (got %llu bytes, first bad byte %llu)", kind, mb,
+               (unsigned long long) b->n_out, (unsigned long long) b->bad_at);
+        tap_diag("%s: %ld MiB in %lld ms (%.1f MiB/s); max RSS %ld -> %ld KiB", kind, mb, (long long) ms,
+                 ms > 0 ? (double) mb * 1000.0 / (double) ms : 0.0, ru0.ru_maxrss, ru1.ru_maxrss);
+        _cleanup_strv_ char **snaps = NULL;
+        run_free_keep(b, &snaps);
+        drop_all(r, kind, sock, snaps, "bench");
+        r->ops->free(r);
+        hm_loop_free(loop);
+}
+
+/* HM_TEST_ONLY=latency: the latency measurement alone. */
+static void test_latency(const char *kind, const char *sock)
+{
+        struct hm_loop *loop = hm_loop_new();
+        struct engine_options o = { .kind = kind, .socket = sock, .network = "none" };
+        struct hm_runner *r = NULL;
+        hm_error_t err = NULL;
+        if (engine_runner_new(loop, &o, &r, &err) < 0) {
+                tap_ok(false, "%s: runner: %s", kind, err->msg);
+                hm_error_release(&err);
+                hm_loop_free(loop);
+                return;
+        }
+        _cleanup_strv_ char **snaps = NULL;
+        latency(r, kind, &snaps);
+        tap_ok(drop(r, snaps), "%s: latency snapshots dropped", kind);
+        tap_ok(count_labelled(sock, "containers") == 0, "%s: latency left no container", kind);
+        r->ops->free(r);
+        hm_loop_free(loop);
+}
+
 /* A runner with --pull=never fails a missing image without pulling. */
 static void test_pull_never(const char *kind, const char *sock)
 {
@@ -479,15 +714,41 @@ int main(void)
         }
         snprintf(run_id, sizeof run_id, "%08x%08x%016llx", (unsigned) getpid(), (unsigned) now_ms(),
                  (unsigned long long) now_realtime_ns());
+        const char *bench = getenv("HM_TEST_BENCH_MB");
+        if (bench) { /* the benchmark alone */
+                long mb = strtol(bench, NULL, 10);
+                if (docker)
+                        test_bench("docker", docker, mb);
+                if (podman)
+                        test_bench("podman", podman, mb);
+                return tap_done();
+        }
+        const char *only = getenv("HM_TEST_ONLY"); /* "fast", "limits", "latency": one group, for quick runs */
         if (docker) {
-                test_engine("docker", docker);
-                test_pull_never("docker", docker);
-                test_free_alive("docker", docker);
+                if (!only) {
+                        test_engine("docker", docker);
+                        test_pull_never("docker", docker);
+                        test_free_alive("docker", docker);
+                }
+                if (!only || strcmp(only, "fast") == 0)
+                        test_fast_output("docker", docker);
+                if (!only || strcmp(only, "limits") == 0)
+                        test_limits("docker", docker);
+                if (only && strcmp(only, "latency") == 0)
+                        test_latency("docker", docker);
         }
         if (podman) {
-                test_engine("podman", podman);
-                test_pull_never("podman", podman);
-                test_free_alive("podman", podman);
+                if (!only) {
+                        test_engine("podman", podman);
+                        test_pull_never("podman", podman);
+                        test_free_alive("podman", podman);
+                }
+                if (!only || strcmp(only, "fast") == 0)
+                        test_fast_output("podman", podman);
+                if (!only || strcmp(only, "limits") == 0)
+                        test_limits("podman", podman);
+                if (only && strcmp(only, "latency") == 0)
+                        test_latency("podman", podman);
         }
         if (getenv("HM_TEST_KILL_DAEMON")) {
                 if (docker)
