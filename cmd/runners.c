@@ -20,7 +20,8 @@ int cmd_make_runner(struct hm_loop *loop, const struct runner_choice *c, struct 
                 return ns_runner_new(loop, &o, ret, err);
         }
         if (!strcmp(kind, "docker") || !strcmp(kind, "podman") || !strcmp(kind, "vm")) {
-                struct engine_options o = { .kind = kind, .socket = c->socket, .network = c->network, .pull = c->pull };
+                struct engine_options o = { .kind = kind, .socket = c->socket, .network = c->network, .pull = c->pull,
+                                           .limits = c->limits };
                 return engine_runner_new(loop, &o, ret, err);
         }
         return hm_error_set_exit(err, 2, EINVAL, "unknown runner '%s' (available: ns, docker, podman, vm)", kind);
