@@ -14,6 +14,7 @@ int cmd_run(int argc, char **argv);
 int cmd_cache(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+int cmd_reap(int argc, char **argv);
 /* provided by cmd/oci.c and cmd/image.c: return < 0 with *err set on failure */
 int cmd_oci(int argc, char **argv, hm_error_t *err);
 int cmd_image(int argc, char **argv, hm_error_t *err);

@@ -18,6 +18,7 @@ static void usage(FILE *f)
               "  image import SOURCE NAME | ls | rm NAME\n"
               "                                    manage images of the built-in runtime\n"
               "  oci run|spec ...                  run an OCI bundle with the built-in runtime\n"
+              "  reap [--dry-run]                  remove what runs whose owner died left behind\n"
               "  doctor                            check what this host allows (namespaces, overlay, cgroups, engines)\n"
               "  version                           print the version\n",
               f);
@@ -61,6 +62,8 @@ int main(int argc, char **argv)
                 return call_err(cmd_image, argc - 1, argv + 1);
         if (!strcmp(verb, "oci"))
                 return call_err(cmd_oci, argc - 1, argv + 1);
+        if (!strcmp(verb, "reap"))
+                return cmd_reap(argc - 1, argv + 1);
         if (!strcmp(verb, "doctor"))
                 return cmd_doctor(argc - 1, argv + 1);
         if (!strcmp(verb, "version") || !strcmp(verb, "--version"))

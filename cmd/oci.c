@@ -1,19 +1,89 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* hm oci run [--bundle DIR] ID | hm oci spec: the built-in runtime as a one-shot OCI runtime. */
+/*
+ * hm oci <command> (also as `hm-oci`): the built-in runtime behind the OCI
+ * runtime command line (runc's): create/start/state/kill/delete/list,
+ * features, spec, plus the one-shot foreground `run`.
+ *
+ * create leaves the command set up and blocked on an exec fifo (child.c
+ * step 9b) and exits; the container's init (pid 1 of its pid namespace) is
+ * the state's pid and outlives us.  Everything later commands need lives in
+ * --root/ID: state.json (atomically replaced), config.json (the create-time
+ * copy, for poststop hooks) and exec.fifo (exists until start).  The status
+ * is derived, never stored: the pid gone, a zombie or a different process
+ * (start time) = stopped; else exec.fifo present = created; else running.
+ */
+#include <yajl/yajl_tree.h>
+
 #include "cmd/cmd.h"
+#include "lib/handles.h"
+#include "lib/strbuf.h"
 #include "lib/util.h"
 #include "oci/spec.h"
 #include "runtime/runtime.h"
 
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
 
-static const char usage[] = "usage: hm oci run [--bundle DIR] [--rootless] ID\n"
-                            "       hm oci spec\n";
+#define OCI_VERSION "1.0.2"
+#define DEFAULT_ROOT "/run/hm-oci"
+
+static const char usage[] =
+        "usage: hm oci [--root DIR] [--log FILE] [--log-format text|json] [--systemd-cgroup] COMMAND\n"
+        "  create [--bundle DIR] [--pid-file F] [--console-socket S] [--preserve-fds 0] ID\n"
+        "  start ID | state ID | kill [--all] ID [SIGNAL] | delete [--force] ID | list [-q]\n"
+        "  run [--bundle DIR] [--rootless] ID   (foreground, no state)\n"
+        "  spec | features\n";
+
+struct oci_ctx {
+        const char *root;
+        const char *log;
+        bool log_json;
+};
+
+/* ---- log file (engines read errors from it) ---- */
+
+static void oci_log(const struct oci_ctx *ctx, const char *level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static void oci_log(const struct oci_ctx *ctx, const char *level, const char *fmt, ...)
+{
+        if (!ctx->log)
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        _cleanup_free_ char *msg = NULL;
+        if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL;
+        va_end(ap);
+        if (!msg)
+                return;
+        char ts[64];
+        time_t now = time(NULL);
+        struct tm tm;
+        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+        _cleanup_(strbuf_releasep) struct strbuf sb = STRBUF_INIT;
+        if (ctx->log_json) {
+                strbuf_addstr(&sb, "{\"level\":");
+                strbuf_add_json_str(&sb, level);
+                strbuf_addstr(&sb, ",\"msg\":");
+                strbuf_add_json_str(&sb, msg);
+                strbuf_addf(&sb, ",\"time\":\"%s\"}\n", ts);
+        } else {
+                strbuf_addf(&sb, "time=\"%s\" level=%s msg=\"%s\"\n", ts, level, msg);
+        }
+        _cleanup_close_ int fd = open(ctx->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd >= 0)
+                (void) write_all(fd, sb.buf, sb.len);
+}
 
 static int load_bundle(const char *bundle, struct oci_spec **ret, hm_error_t *err)
 {
@@ -94,6 +164,646 @@ static int oci_run(int argc, char **argv, hm_error_t *err)
         return wait_foreground(ct, err);
 }
 
+
+/* ---- state ---- */
+
+struct oci_state {
+        char *id, *bundle, *created;
+        pid_t pid;
+        unsigned long long starttime; /* /proc/PID/stat field 22: tells a reused pid apart */
+        char **cgroups;               /* RT_CGROUP_SLOTS entries, "" = none */
+        char **annotations;           /* key, value, key, value, ... */
+};
+
+static void oci_state_release(struct oci_state *st)
+{
+        free(st->id);
+        free(st->bundle);
+        free(st->created);
+        strv_free(st->cgroups);
+        strv_free(st->annotations);
+        *st = (struct oci_state) { 0 };
+}
+
+static bool valid_id(const char *id)
+{
+        if (!*id || !strcmp(id, ".") || !strcmp(id, "..") || strlen(id) > 1024)
+                return false;
+        for (const char *c = id; *c; c++)
+                if (*c == '/' || (unsigned char) *c < 0x20)
+                        return false;
+        return true;
+}
+
+static char *state_path(const struct oci_ctx *ctx, const char *id, const char *file)
+{
+        return file ? xasprintf("%s/%s/%s", ctx->root, id, file) : xasprintf("%s/%s", ctx->root, id);
+}
+
+/* Process state letter and start time from /proc/PID/stat; -errno if gone. */
+static int proc_stat(pid_t pid, char *ret_state, unsigned long long *ret_start)
+{
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+        _cleanup_free_ char *buf = NULL;
+        int r = read_file(path, 0, &buf, NULL);
+        if (r < 0)
+                return r;
+        const char *p = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
+        if (!p || p[1] != ' ')
+                return -EINVAL;
+        *ret_state = p[2];
+        p += 2;
+        for (int field = 3; field < 22; field++) { /* field 3 is the state letter */
+                p = strchr(p, ' ');
+                if (!p)
+                        return -EINVAL;
+                p++;
+        }
+        *ret_start = strtoull(p, NULL, 10);
+        return 0;
+}
+
+static bool state_alive(const struct oci_state *st)
+{
+        char s;
+        unsigned long long start;
+        if (st->pid <= 0 || proc_stat(st->pid, &s, &start) < 0)
+                return false;
+        return start == st->starttime && s != 'Z' && s != 'X';
+}
+
+static const char *state_status(const struct oci_ctx *ctx, const struct oci_state *st)
+{
+        if (!state_alive(st))
+                return "stopped";
+        _cleanup_free_ char *fifo = state_path(ctx, st->id, "exec.fifo");
+        return access(fifo, F_OK) == 0 ? "created" : "running";
+}
+
+/* The spec'd state JSON; with_private adds what later commands need. */
+static char *state_json(const struct oci_state *st, const char *status, bool with_private)
+{
+        _cleanup_(strbuf_releasep) struct strbuf sb = STRBUF_INIT;
+        strbuf_addstr(&sb, "{\"ociVersion\":\"" OCI_VERSION "\",\"id\":");
+        strbuf_add_json_str(&sb, st->id);
+        strbuf_addstr(&sb, ",\"status\":");
+        strbuf_add_json_str(&sb, status);
+        if (strcmp(status, "stopped"))
+                strbuf_addf(&sb, ",\"pid\":%d", (int) st->pid);
+        strbuf_addstr(&sb, ",\"bundle\":");
+        strbuf_add_json_str(&sb, st->bundle);
+        strbuf_addstr(&sb, ",\"annotations\":{");
+        for (size_t i = 0; st->annotations && st->annotations[i] && st->annotations[i + 1]; i += 2) {
+                if (i)
+                        strbuf_addch(&sb, ',');
+                strbuf_add_json_str(&sb, st->annotations[i]);
+                strbuf_addch(&sb, ':');
+                strbuf_add_json_str(&sb, st->annotations[i + 1]);
+        }
+        strbuf_addstr(&sb, "}");
+        if (st->created) {
+                strbuf_addstr(&sb, ",\"created\":");
+                strbuf_add_json_str(&sb, st->created);
+        }
+        if (with_private) {
+                strbuf_addf(&sb, ",\"hm\":{\"pid\":%d,\"starttime\":%llu,\"cgroups\":[", (int) st->pid, st->starttime);
+                for (size_t i = 0; st->cgroups && st->cgroups[i]; i++) {
+                        if (i)
+                                strbuf_addch(&sb, ',');
+                        strbuf_add_json_str(&sb, st->cgroups[i]);
+                }
+                strbuf_addstr(&sb, "]}");
+        }
+        strbuf_addstr(&sb, "}");
+        return strbuf_detach(&sb, NULL);
+}
+
+/* write to a temp name in the same dir, then rename: readers never see half a file */
+static int write_file_atomic(const char *path, const char *data, mode_t mode, hm_error_t *err)
+{
+        _cleanup_free_ char *tmp = xasprintf("%s.tmp-%d", path, (int) getpid());
+        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+        int r = fd < 0 ? -errno : write_all(fd, data, strlen(data));
+        if (r >= 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0) {
+                (void) unlink(tmp);
+                return hm_error_set(err, -r, "write '%s': %s", path, strerror(-r));
+        }
+        return 0;
+}
+
+static int state_save(const struct oci_ctx *ctx, const struct oci_state *st, hm_error_t *err)
+{
+        _cleanup_free_ char *path = state_path(ctx, st->id, "state.json");
+        _cleanup_free_ char *json = state_json(st, "created", true);
+        return write_file_atomic(path, json, 0600, err);
+}
+
+static const char *json_str(yajl_val root, const char *const *path)
+{
+        yajl_val v = yajl_tree_get(root, (const char **) path, yajl_t_string);
+        return v ? YAJL_GET_STRING(v) : NULL;
+}
+
+static int state_load(const struct oci_ctx *ctx, const char *id, struct oci_state *st, hm_error_t *err)
+{
+        if (!valid_id(id))
+                return hm_error_set(err, EINVAL, "invalid container id '%s'", id);
+        _cleanup_free_ char *path = state_path(ctx, id, "state.json");
+        _cleanup_free_ char *buf = NULL;
+        int r = read_file(path, 0, &buf, NULL);
+        if (r == -ENOENT)
+                return hm_error_set(err, ENOENT, "container '%s' does not exist", id);
+        if (r < 0)
+                return hm_error_set(err, -r, "read '%s': %s", path, strerror(-r));
+        char ebuf[256];
+        _cleanup_(yajl_tree_freep) yajl_val root = yajl_tree_parse(buf, ebuf, sizeof ebuf);
+        static const char *const p_bundle[] = { "bundle", NULL }, *const p_created[] = { "created", NULL },
+                                 *const p_pid[] = { "hm", "pid", NULL }, *const p_start[] = { "hm", "starttime", NULL },
+                                 *const p_cg[] = { "hm", "cgroups", NULL }, *const p_ann[] = { "annotations", NULL };
+        yajl_val pid = root ? yajl_tree_get(root, (const char **) p_pid, yajl_t_number) : NULL;
+        yajl_val start = root ? yajl_tree_get(root, (const char **) p_start, yajl_t_number) : NULL;
+        const char *bundle = root ? json_str(root, (const char *const *) p_bundle) : NULL;
+        if (!pid || !start || !bundle)
+                return hm_error_set(err, EINVAL, "'%s': not a state file of hm oci", path);
+        *st = (struct oci_state) { .id = xstrdup(id), .bundle = xstrdup(bundle), .pid = (pid_t) YAJL_GET_INTEGER(pid),
+                                   .starttime = strtoull(YAJL_GET_NUMBER(start), NULL, 10) };
+        const char *created = json_str(root, (const char *const *) p_created);
+        st->created = created ? xstrdup(created) : NULL;
+        yajl_val cg = yajl_tree_get(root, (const char **) p_cg, yajl_t_array);
+        for (size_t i = 0; cg && i < YAJL_GET_ARRAY(cg)->len; i++) {
+                yajl_val e = YAJL_GET_ARRAY(cg)->values[i];
+                strv_push(&st->cgroups, YAJL_IS_STRING(e) ? YAJL_GET_STRING(e) : "");
+        }
+        yajl_val ann = yajl_tree_get(root, (const char **) p_ann, yajl_t_object);
+        for (size_t i = 0; ann && i < YAJL_GET_OBJECT(ann)->len; i++) {
+                yajl_val v = YAJL_GET_OBJECT(ann)->values[i];
+                strv_push(&st->annotations, YAJL_GET_OBJECT(ann)->keys[i]);
+                strv_push(&st->annotations, YAJL_IS_STRING(v) ? YAJL_GET_STRING(v) : "");
+        }
+        return 0;
+}
+
+/* ---- hooks: state JSON on stdin, bounded by the hook's timeout ---- */
+
+static int run_hook(const struct oci_hook *h, const char *state, hm_error_t *err)
+{
+        int pipefd[2];
+        if (pipe2(pipefd, O_CLOEXEC) < 0)
+                return hm_error_set(err, errno, "hook '%s': pipe: %s", h->path, strerror(errno));
+        _cleanup_close_ int rd = pipefd[0], wr = pipefd[1];
+        char *const no_args[] = { h->path, NULL };
+        char *const empty_env[] = { NULL };
+        pid_t pid = fork();
+        if (pid < 0)
+                return hm_error_set(err, errno, "hook '%s': fork: %s", h->path, strerror(errno));
+        if (pid == 0) {
+                if (dup2(rd, STDIN_FILENO) < 0)
+                        _exit(127);
+                execve(h->path, h->args ? h->args : no_args, h->env ? h->env : empty_env);
+                _exit(127);
+        }
+        rd = safe_close(rd);
+        /* a hook that does not read its stdin must not fail us */
+        struct sigaction ign = { .sa_handler = SIG_IGN }, old;
+        sigaction(SIGPIPE, &ign, &old);
+        (void) write_all(wr, state, strlen(state));
+        sigaction(SIGPIPE, &old, NULL);
+        wr = safe_close(wr);
+        _cleanup_close_ int pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
+        int timeout_ms = h->timeout_present && h->timeout > 0 ? h->timeout * 1000 : -1;
+        if (pidfd >= 0) {
+                struct pollfd p = { pidfd, POLLIN, 0 };
+                int n;
+                while ((n = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR)
+                        ;
+                if (n == 0) {
+                        kill(pid, SIGKILL);
+                        (void) waitpid(pid, NULL, 0);
+                        return hm_error_set(err, ETIMEDOUT, "hook '%s': timed out after %d s", h->path, h->timeout);
+                }
+        }
+        int status;
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return hm_error_set(err, errno, "hook '%s': wait: %s", h->path, strerror(errno));
+        if (!WIFEXITED(status) || WEXITSTATUS(status))
+                return hm_error_set(err, EIO, "hook '%s': %s %d", h->path, WIFEXITED(status) ? "exited with" : "killed by signal",
+                                    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+        return 0;
+}
+
+static int run_hooks(const struct oci_spec *spec, enum oci_hook_kind kind, const char *name, const char *state,
+                     hm_error_t *err)
+{
+        for (size_t i = 0; i < spec->hooks.n_hooks[kind]; i++) {
+                int r = run_hook(&spec->hooks.hooks[kind][i], state, err);
+                if (r < 0)
+                        return hm_error_wrap(err, "hooks.%s[%zu]", name, i);
+        }
+        return 0;
+}
+
+/* Hooks whose failure is only reported (poststart, poststop). */
+static void run_hooks_warn(const struct oci_ctx *ctx, const struct oci_spec *spec, enum oci_hook_kind kind,
+                           const char *name, const char *state)
+{
+        hm_error_t err = NULL;
+        if (run_hooks(spec, kind, name, state, &err) < 0) {
+                fprintf(stderr, "hm: warning: %s\n", err->msg);
+                oci_log(ctx, "warning", "%s", err->msg);
+                hm_error_release(&err);
+        }
+}
+
+/* ---- container teardown from its state ---- */
+
+static void wait_gone(const struct oci_state *st)
+{
+        for (int i = 0; i < 500 && state_alive(st); i++)
+                nanosleep(&(struct timespec) { 0, 2000000 }, NULL);
+}
+
+static void destroy_container(const struct oci_ctx *ctx, const struct oci_state *st)
+{
+        if (state_alive(st)) {
+                (void) kill(st->pid, SIGKILL); /* pid 1 of its pid namespace: takes every process with it */
+                wait_gone(st);
+        }
+        if (st->cgroups)
+                rt_cgroups_destroy(st->cgroups);
+        _cleanup_free_ char *dir = state_path(ctx, st->id, NULL);
+        (void) rm_rf(dir);
+}
+
+/* ---- create ---- */
+
+struct create_opts {
+        const char *bundle, *pid_file, *console_socket, *id;
+        long preserve_fds;
+};
+
+static int parse_create(int argc, char **argv, struct create_opts *o, hm_error_t *err)
+{
+        static const struct option opts[] = { { "bundle", required_argument, NULL, 'b' },
+                                              { "pid-file", required_argument, NULL, 'p' },
+                                              { "console-socket", required_argument, NULL, 'c' },
+                                              { "preserve-fds", required_argument, NULL, 'f' },
+                                              { "no-pivot", no_argument, NULL, 'n' },
+                                              { "no-new-keyring", no_argument, NULL, 'n' },
+                                              {} };
+        *o = (struct create_opts) { .bundle = "." };
+        int c;
+        optind = 1;
+        while ((c = getopt_long(argc, argv, "b:", opts, NULL)) != -1) {
+                if (c == 'b')
+                        o->bundle = optarg;
+                else if (c == 'p')
+                        o->pid_file = optarg;
+                else if (c == 'c')
+                        o->console_socket = optarg;
+                else if (c == 'f')
+                        o->preserve_fds = strtol(optarg, NULL, 10);
+                else if (c != 'n')
+                        return hm_error_set_exit(err, 2, EINVAL, "create: invalid option (see 'hm oci --help')");
+        }
+        if (optind + 1 != argc)
+                return hm_error_set_exit(err, 2, EINVAL, "create: expected exactly one container ID");
+        o->id = argv[optind];
+        if (!valid_id(o->id))
+                return hm_error_set_exit(err, 2, EINVAL, "invalid container id '%s'", o->id);
+        if (o->preserve_fds)
+                return hm_error_set(err, EOPNOTSUPP, "--preserve-fds %ld: not supported", o->preserve_fds);
+        return 0;
+}
+
+static int check_hooks(const struct oci_spec *spec, hm_error_t *err)
+{
+        /* these run inside the container's namespaces: not implemented */
+        if (spec->hooks.n_hooks[OCI_HOOK_CREATE_CONTAINER])
+                return hm_error_set(err, EOPNOTSUPP, "hooks.createContainer: not supported");
+        if (spec->hooks.n_hooks[OCI_HOOK_START_CONTAINER])
+                return hm_error_set(err, EOPNOTSUPP, "hooks.startContainer: not supported");
+        return 0;
+}
+
+static char *iso_now(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        struct tm tm;
+        char buf[64];
+        strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", gmtime_r(&ts.tv_sec, &tm));
+        return xasprintf("%s.%09ldZ", buf, ts.tv_nsec);
+}
+
+static int copy_config(const char *bundle, const char *to, hm_error_t *err)
+{
+        _cleanup_free_ char *from = xasprintf("%s/config.json", bundle);
+        _cleanup_free_ char *buf = NULL;
+        int r = read_file(from, 0, &buf, NULL);
+        if (r < 0)
+                return hm_error_set(err, -r, "read '%s': %s", from, strerror(-r));
+        return write_file_atomic(to, buf, 0600, err);
+}
+
+/* Start detached, fill st (pid, start time, cgroups); the container then outlives us. */
+static int create_start(const struct oci_ctx *ctx, const struct oci_spec *spec, const char *fifo, struct oci_state *st,
+                        hm_error_t *err)
+{
+        struct rt_start_options o = { .stdin_fd = STDIN_FILENO, .id = st->id, .exec_fifo = fifo, .hooks_by_caller = true };
+        struct rt_container *c = NULL;
+        int r = rt_container_start(spec, &o, &c, err);
+        if (r < 0)
+                return r;
+        for (const char *const *n = rt_container_notices(c); *n; n++)
+                oci_log(ctx, "info", "notice: %s", *n);
+        st->pid = rt_container_pid(c);
+        char s;
+        r = proc_stat(st->pid, &s, &st->starttime);
+        rt_container_detach(c, &st->cgroups);
+        if (r < 0)
+                return hm_error_set(err, -r, "read start time of pid %d: %s", (int) st->pid, strerror(-r));
+        return 0;
+}
+
+static int create_in_dir(const struct oci_ctx *ctx, const struct create_opts *o, struct oci_state *st, hm_error_t *err)
+{
+        _cleanup_free_ char *bundle = realpath(o->bundle, NULL);
+        if (!bundle)
+                return hm_error_set(err, errno, "bundle '%s': %s", o->bundle, strerror(errno));
+        _cleanup_oci_spec_ struct oci_spec *spec = NULL;
+        int r = load_bundle(bundle, &spec, err);
+        if (r >= 0)
+                r = check_hooks(spec, err);
+        _cleanup_free_ char *config = state_path(ctx, o->id, "config.json");
+        if (r >= 0)
+                r = copy_config(bundle, config, err);
+        _cleanup_free_ char *fifo = state_path(ctx, o->id, "exec.fifo");
+        if (r >= 0 && mkfifo(fifo, 0600) < 0)
+                r = hm_error_set(err, errno, "mkfifo '%s': %s", fifo, strerror(errno));
+        if (r < 0)
+                return r;
+        st->bundle = TAKE_PTR(bundle);
+        st->created = iso_now();
+        for (size_t i = 0; i < spec->n_annotations; i++) {
+                strv_push(&st->annotations, spec->annotations[i].key);
+                strv_push(&st->annotations, spec->annotations[i].value);
+        }
+        r = create_start(ctx, spec, fifo, st, err);
+        if (r >= 0)
+                r = state_save(ctx, st, err);
+        if (r >= 0 && o->pid_file) {
+                char buf[32];
+                snprintf(buf, sizeof buf, "%d", (int) st->pid);
+                r = write_file_atomic(o->pid_file, buf, 0644, err);
+        }
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *json = state_json(st, "created", false);
+        r = run_hooks(spec, OCI_HOOK_PRESTART, "prestart", json, err);
+        if (r >= 0)
+                r = run_hooks(spec, OCI_HOOK_CREATE_RUNTIME, "createRuntime", json, err);
+        return r;
+}
+
+static int oci_create(const struct oci_ctx *ctx, int argc, char **argv, hm_error_t *err)
+{
+        struct create_opts o;
+        int r = parse_create(argc, argv, &o, err);
+        if (r < 0)
+                return r;
+        if (o.console_socket)
+                oci_log(ctx, "info", "--console-socket '%s' ignored: process.terminal is not supported", o.console_socket);
+        r = mkdir_p(ctx->root, 0700);
+        if (r < 0)
+                return hm_error_set(err, -r, "create state root '%s': %s", ctx->root, strerror(-r));
+        _cleanup_free_ char *dir = state_path(ctx, o.id, NULL);
+        if (mkdir(dir, 0700) < 0)
+                return errno == EEXIST ? hm_error_set(err, EEXIST, "container '%s' already exists", o.id)
+                                       : hm_error_set(err, errno, "create '%s': %s", dir, strerror(errno));
+        _cleanup_(oci_state_release) struct oci_state st = { .id = xstrdup(o.id) };
+        r = create_in_dir(ctx, &o, &st, err);
+        if (r < 0) {
+                destroy_container(ctx, &st); /* kills what was started, removes cgroups and the state dir */
+                return hm_error_wrap(err, "container '%s'", o.id);
+        }
+        return 0;
+}
+
+/* ---- start, state, kill, delete, list ---- */
+
+static const char *one_id(int argc, char **argv, const char *cmd, hm_error_t *err)
+{
+        if (argc != 2) {
+                hm_error_set_exit(err, 2, EINVAL, "%s: expected exactly one container ID", cmd);
+                return NULL;
+        }
+        return argv[1];
+}
+
+static int load_saved_config(const struct oci_ctx *ctx, const char *id, struct oci_spec **ret, hm_error_t *err)
+{
+        _cleanup_free_ char *path = state_path(ctx, id, "config.json");
+        return oci_spec_load(path, ret, err);
+}
+
+static int oci_start(const struct oci_ctx *ctx, int argc, char **argv, hm_error_t *err)
+{
+        const char *id = one_id(argc, argv, "start", err);
+        if (!id)
+                return -EINVAL;
+        _cleanup_(oci_state_release) struct oci_state st = { 0 };
+        int r = state_load(ctx, id, &st, err);
+        if (r < 0)
+                return r;
+        const char *status = state_status(ctx, &st);
+        if (strcmp(status, "created"))
+                return hm_error_set(err, EINVAL, "container '%s' is %s, not created", id, status);
+        _cleanup_free_ char *fifo = state_path(ctx, id, "exec.fifo");
+        /* non-blocking: fails (ENXIO) unless the command is blocked reading it */
+        _cleanup_close_ int fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0 || write(fd, "0", 1) != 1)
+                return hm_error_set(err, errno, "container '%s': release the command: %s", id, strerror(errno));
+        (void) unlink(fifo);
+        _cleanup_oci_spec_ struct oci_spec *spec = NULL;
+        if (load_saved_config(ctx, id, &spec, err) < 0)
+                return hm_error_wrap(err, "container '%s' started, but its poststart hooks cannot run", id);
+        _cleanup_free_ char *json = state_json(&st, "running", false);
+        run_hooks_warn(ctx, spec, OCI_HOOK_POSTSTART, "poststart", json);
+        return 0;
+}
+
+static int oci_state_cmd(const struct oci_ctx *ctx, int argc, char **argv, hm_error_t *err)
+{
+        const char *id = one_id(argc, argv, "state", err);
+        if (!id)
+                return -EINVAL;
+        _cleanup_(oci_state_release) struct oci_state st = { 0 };
+        int r = state_load(ctx, id, &st, err);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *json = state_json(&st, state_status(ctx, &st), false);
+        printf("%s\n", json);
+        return 0;
+}
+
+static int parse_signal(const char *s)
+{
+        static const struct {
+                const char *name;
+                int sig;
+        } names[] = { { "HUP", SIGHUP },   { "INT", SIGINT },   { "QUIT", SIGQUIT }, { "ILL", SIGILL },   { "TRAP", SIGTRAP },
+                      { "ABRT", SIGABRT }, { "IOT", SIGIOT },   { "BUS", SIGBUS },   { "FPE", SIGFPE },   { "KILL", SIGKILL },
+                      { "USR1", SIGUSR1 }, { "SEGV", SIGSEGV }, { "USR2", SIGUSR2 }, { "PIPE", SIGPIPE }, { "ALRM", SIGALRM },
+                      { "TERM", SIGTERM }, { "STKFLT", SIGSTKFLT }, { "CHLD", SIGCHLD }, { "CONT", SIGCONT },
+                      { "STOP", SIGSTOP }, { "TSTP", SIGTSTP }, { "TTIN", SIGTTIN }, { "TTOU", SIGTTOU }, { "URG", SIGURG },
+                      { "XCPU", SIGXCPU }, { "XFSZ", SIGXFSZ }, { "VTALRM", SIGVTALRM }, { "PROF", SIGPROF },
+                      { "WINCH", SIGWINCH }, { "IO", SIGIO }, { "PWR", SIGPWR }, { "SYS", SIGSYS } };
+        char *end;
+        long n = strtol(s, &end, 10);
+        if (*s && !*end)
+                return n > 0 && n < NSIG ? (int) n : -1;
+        if (!strncasecmp(s, "SIG", 3))
+                s += 3;
+        for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+                if (!strcasecmp(s, names[i].name))
+                        return names[i].sig;
+        if (!strncasecmp(s, "RTMIN+", 6) && (n = strtol(s + 6, &end, 10)) >= 0 && !*end && SIGRTMIN + n <= SIGRTMAX)
+                return SIGRTMIN + (int) n;
+        return -1;
+}
+
+/* --all: every process in the container's pids cgroup */
+static int kill_all(const struct oci_state *st, int sig, hm_error_t *err)
+{
+        if (!st->cgroups || !st->cgroups[0] || !*st->cgroups[0]) {
+                (void) kill(st->pid, sig);
+                return 0;
+        }
+        _cleanup_free_ char *path = xasprintf("%s/cgroup.procs", st->cgroups[0]);
+        _cleanup_free_ char *buf = NULL;
+        int r = read_file(path, 0, &buf, NULL);
+        if (r < 0)
+                return hm_error_set(err, -r, "read '%s': %s", path, strerror(-r));
+        for (char *line = buf, *next; line && *line; line = next) {
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = 0;
+                long pid = strtol(line, NULL, 10);
+                if (pid > 0)
+                        (void) kill((pid_t) pid, sig);
+        }
+        return 0;
+}
+
+static int oci_kill(const struct oci_ctx *ctx, int argc, char **argv, hm_error_t *err)
+{
+        bool all = false;
+        int n = 0;
+        char *args[3] = { 0 };
+        for (int i = 1; i < argc; i++) {
+                if (!strcmp(argv[i], "--all") || !strcmp(argv[i], "-a"))
+                        all = true;
+                else if (n < 2)
+                        args[n++] = argv[i];
+                else
+                        return hm_error_set_exit(err, 2, EINVAL, "kill: too many arguments");
+        }
+        if (!n)
+                return hm_error_set_exit(err, 2, EINVAL, "kill: expected a container ID");
+        int sig = n == 2 ? parse_signal(args[1]) : SIGTERM;
+        if (sig < 0)
+                return hm_error_set_exit(err, 2, EINVAL, "kill: unknown signal '%s'", args[1]);
+        _cleanup_(oci_state_release) struct oci_state st = { 0 };
+        int r = state_load(ctx, args[0], &st, err);
+        if (r < 0)
+                return r;
+        if (!state_alive(&st))
+                return hm_error_set(err, ESRCH, "container '%s' is not running", args[0]);
+        if (all)
+                return kill_all(&st, sig, err);
+        if (kill(st.pid, sig) < 0)
+                return hm_error_set(err, errno, "kill container '%s' (pid %d): %s", args[0], (int) st.pid, strerror(errno));
+        return 0;
+}
+
+static int oci_delete(const struct oci_ctx *ctx, int argc, char **argv, hm_error_t *err)
+{
+        bool force = false;
+        const char *id = NULL;
+        for (int i = 1; i < argc; i++) {
+                if (!strcmp(argv[i], "--force") || !strcmp(argv[i], "-f"))
+                        force = true;
+                else if (!id)
+                        id = argv[i];
+                else
+                        return hm_error_set_exit(err, 2, EINVAL, "delete: expected exactly one container ID");
+        }
+        if (!id)
+                return hm_error_set_exit(err, 2, EINVAL, "delete: expected a container ID");
+        _cleanup_(oci_state_release) struct oci_state st = { 0 };
+        int r = state_load(ctx, id, &st, err);
+        if (r < 0)
+                return r;
+        const char *status = state_status(ctx, &st);
+        if (strcmp(status, "stopped") && !force)
+                return hm_error_set(err, EBUSY, "container '%s' is %s, not stopped (kill it first or use --force)", id, status);
+        _cleanup_oci_spec_ struct oci_spec *spec = NULL;
+        hm_error_t cerr = NULL;
+        if (load_saved_config(ctx, id, &spec, &cerr) < 0) {
+                oci_log(ctx, "warning", "container '%s': poststop hooks not run: %s", id, cerr->msg);
+                hm_error_release(&cerr);
+        }
+        destroy_container(ctx, &st);
+        if (spec) {
+                _cleanup_free_ char *json = state_json(&st, "stopped", false);
+                run_hooks_warn(ctx, spec, OCI_HOOK_POSTSTOP, "poststop", json);
+        }
+        return 0;
+}
+
+static int oci_list(const struct oci_ctx *ctx, int argc, char **argv, hm_error_t *err)
+{
+        bool quiet = argc > 1 && (!strcmp(argv[1], "-q") || !strcmp(argv[1], "--quiet"));
+        _cleanup_closedir_ DIR *d = opendir(ctx->root);
+        if (!d)
+                return errno == ENOENT ? 0 : hm_error_set(err, errno, "open '%s': %s", ctx->root, strerror(errno));
+        if (!quiet)
+                printf("%-24s %-8s %-8s %s\n", "ID", "PID", "STATUS", "BUNDLE");
+        struct dirent *e;
+        while ((e = readdir(d))) {
+                if (e->d_name[0] == '.')
+                        continue;
+                _cleanup_(oci_state_release) struct oci_state st = { 0 };
+                hm_error_t lerr = NULL;
+                if (state_load(ctx, e->d_name, &st, &lerr) < 0) {
+                        hm_error_release(&lerr);
+                        continue;
+                }
+                if (quiet)
+                        printf("%s\n", st.id);
+                else
+                        printf("%-24s %-8d %-8s %s\n", st.id, (int) st.pid, state_status(ctx, &st), st.bundle);
+        }
+        return 0;
+}
+
+static int oci_features(void)
+{
+        puts("{\"ociVersionMin\":\"1.0.0\",\"ociVersionMax\":\"" OCI_VERSION "\","
+             "\"hooks\":[\"prestart\",\"createRuntime\",\"poststart\",\"poststop\"],"
+             "\"mountOptions\":[\"ro\",\"rw\",\"nosuid\",\"suid\",\"nodev\",\"dev\",\"noexec\",\"exec\",\"bind\",\"rbind\","
+             "\"private\",\"rprivate\",\"shared\",\"rshared\",\"slave\",\"rslave\",\"unbindable\",\"runbindable\"],"
+             "\"linux\":{\"namespaces\":[\"cgroup\",\"ipc\",\"mount\",\"network\",\"pid\",\"user\",\"uts\"],"
+             "\"cgroup\":{\"v1\":true,\"v2\":true,\"systemd\":false,\"systemdUser\":false},"
+             "\"seccomp\":{\"enabled\":true},\"apparmor\":{\"enabled\":false},\"selinux\":{\"enabled\":false}},"
+             "\"annotations\":{\"org.hm.runtime\":\"hm built-in runtime\"}}");
+        return 0;
+}
+
 static int oci_spec(hm_error_t *err)
 {
         _cleanup_oci_spec_ struct oci_spec *s = oci_spec_new_default();
@@ -105,15 +815,94 @@ static int oci_spec(hm_error_t *err)
         return 0;
 }
 
+/* "--name VALUE" or "--name=VALUE" at argv[*i]; advances *i past the value */
+static bool global_value(int argc, char **argv, int *i, const char *name, const char **ret)
+{
+        size_t n = strlen(name);
+        if (strncmp(argv[*i], name, n))
+                return false;
+        if (argv[*i][n] == '=') {
+                *ret = argv[*i] + n + 1;
+                return true;
+        }
+        if (argv[*i][n] || *i + 1 >= argc)
+                return false;
+        *ret = argv[++*i];
+        return true;
+}
+
+/* Global flags before the command; returns the command's index or -1 with *err set. */
+static int parse_globals(int argc, char **argv, struct oci_ctx *ctx, hm_error_t *err)
+{
+        const char *fmt = "text", *ignored;
+        int i = 1;
+        for (; i < argc && argv[i][0] == '-'; i++) {
+                if (global_value(argc, argv, &i, "--root", &ctx->root) || global_value(argc, argv, &i, "--log", &ctx->log) ||
+                    global_value(argc, argv, &i, "--log-format", &fmt) ||
+                    global_value(argc, argv, &i, "--criu", &ignored) || global_value(argc, argv, &i, "--rootless", &ignored))
+                        continue;
+                if (!strcmp(argv[i], "--systemd-cgroup") || !strcmp(argv[i], "--debug"))
+                        continue;
+                if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-v"))
+                        return i;
+                if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+                        return i;
+                hm_error_set_exit(err, 2, EINVAL, "unknown global option '%s' (see 'hm oci --help')", argv[i]);
+                return -1;
+        }
+        if (strcmp(fmt, "text") && strcmp(fmt, "json")) {
+                hm_error_set_exit(err, 2, EINVAL, "--log-format '%s': expected text or json", fmt);
+                return -1;
+        }
+        ctx->log_json = !strcmp(fmt, "json");
+        for (int k = 1; k < i; k++)
+                if (!strcmp(argv[k], "--systemd-cgroup"))
+                        oci_log(ctx, "info", "--systemd-cgroup ignored: cgroups are managed directly (cgroupfs)");
+        return i;
+}
+
+static int dispatch(const struct oci_ctx *ctx, int argc, char **argv, hm_error_t *err)
+{
+        const char *cmd = argv[0];
+        if (!strcmp(cmd, "create"))
+                return oci_create(ctx, argc, argv, err);
+        if (!strcmp(cmd, "start"))
+                return oci_start(ctx, argc, argv, err);
+        if (!strcmp(cmd, "state"))
+                return oci_state_cmd(ctx, argc, argv, err);
+        if (!strcmp(cmd, "kill"))
+                return oci_kill(ctx, argc, argv, err);
+        if (!strcmp(cmd, "delete"))
+                return oci_delete(ctx, argc, argv, err);
+        if (!strcmp(cmd, "list"))
+                return oci_list(ctx, argc, argv, err);
+        if (!strcmp(cmd, "run"))
+                return oci_run(argc, argv, err);
+        if (!strcmp(cmd, "spec"))
+                return oci_spec(err);
+        if (!strcmp(cmd, "features"))
+                return oci_features();
+        return hm_error_set_exit(err, 2, EINVAL,
+                                 "unknown 'hm oci' command '%s' (create, start, state, kill, delete, list, run, spec, features)",
+                                 cmd);
+}
+
 int cmd_oci(int argc, char **argv, hm_error_t *err)
 {
-        if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-                fputs(usage, argc < 2 ? stderr : stdout);
-                return argc < 2 ? 2 : 0;
+        struct oci_ctx ctx = { .root = DEFAULT_ROOT };
+        int i = parse_globals(argc, argv, &ctx, err);
+        if (i < 0)
+                return i;
+        if (i >= argc || !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+                fputs(usage, i >= argc ? stderr : stdout);
+                return i >= argc ? 2 : 0;
         }
-        if (!strcmp(argv[1], "run"))
-                return oci_run(argc - 1, argv + 1, err);
-        if (!strcmp(argv[1], "spec"))
-                return oci_spec(err);
-        return hm_error_set_exit(err, 2, EINVAL, "unknown 'hm oci' command '%s' (run, spec)", argv[1]);
+        if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-v")) {
+                printf("hm-oci version 0.1.0\nspec: " OCI_VERSION "\n");
+                return 0;
+        }
+        int r = dispatch(&ctx, argc - i, argv + i, err);
+        if (r < 0 && *err)
+                oci_log(&ctx, "error", "%s", (*err)->msg);
+        return r;
 }

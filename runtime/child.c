@@ -34,6 +34,10 @@
  *  8. unblock signals, PR_SET_PDEATHSIG(SIGKILL) (pid 1 is our parent now)
  *  9. close every fd >= 3 but the CLOEXEC sync fd, so seccomp need not
  *     allow close_range
+ * 9b. detached create (OCI create/start) only: check the command can be
+ *     found, send RT_MSG_READY, block reading one byte from the exec fifo
+ *     (OCI start writes it); everything is set up by then, so the state's
+ *     pid and "created" are true, and only seccomp (NNP) and exec remain
  * 10. seccomp (raw BPF compiled by the parent)
  * 11. execve (PATH searched in the spec's env, not the host's)
  *
@@ -92,7 +96,8 @@ static void send_msg(const struct rt_plan *p, int type, int err, const char *a, 
         msg_add(&m, c);
         out.h = (struct rt_msg_header) { type, err, (uint32_t) m.len };
         memcpy(out.text, m.buf, m.len);
-        (void) !write(p->sync_fd, &out, sizeof out.h + m.len);
+        /* MSG_NOSIGNAL: after a detached create nobody reads any more */
+        (void) !send(p->sync_fd, &out, sizeof out.h + m.len, MSG_NOSIGNAL);
 }
 
 /* "what 'subject'suffix": errno is taken at the call. */
@@ -249,7 +254,8 @@ static void step2_namespaces(const struct rt_plan *p)
                         die(p, "join namespace", NULL);
         if (p->clone_flags & CLONE_NEWNET)
                 loopback_up();
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        /* detached create: our creator exits on purpose, the container must stay */
+        if (p->exec_fifo_fd < 0 && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 die(p, "set parent death signal", NULL);
 }
 
@@ -555,7 +561,11 @@ static void enter_cwd(const struct rt_plan *p)
         struct rt_open_how how = { O_PATH | O_DIRECTORY | O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
         int fd = rt_openat2(rootfd, p->cwd, &how);
         close(rootfd);
-        if (fd < 0 && errno == ENOSYS) { /* before 5.6: plain chdir, still checked below */
+        /*
+         * before 5.6 (ENOSYS), or a seccomp profile loaded at step 6 that
+         * predates openat2 (EPERM/ENOSYS): plain chdir, still checked below
+         */
+        if (fd < 0 && (errno == ENOSYS || (errno == EPERM && !p->no_new_privs && p->bpf))) {
                 if (chdir(p->cwd) < 0)
                         die(p, "chdir to cwd", p->cwd);
         } else if (fd < 0 || fchdir(fd) < 0) {
@@ -583,15 +593,69 @@ static void step6_identity(const struct rt_plan *p)
 
 static void step9_close_fds(const struct rt_plan *p)
 {
-        unsigned s = (unsigned) p->sync_fd;
-        if (rt_close_range(3, s - 1, 0) == 0 && rt_close_range(s + 1, ~0U, 0) == 0)
+        /* keep the sync fd and the exec fifo (if any), both >= 3 */
+        unsigned keep[2] = { (unsigned) p->sync_fd, p->exec_fifo_fd >= 0 ? (unsigned) p->exec_fifo_fd : (unsigned) p->sync_fd };
+        if (keep[0] > keep[1]) {
+                unsigned t = keep[0];
+                keep[0] = keep[1];
+                keep[1] = t;
+        }
+        if (rt_close_range(3, keep[0] - 1, 0) == 0 &&
+            (keep[1] == keep[0] || keep[1] == keep[0] + 1 || rt_close_range(keep[0] + 1, keep[1] - 1, 0) == 0) &&
+            rt_close_range(keep[1] + 1, ~0U, 0) == 0)
                 return;
         /* before 5.9: close one by one up to the fd limit */
         struct rlimit rl;
         int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int) rl.rlim_cur : 65536;
         for (int fd = 3; fd < max; fd++)
-                if (fd != p->sync_fd)
+                if (fd != p->sync_fd && fd != p->exec_fifo_fd)
                         close(fd);
+}
+
+/*
+ * Detached create: a command that cannot be found must fail create, not
+ * start (nobody listens on the sync socket by then), so the PATH search is
+ * checked here first.
+ */
+static void check_command(const struct rt_plan *p)
+{
+        const char *cmd = p->argv[0];
+        if (strchr(cmd, '/') || !p->path_env) {
+                if (access(cmd, X_OK) < 0)
+                        die(p, "exec", cmd);
+                return;
+        }
+        char buf[4096];
+        for (const char *dir = p->path_env; *dir;) {
+                size_t n = strcspn(dir, ":");
+                if (n && n + strlen(cmd) + 2 <= sizeof buf) {
+                        memcpy(buf, dir, n);
+                        buf[n] = '/';
+                        str_copy(buf + n + 1, sizeof buf - n - 1, cmd);
+                        if (access(buf, X_OK) == 0)
+                                return;
+                }
+                dir += n;
+                if (*dir == ':')
+                        dir++;
+        }
+        errno = ENOENT;
+        die(p, "exec", cmd);
+}
+
+/* Detached create, the last step before seccomp(NNP) and exec: report ready, wait for start. */
+static void wait_for_start(const struct rt_plan *p)
+{
+        check_command(p);
+        send_msg(p, RT_MSG_READY, 0, NULL, NULL, NULL);
+        char c;
+        ssize_t n;
+        do
+                n = read(p->exec_fifo_fd, &c, 1);
+        while (n < 0 && errno == EINTR);
+        if (n != 1)
+                _exit(127);
+        close(p->exec_fifo_fd);
 }
 
 /* ---- 11. exec ---- */
@@ -674,6 +738,8 @@ _Noreturn void rt_child_run(const struct rt_plan *p)
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 die(p, "set parent death signal", NULL);
         step9_close_fds(p);
+        if (p->exec_fifo_fd >= 0)
+                wait_for_start(p);
         if (p->no_new_privs)
                 load_seccomp(p);
         exec_command(p);

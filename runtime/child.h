@@ -18,7 +18,8 @@ struct oci_spec;
 struct rt_start_options;
 
 /* Sync socket messages, child -> parent: header then `len` bytes of text. */
-enum { RT_MSG_ERROR = 1, RT_MSG_NOTICE = 2 };
+/* RT_MSG_READY (detached create only): set up, now blocked on the exec fifo. */
+enum { RT_MSG_ERROR = 1, RT_MSG_NOTICE = 2, RT_MSG_READY = 3 };
 struct rt_msg_header {
         int32_t type;
         int32_t err;  /* errno for RT_MSG_ERROR */
@@ -96,6 +97,13 @@ struct rt_plan {
         /* fds, all >= 3 and CLOEXEC in the parent */
         int sync_fd;
         int stdin_fd, stdout_fd, stderr_fd;
+        /*
+         * Detached create (OCI create/start): >= 0, an O_RDWR end of the
+         * exec fifo.  The command then reports RT_MSG_READY as the last step
+         * before exec and blocks reading one byte from it; no parent death
+         * signal for the container's init (its creator exits).
+         */
+        int exec_fifo_fd;
 };
 
 int rt_plan_build(struct rt_plan *p, const struct oci_spec *spec, const struct rt_start_options *o,

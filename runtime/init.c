@@ -7,9 +7,11 @@
  * dropped (the bounding set emptied), with no_new_privs set, and it is not
  * dumpable, so the command cannot reach it through ptrace or /proc/1.
  *
- * Signals stay blocked and are taken with sigwaitinfo(): a blocked signal is
- * never discarded, not even for a namespace's init (kernel sig_ignored()),
- * so forwarding works without handlers.
+ * Every signal sent to it (but SIGCHLD; SIGKILL/SIGSTOP cannot be caught)
+ * is forwarded to the command.  Signals stay blocked and are taken with
+ * sigwaitinfo(): a blocked signal is never discarded, not even for a
+ * namespace's init (kernel sig_ignored()), so forwarding works without
+ * handlers.
  */
 #include "runtime/init.h"
 
@@ -22,7 +24,6 @@
 
 #include "runtime/syscalls.h"
 
-static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
 
 /*
  * Non-dumpable: the command (same uid) can then neither ptrace us (we run
@@ -75,11 +76,9 @@ _Noreturn void rt_init_run(pid_t main_pid, bool subreaper)
         (void) prctl(PR_SET_NAME, "hm-init");
         drop_privileges();
 
+        /* every signal but SIGCHLD is forwarded (OCI kill sends any signal to this pid) */
         sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGCHLD);
-        for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
-                sigaddset(&set, forwarded[i]);
+        sigfillset(&set);
         int code = 255;
         for (;;) {
                 if (reap(main_pid, &code))

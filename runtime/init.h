@@ -7,8 +7,8 @@
 #include <sys/types.h>
 
 /*
- * Reap every child, forward SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2
- * to main_pid, exit with its status (128+N when killed by signal N).
+ * Reap every child, forward every signal but SIGCHLD to main_pid, exit
+ * with its status (128+N when killed by signal N).
  * subreaper: set PR_SET_CHILD_SUBREAPER (no pid namespace of our own).
  * Expects every signal blocked.  Never returns.
  */

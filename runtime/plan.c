@@ -112,6 +112,19 @@ static int plan_mount(struct rt_plan *p, const struct oci_mount *m, size_t i, hm
         }
         if (!*type)
                 return hm_error_set(err, EINVAL, "mounts[%zu].type: missing (and no bind option)", i);
+        if (!strcmp(type, "cgroup")) {
+                /*
+                 * A v1 "cgroup" mount names no hierarchy (engines add one for
+                 * /sys/fs/cgroup; mounting it as is answers EBUSY): the host's
+                 * tree is bound instead, with the mount's flags (ro) on top.
+                 */
+                op->kind = RT_MNT_BIND;
+                op->source = xstrdup("/sys/fs/cgroup");
+                op->recursive = true;
+                free(op->data);
+                op->data = NULL;
+                return 0;
+        }
         op->kind = !strcmp(type, "proc") ? RT_MNT_PROC : !strcmp(type, "sysfs") ? RT_MNT_SYSFS : RT_MNT_FS;
         op->fstype = xstrdup(type);
         op->source = xstrdup(m->source ? m->source : type);
@@ -194,7 +207,8 @@ int rt_plan_build(struct rt_plan *p, const struct oci_spec *spec, const struct r
         *p = (struct rt_plan) { .sync_fd = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1 };
         if (!spec->process_present)
                 return hm_error_set(err, EINVAL, "process: missing");
-        for (int k = 0; k < _OCI_HOOK_MAX; k++)
+        p->exec_fifo_fd = -1;
+        for (int k = 0; k < _OCI_HOOK_MAX && !o->hooks_by_caller; k++)
                 if (spec->hooks.n_hooks[k])
                         return hm_error_set(err, EOPNOTSUPP, "hooks: not supported by the built-in runtime");
         int r = plan_namespaces(p, spec, rootless, err);
@@ -244,5 +258,5 @@ void rt_plan_release(struct rt_plan *p)
         strv_free(p->argv);
         strv_free(p->envp);
         free(p->cwd);
-        *p = (struct rt_plan) { .sync_fd = -1 };
+        *p = (struct rt_plan) { .sync_fd = -1, .exec_fifo_fd = -1 };
 }

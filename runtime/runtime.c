@@ -99,6 +99,27 @@ void rt_container_free(struct rt_container *c)
         free(c);
 }
 
+_Static_assert(RT_CGROUP_SLOTS == _RT_CG_MAX, "cgroup slots");
+
+void rt_container_detach(struct rt_container *c, char ***ret_cgroups)
+{
+        char **dirs = xcalloc(_RT_CG_MAX + 1, sizeof *dirs);
+        for (int i = 0; i < _RT_CG_MAX; i++)
+                dirs[i] = c->cg.dirs[i] ? TAKE_PTR(c->cg.dirs[i]) : xstrdup("");
+        *ret_cgroups = dirs;
+        c->pid = 0; /* nothing to kill or reap: the container is on its own now */
+        rt_container_free(c);
+}
+
+void rt_cgroups_destroy(char *const *cgroups)
+{
+        struct rt_cgroup cg = { 0 };
+        for (int i = 0; i < _RT_CG_MAX && cgroups && cgroups[i]; i++)
+                if (*cgroups[i])
+                        cg.dirs[i] = xstrdup(cgroups[i]);
+        rt_cgroup_destroy(&cg);
+}
+
 static void container_freep(struct rt_container **c) { rt_container_free(*c); }
 static void plan_releasep(struct rt_plan *p) { rt_plan_release(p); }
 static void idmap_releasep(struct rt_idmap *m) { rt_idmap_release(m); }
@@ -119,12 +140,13 @@ static int fd_above_stdio(int fd)
 struct child_fds {
         int sync[2];     /* [0] parent, [1] child */
         int in;
+        int fifo;        /* exec fifo (detached create), child's end */
         int out[2], errp[2]; /* [0] parent read end (capture only), [1] child */
 };
 
 static void child_fds_release(struct child_fds *f)
 {
-        int *all[] = { &f->sync[0], &f->sync[1], &f->in, &f->out[0], &f->out[1], &f->errp[0], &f->errp[1] };
+        int *all[] = { &f->sync[0], &f->sync[1], &f->in, &f->fifo, &f->out[0], &f->out[1], &f->errp[0], &f->errp[1] };
         for (size_t i = 0; i < ARRAY_SIZE(all); i++)
                 *all[i] = safe_close(*all[i]);
 }
@@ -147,7 +169,13 @@ static int output_fd(int pair[2], bool capture, int host_fd, const char *name, h
 
 static int child_fds_open(struct child_fds *f, const struct rt_start_options *o, hm_error_t *err)
 {
-        *f = (struct child_fds) { { -1, -1 }, -1, { -1, -1 }, { -1, -1 } };
+        *f = (struct child_fds) { { -1, -1 }, -1, -1, { -1, -1 }, { -1, -1 } };
+        if (o->exec_fifo) {
+                /* O_RDWR: opening a fifo this way never blocks, and a read then waits for data */
+                f->fifo = fd_above_stdio(open(o->exec_fifo, O_RDWR | O_CLOEXEC));
+                if (f->fifo < 0)
+                        return hm_error_set(err, errno, "open exec fifo '%s': %s", o->exec_fifo, strerror(errno));
+        }
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, f->sync) < 0)
                 return hm_error_set(err, errno, "create sync socket: %s", strerror(errno));
         f->sync[1] = fd_above_stdio(f->sync[1]);
@@ -193,6 +221,8 @@ static int read_sync(struct rt_container *c, int fd, hm_error_t *err)
                 if ((size_t) n < sizeof m.h || m.h.len > (size_t) n - sizeof m.h)
                         return hm_error_set(err, EPROTO, "container setup: malformed message");
                 m.text[m.h.len] = 0;
+                if (m.h.type == RT_MSG_READY)
+                        return 0; /* detached: blocked on the exec fifo, the socket stays open */
                 if (m.h.type == RT_MSG_NOTICE) {
                         strv_push(&c->notices, m.text);
                         continue;
@@ -295,6 +325,7 @@ static int launch(struct rt_container *c, const struct oci_spec *spec, struct rt
         p->stdin_fd = f->in;
         p->stdout_fd = f->out[1];
         p->stderr_fd = f->errp[1];
+        p->exec_fifo_fd = f->fifo;
         c->pid = clone_child(p, &c->pidfd);
         if (c->pid < 0) {
                 c->pid = 0;
@@ -307,6 +338,8 @@ static int launch(struct rt_container *c, const struct oci_spec *spec, struct rt
         f->in = safe_close(f->in);
         f->out[1] = safe_close(f->out[1]);
         f->errp[1] = safe_close(f->errp[1]);
+        f->fifo = safe_close(f->fifo);
+        p->exec_fifo_fd = -1;
         int r = configure_child(c, spec, p, idmap, err);
         if (r < 0)
                 return r;
@@ -344,7 +377,7 @@ int rt_container_start(const struct oci_spec *spec, const struct rt_start_option
         r = setup_cgroups(c, &plan, spec, o, rootless, err);
         if (r < 0)
                 return r;
-        _cleanup_(child_fds_release) struct child_fds fds = { { -1, -1 }, -1, { -1, -1 }, { -1, -1 } };
+        _cleanup_(child_fds_release) struct child_fds fds = { { -1, -1 }, -1, -1, { -1, -1 }, { -1, -1 } };
         r = child_fds_open(&fds, o, err);
         if (r < 0)
                 return r;

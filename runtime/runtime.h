@@ -11,8 +11,8 @@
  * pidfd is readable.
  *
  * Inside the container, pid 1 is a tiny init owned by the runtime: it reaps
- * orphans, forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to the
- * command (pid 2) and exits with its status.
+ * orphans, forwards every signal but SIGCHLD to the command (pid 2) and
+ * exits with its status.
  */
 #ifndef HM_RUNTIME_H
 #define HM_RUNTIME_H
@@ -42,6 +42,14 @@ struct rt_start_options {
         const char *id;       /* container id for hostname default / cgroup name */
         bool rootless;        /* force the unprivileged path even as root (tests) */
         const void *seccomp_bpf; size_t seccomp_bpf_len; /* precompiled filter (sock_filter array), or NULL = build from spec */
+        /*
+         * OCI create: path of a fifo (mkfifo'd by the caller).  Start returns
+         * once the command is set up and blocked reading one byte from it,
+         * right before exec; writing a byte (OCI start) lets it exec.  The
+         * container must then outlive the caller: rt_container_detach().
+         */
+        const char *exec_fifo;
+        bool hooks_by_caller; /* spec hooks are run by the caller (OCI front end), not refused */
 };
 
 int rt_container_start(const struct oci_spec *spec, const struct rt_start_options *o,
@@ -56,6 +64,17 @@ int rt_container_wait(struct rt_container *c, int *ret_status, hm_error_t *err);
 void rt_container_free(struct rt_container *c); /* SIGKILL + reap if still running, cgroup removed, fds closed */
 static inline void rt_container_freep(struct rt_container **c) { if (*c) rt_container_free(*c); }
 #define _cleanup_rt_container_ __attribute__((cleanup(rt_container_freep)))
+
+/*
+ * Give up ownership without killing (OCI create: the container outlives us).
+ * *ret_cgroups: the created cgroup directories, "" where none, one entry per
+ * controller slot (RT_CGROUP_SLOTS), for rt_cgroups_destroy() later.
+ * Frees c.
+ */
+#define RT_CGROUP_SLOTS 5
+void rt_container_detach(struct rt_container *c, char ***ret_cgroups);
+/* SIGKILL everything in the pids cgroup, then remove the directories ("" skipped). */
+void rt_cgroups_destroy(char *const *cgroups);
 
 /*
  * Reduced isolation and fallbacks taken for this container, one line each
