@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Owner-aware reaping on a Docker or Podman engine: remove what engine runs
+ * whose hm process died (SIGKILL, OOM, power loss) left behind.
+ *
+ * The engine runner labels every container hm.run=<run id>,
+ * hm.owner=<pid>:<starttime> (field 22 of /proc/PID/stat) and hm.step; its
+ * commits keep the container's labels (engine-api.md §8.2), ephemeral ones
+ * add hm.ephemeral=1.  An owner is alive iff /proc/<pid>/stat exists and its
+ * starttime is the recorded one (a reused pid has another starttime).
+ *
+ *   containers: every container labelled hm.run whose hm.owner is dead is
+ *     removed (force=1&v=1).  A container without a parsable hm.owner is
+ *     left alone (not ours to judge).
+ *   images: labelled hm.ephemeral=1, not named localhost/harmont-cache/...,
+ *     and whose run is not the run of a live owner's container.  With an
+ *     hm.owner label the owner must be dead too; without one (an engine that
+ *     did not keep the container's labels) the image must also be older than
+ *     ENGINE_REAP_UNOWNED_AGE seconds, since a live run between two steps has
+ *     no container yet still needs its snapshots.  Removed newest first,
+ *     children before parents, by tag and without force, so an image a
+ *     container still uses (409) is kept.
+ *
+ * Cache images (localhost/harmont-cache/...) and anything without hm labels
+ * are never touched.  Owners are looked up in this process's pid namespace:
+ * reap from the namespace hm runs in.
+ */
+#ifndef HM_ENGINE_REAP_H
+#define HM_ENGINE_REAP_H
+
+#include <stdbool.h>
+
+#include "lib/error.h"
+
+#define ENGINE_REAP_UNOWNED_AGE 600
+
+/*
+ * One-shot and blocking (curl easy handles over the Unix socket): call it
+ * before any loop runs.  dry_run: only list.  *ret_removed (may be NULL)
+ * gets one line per removed (or, dry_run, removable) object, e.g.
+ *   container 0123456789ab (run 1a2b3c4d5e6f, step 'build', owner 4242:81234 dead)
+ *   image localhost/hm-ephemeral:1a2b3c4d5e6f-0 (run 1a2b3c4d5e6f)
+ * It is set on failure too (what was removed before or despite it, possibly
+ * nothing): every object is tried, and the first failure is returned.
+ */
+int engine_reap(const char *socket, bool dry_run, char ***ret_removed, hm_error_t *err);
+
+/* true when "<pid>:<starttime>" names a process that is alive; false for a malformed value. */
+bool engine_owner_alive(const char *owner);
+
+#endif
