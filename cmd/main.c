@@ -17,8 +17,10 @@ static void usage(FILE *f)
               "  cache ls | clean                  list or remove cached step snapshots\n"
               "  image import SOURCE NAME | ls | rm NAME\n"
               "                                    manage images of the built-in runtime\n"
-              "  oci run|spec ...                  run an OCI bundle with the built-in runtime\n"
-              "  reap [--dry-run]                  remove what runs whose owner died left behind\n"
+              "  oci create|start|state|kill|delete|run|spec|features ...\n"
+              "                                    the built-in runtime as an OCI runtime (also as 'hm-oci')\n"
+              "  reap [--dry-run] [--runner ns|docker|podman|all] [--socket PATH]\n"
+              "                                    remove what runs whose owner died left behind\n"
               "  doctor                            check what this host allows (namespaces, overlay, cgroups, engines)\n"
               "  version                           print the version\n",
               f);
@@ -49,6 +51,11 @@ static int call_err(int (*fn)(int, char **, hm_error_t *), int argc, char **argv
 
 int main(int argc, char **argv)
 {
+        /* installed as (or linked to) hm-oci: the OCI runtime command line engines call */
+        const char *base = strrchr(argv[0], '/');
+        base = base ? base + 1 : argv[0];
+        if (!strcmp(base, "hm-oci"))
+                return call_err(cmd_oci, argc, argv);
         if (argc < 2) {
                 usage(stderr);
                 return 2;
