@@ -91,9 +91,10 @@ conformance: all
 install: $(HM)
 	install -d $(DESTDIR)$(BINDIR)
 	install -m 0755 $(HM) $(DESTDIR)$(BINDIR)/hm
+	ln -sf hm $(DESTDIR)$(BINDIR)/hm-oci
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/hm
+	rm -f $(DESTDIR)$(BINDIR)/hm $(DESTDIR)$(BINDIR)/hm-oci
 
 lint:
 	$(Q)tests/lint.sh
