@@ -210,6 +210,22 @@ else
         one "ns store: image import" 1
 fi
 
+# The README's demo, as contrib/setup.sh runs it: examples/demo on the default
+# (daemonless) runner with a busybox image made by a script.
+if ! skipping demo; then
+        say "demo: build/hm run -d examples/demo (default runner)"
+        if HM_STORE=$store timeout 60 "$BUILD/hm" image import "$rootfs_tar" busybox:demo >"$logs/demo.log" 2>&1 &&
+                env -u HM_RUNNER HM_STORE=$store XDG_CACHE_HOME=$work/demo-cache timeout 120 "$BUILD/hm" run --logs \
+                        -d examples/demo >>"$logs/demo.log" 2>&1 &&
+                grep -q '^\[test\] tests passed$' "$logs/demo.log" && grep -q '^\[lint\] lint clean$' "$logs/demo.log" &&
+                grep -q 'runner built-in namespace runtime' "$logs/demo.log"; then
+                one "demo pipeline on the default runner" 0
+        else
+                cat "$logs/demo.log"
+                one "demo pipeline on the default runner" 1
+        fi
+fi
+
 # 3. Live unit tests, IR cases, unprivileged ns -----------------------------------------------
 # Those that skipped without engines, and those that check more with them.
 mapfile -t live_units < <({

@@ -35,7 +35,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.dont_write_bytecode = True  # no __pycache__ in the checkout
 sys.path.insert(0, HERE)
 
-from lib import (Engine, Tap, check_stream_invariants, mountpoints, run_hm,  # noqa: E402
+from lib import (Engine, Tap, check_stream_invariants, mountpoints, step_cgroups, run_hm,  # noqa: E402
                  set_child_subreaper, stray_processes, reap_zombies, wait_until)
 
 ALL_EXTRAS = ("dry-run", "bad-ir", "socket-errors", "socket-flag", "missing-image", "daemon-kill",
@@ -169,7 +169,7 @@ class Runner:
     # -- leftovers ----------------------------------------------------------------------------
 
     def snapshot(self):
-        return {"mounts": mountpoints()}
+        return {"mounts": mountpoints(), "cgroups": step_cgroups()}
 
     def check_leftovers(self, prefix, before, extra_needles=()):
         tap = self.ctx.tap
@@ -208,6 +208,8 @@ class Runner:
             tap.check(not left, prefix + ": no run dir left in the store's tmp/", lambda: left)
             eph = self.ephemeral_layers()
             tap.check(not eph, prefix + ": no ephemeral snapshot layer left in the store", lambda: eph)
+            cg = sorted(step_cgroups() - before.get("cgroups", set()))
+            tap.check(not cg, prefix + ": no step cgroup left", lambda: cg)
 
     def ephemeral_layers(self):
         """Layers whose meta (oci/store.h) says ephemeral and not dropped: snapshots of a run

@@ -434,6 +434,29 @@ def check_stream_invariants(tap, prefix, run, step_keys):
 # Leftovers: mounts, processes, store tmp dirs
 
 
+def step_cgroups():
+    """The ns runtime's per-step cgroups: <our cgroup>/hm/hm-* in every hierarchy (v1 and v2)."""
+    found = set()
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        _, ctrls, path = line.split(":", 2)
+        if not ctrls:
+            bases = ["/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") else "/sys/fs/cgroup"]
+        else:
+            bases = ["/sys/fs/cgroup/" + c for c in ctrls.split(",") if not c.startswith("name=")]
+        for base in bases:
+            d = os.path.normpath(base + path + "/hm")
+            try:
+                found.update(os.path.join(d, e) for e in os.listdir(d) if e.startswith("hm-"))
+            except OSError:
+                pass
+    return found
+
+
 def mountpoints():
     pts = set()
     with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
