@@ -445,6 +445,15 @@ static void complete(struct eng_http *h, CURLMsg *msg)
         if (resp->curl_code != CURLE_OK && curl_easy_getinfo(req->easy, CURLINFO_OS_ERRNO, &v) == CURLE_OK)
                 resp->os_errno = (int) v;
         /* a response cut short (daemon died mid-body) is a failure even with a status */
+        if (resp->curl_code != CURLE_OK && resp->curl_code != CURLE_OPERATION_TIMEDOUT) {
+                /* say whose connection failed: "the engine at X stopped answering" beats a bare curl error */
+                _cleanup_free_ char *m = xasprintf("engine at %s stopped answering (%s)", h->socket_path,
+                                                   resp->errbuf[0] ? resp->errbuf
+                                                                   : curl_easy_strerror((CURLcode) resp->curl_code));
+                size_t l = strlen(m) < sizeof resp->errbuf ? strlen(m) : sizeof resp->errbuf - 1;
+                memcpy(resp->errbuf, m, l);
+                resp->errbuf[l] = 0;
+        }
         if (req->on_done)
                 req->on_done(req, resp, req->data);
         req_free(req);
