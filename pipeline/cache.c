@@ -329,14 +329,18 @@ static void clear_touches(struct cache_index *ci)
         ci->n_touched = 0;
 }
 
+/* Take the lock (LOCK_SH or LOCK_EX; released when *lock is closed) and load the entries. */
+static int index_lock_load(struct cache_index *ci, int how, int *lock, struct entries *l, hm_error_t *err)
+{
+        int r = index_lock(ci, how, lock, err);
+        return r < 0 ? r : index_load(ci, l, err);
+}
+
 static int index_update(struct cache_index *ci, index_change_fn fn, void *data, hm_error_t *err)
 {
         _cleanup_close_ int lock = -1;
-        int r = index_lock(ci, LOCK_EX, &lock, err);
-        if (r < 0)
-                return r;
         _cleanup_entries_ struct entries l = { 0 };
-        r = index_load(ci, &l, err);
+        int r = index_lock_load(ci, LOCK_EX, &lock, &l, err);
         if (r < 0)
                 return r;
         size_t touched = apply_touches(ci, &l);
@@ -431,11 +435,8 @@ int cache_index_get(struct cache_index *ci, const char *backend, const char *tag
 {
         struct get_args a = { .backend = backend, .tag = tag };
         _cleanup_close_ int lock = -1;
-        int r = index_lock(ci, LOCK_SH, &lock, err);
-        if (r < 0)
-                return r;
         _cleanup_entries_ struct entries l = { 0 };
-        r = index_load(ci, &l, err);
+        int r = index_lock_load(ci, LOCK_SH, &lock, &l, err);
         if (r < 0)
                 return r;
         ssize_t i = entries_find(&l, backend, tag);
@@ -559,11 +560,8 @@ int cache_index_list(struct cache_index *ci, struct cache_entry **ret, size_t *r
         if (ci->n_touched && (r = index_update(ci, NULL, NULL, err)) < 0)
                 return r;
         _cleanup_close_ int lock = -1;
-        r = index_lock(ci, LOCK_SH, &lock, err);
-        if (r < 0)
-                return r;
         _cleanup_entries_ struct entries l = { 0 };
-        r = index_load(ci, &l, err);
+        r = index_lock_load(ci, LOCK_SH, &lock, &l, err);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(l.v);
