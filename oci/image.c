@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include "oci/json-util.h"
 #include "oci/image.h"
 
 #include <archive.h>
@@ -302,17 +303,6 @@ static int plan_oci(struct import_plan *p, const char *name, hm_error_t *err)
 
 /* ---- config ---- */
 
-static char **strv_of(yajl_val v)
-{
-        if (!YAJL_IS_ARRAY(v))
-                return NULL;
-        char **r = xcalloc(1, sizeof(char *));
-        for (size_t i = 0; i < v->u.array.len; i++)
-                if (YAJL_IS_STRING(v->u.array.values[i]))
-                        strv_push(&r, YAJL_GET_STRING(v->u.array.values[i]));
-        return r;
-}
-
 static int load_config(struct import_plan *p, struct oci_image *img, char ***ret_diff_ids, hm_error_t *err)
 {
         _cleanup_free_ char *text = NULL;
@@ -335,14 +325,14 @@ static int load_config(struct import_plan *p, struct oci_image *img, char ***ret
         img->id = xasprintf("sha256:%s", got);
         yajl_val c = jget(root, "config", yajl_t_object);
         if (c) {
-                img->config.env = strv_of(jget(c, "Env", yajl_t_array));
-                img->config.entrypoint = strv_of(jget(c, "Entrypoint", yajl_t_array));
-                img->config.cmd = strv_of(jget(c, "Cmd", yajl_t_array));
+                img->config.env = oci_json_strv(jget(c, "Env", yajl_t_array));
+                img->config.entrypoint = oci_json_strv(jget(c, "Entrypoint", yajl_t_array));
+                img->config.cmd = oci_json_strv(jget(c, "Cmd", yajl_t_array));
                 img->config.workdir = xstrdup(jstr(c, "WorkingDir") ? jstr(c, "WorkingDir") : "");
                 img->config.user = xstrdup(jstr(c, "User") ? jstr(c, "User") : "");
         }
         const char *path_diff[] = { "rootfs", "diff_ids", NULL };
-        char **diff = strv_of(yajl_tree_get(root, path_diff, yajl_t_array));
+        char **diff = oci_json_strv(yajl_tree_get(root, path_diff, yajl_t_array));
         if (!diff || strv_len(diff) != p->n) {
                 strv_free(diff);
                 return hm_error_set(err, EINVAL, "config '%s': rootfs.diff_ids has %s entries, the manifest %zu layers",

@@ -4,6 +4,7 @@
  * and the merged-view copy (flatten) live here too, since both must agree
  * with the store on the whiteout and opaque-dir forms.
  */
+#include "oci/json-util.h"
 #include "oci/store.h"
 
 #include <archive.h>
@@ -825,17 +826,6 @@ static char *image_to_json(const struct oci_image *img)
         return xstrndup((const char *) buf, len);
 }
 
-static char **json_strv(yajl_val v)
-{
-        if (!YAJL_IS_ARRAY(v))
-                return NULL;
-        char **r = xcalloc(1, sizeof(char *));
-        for (size_t i = 0; i < v->u.array.len; i++)
-                if (YAJL_IS_STRING(v->u.array.values[i]))
-                        strv_push(&r, YAJL_GET_STRING(v->u.array.values[i]));
-        return r;
-}
-
 static char *json_str(yajl_val root, const char *key)
 {
         const char *path[] = { key, NULL };
@@ -854,8 +844,8 @@ static int image_from_json(const char *json, const char *where, struct oci_image
         img->id = json_str(root, "id");
         const char *p_layers[] = { "layers", NULL }, *p_diff[] = { "diff_ids", NULL };
         const char *p_size[] = { "size", NULL }, *p_created[] = { "created", NULL };
-        img->layers = json_strv(yajl_tree_get(root, p_layers, yajl_t_array));
-        img->diff_ids = json_strv(yajl_tree_get(root, p_diff, yajl_t_array));
+        img->layers = oci_json_strv(yajl_tree_get(root, p_layers, yajl_t_array));
+        img->diff_ids = oci_json_strv(yajl_tree_get(root, p_diff, yajl_t_array));
         yajl_val v = yajl_tree_get(root, p_size, yajl_t_number);
         img->size = v && YAJL_IS_INTEGER(v) ? (uint64_t) YAJL_GET_INTEGER(v) : 0;
         v = yajl_tree_get(root, p_created, yajl_t_number);
@@ -868,9 +858,9 @@ static int image_from_json(const char *json, const char *where, struct oci_image
                 if (!valid_id(img->layers[i]))
                         return hm_error_set(err, EINVAL, "'%s': bad layer id '%s'", where, img->layers[i]);
         const char *p_env[] = { "Env", NULL }, *p_ep[] = { "Entrypoint", NULL }, *p_cmd[] = { "Cmd", NULL };
-        img->config.env = json_strv(yajl_tree_get(cfg, p_env, yajl_t_array));
-        img->config.entrypoint = json_strv(yajl_tree_get(cfg, p_ep, yajl_t_array));
-        img->config.cmd = json_strv(yajl_tree_get(cfg, p_cmd, yajl_t_array));
+        img->config.env = oci_json_strv(yajl_tree_get(cfg, p_env, yajl_t_array));
+        img->config.entrypoint = oci_json_strv(yajl_tree_get(cfg, p_ep, yajl_t_array));
+        img->config.cmd = oci_json_strv(yajl_tree_get(cfg, p_cmd, yajl_t_array));
         img->config.workdir = json_str(cfg, "WorkingDir");
         img->config.user = json_str(cfg, "User");
         *ret = TAKE_PTR(img);
