@@ -523,7 +523,9 @@ def run_cached(ctx, runner, ir_path, ir, before):
     tap.check(bool(stamp) and ev1.logs("tools")[1:2] == [stamp],
               p + " (1st run): test prints the /stamp deps wrote (%s)" % stamp,
               lambda: (ev1.logs("tools"), ev1.logs("test")))
+    t0 = time.time()
     r2 = runner.run([], ir_path)
+    t1 = time.time()
     ev2 = check_stream_invariants(tap, p + " (2nd run)", r2, step_keys(ir))
     exits(tap, p + " (2nd run)", r2, 0)
     keys = {n["step"]["key"]: n["step"].get("cache", {}).get("key") for n in ir["graph"]["nodes"]}
@@ -535,6 +537,17 @@ def run_cached(ctx, runner, ir_path, ir, before):
                   lambda k=k: (ev2.logs(k, None), ev2.kind("step_end", k)))
     tap.check(not ev2.kind("step_cache_hit", "test") and (ev2.logs("test") or [None])[0] == stamp,
               p + " (2nd run): test runs and prints the same /stamp", lambda: ev2.logs("test"))
+    if runner.engine is not None:
+        # the engine's own record: containers created during the 2nd run, by step label
+        starts = ev2.kind("build_start")
+        run_hex = starts[0]["run_id"].replace("-", "") if starts else ""
+        try:
+            creates = [a for a in runner.engine.container_creates(t0 - 1, t1) if a.get("hm.run") == run_hex]
+        except Exception as e:  # noqa: BLE001
+            creates = [{"error": str(e)}]
+        steps = sorted(a.get("hm.step", "?") for a in creates)
+        tap.check(steps == ["test"], p + " (2nd run): the engine created a container for test only, none for"
+                  " the cached deps and tools", lambda: creates)
     runner.check_leftovers(p, before)
     if not ctx.wanted("cache-clean"):
         return

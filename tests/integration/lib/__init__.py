@@ -157,6 +157,26 @@ class Engine:
                for i in self.images() if not self.is_cache_image(i)]
         return cs, ims
 
+    def container_creates(self, since, until, label="hm.run"):
+        """Attributes of the container 'create' events between two unix times (engine-api.md §9:
+        Docker replays with since+until; Podman ignores until and needs stream=false; Podman's
+        label filter matches nothing, so the label is checked here)."""
+        q = "since=%d&filters=%s" % (int(since), self._filters({"type": ["container"]}))
+        q += "&until=%d" % (int(until) + 1) if self.kind == "docker" else "&stream=false"
+        status, data = self.request("GET", "/events?" + q, timeout=30)
+        if status // 100 != 2:
+            raise EngineError("GET /events: HTTP %d: %s" % (status, data[:200]))
+        out = []
+        for line in data.decode(errors="replace").splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            attrs = (e.get("Actor") or {}).get("Attributes") or {}
+            if e.get("Action") == "create" and e.get("time", 0) <= until + 1 and label in attrs:
+                out.append(attrs)
+        return out
+
     def cache_images(self):
         return [i for i in self.images() if self.is_cache_image(i)]
 
