@@ -81,13 +81,6 @@ static void add_ts(struct strbuf *sb, int64_t ns)
         strbuf_add(sb, digits, sizeof digits);
 }
 
-/* `name` is the literal ,"field": */
-#define field_str(sb, name, v)                   \
-        do {                                     \
-                add_lit(sb, ",\"" name "\":");   \
-                strbuf_add_json_str(sb, v);      \
-        } while (0)
-
 /*
  * A log line as a JSON string: printable ASCII without quote or backslash
  * (nearly every line) is copied in one piece; anything else takes the
@@ -109,6 +102,21 @@ static void add_json_line(struct strbuf *sb, const char *p, size_t n)
         sb->buf[sb->len++] = '"';
         sb->buf[sb->len] = 0;
 }
+
+static void add_json_cstr(struct strbuf *sb, const char *s)
+{
+        if (s)
+                add_json_line(sb, s, strlen(s));
+        else
+                add_lit(sb, "null");
+}
+
+/* `name` is the literal ,"field": */
+#define field_str(sb, name, v)                   \
+        do {                                     \
+                add_lit(sb, ",\"" name "\":");   \
+                add_json_cstr(sb, v);            \
+        } while (0)
 
 void hm_event_to_json(const struct hm_event *ev, struct strbuf *sb)
 {
