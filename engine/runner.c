@@ -419,10 +419,18 @@ static void on_create(struct eng_request *req, struct eng_response *resp, void *
                 do_attach(s);
                 return;
         }
+        int ws_fd;
+        uint64_t ws_size;
+        hm_error_t e = NULL;
+        if (workspace_open(s->x->ws, &ws_fd, &ws_size, &e) < 0) {
+                fail(s, "%s", e->msg);
+                hm_error_release(&e);
+                return;
+        }
         s->stage = ST_UPLOAD;
         _cleanup_free_ char *path = xasprintf("/containers/%s/archive?path=/", s->id);
-        struct eng_request_opts o = { .method = "PUT", .path = path, .upload_fd = s->x->ws->fd,
-                                      .upload_size = s->x->ws->size, .on_done = on_upload, .data = s };
+        struct eng_request_opts o = { .method = "PUT", .path = path, .upload_fd = ws_fd,
+                                      .upload_size = ws_size, .on_done = on_upload, .data = s };
         submit(s, &s->req, &o, "upload workspace");
 }
 

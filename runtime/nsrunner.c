@@ -162,12 +162,17 @@ static int ws_layer(struct ns_runner *r, const struct step_exec *x, const char *
                 *ret_id = w->id;
                 return 0;
         }
+        int ws_fd;
+        uint64_t ws_size;
+        int rc = workspace_open(x->ws, &ws_fd, &ws_size, err);
+        if (rc < 0)
+                return rc;
         _cleanup_free_ char *tmp = NULL;
-        int rc = oci_store_mkdtemp(r->store, "workspace", &tmp, err);
+        rc = oci_store_mkdtemp(r->store, "workspace", &tmp, err);
         if (rc < 0)
                 return rc;
         (void) chmod(tmp, 0755);
-        rc = oci_unpack_layer(x->ws->fd, tmp, oci_store_xattr_prefix(r->store), oci_store_size_limit(r->store),
+        rc = oci_unpack_layer(ws_fd, tmp, oci_store_xattr_prefix(r->store), oci_store_size_limit(r->store),
                               NULL, err);
         struct oci_layer_meta m = { .kind = OCI_LAYER_WORKSPACE, .created = time(NULL), .owner_pid = getpid(),
                                     .owner_start = oci_proc_starttime(getpid()), .ephemeral = true,
