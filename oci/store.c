@@ -1468,29 +1468,61 @@ int oci_store_tag_get(struct oci_store *s, const char *tag, char **ret_id, hm_er
         return 1;
 }
 
-int oci_store_drop_layer(struct oci_store *s, const char *id, hm_error_t *err)
+/* Mark one layer dropped; the caller holds the lock.  1 when it was marked. */
+static int mark_dropped_locked(struct oci_store *s, const char *id, hm_error_t *err)
 {
         if (!valid_id(id) || !strcmp(id, OCI_HOST_IMAGE))
                 return 0;
+        _cleanup_meta_ struct oci_layer_meta *m = NULL;
+        hm_error_t e = NULL;
+        if (oci_store_layer_meta(s, id, &m, &e) < 0) {
+                hm_error_release(&e);
+                return 0; /* unknown: nothing to do */
+        }
+        if (m->kind == OCI_LAYER_IMAGE || m->dropped)
+                return 0;
+        m->dropped = true;
+        int r = meta_write(s, m, err);
+        return r < 0 ? r : 1;
+}
+
+int oci_store_drop_layer(struct oci_store *s, const char *id, hm_error_t *err)
+{
+        char *ids[] = { (char *) id, NULL };
+        return oci_store_drop_layers(s, ids, err);
+}
+
+int oci_store_drop_layers(struct oci_store *s, char *const *ids, hm_error_t *err)
+{
+        int first = 0, marked = 0;
         {
                 int r = oci_store_lock(s, err);
                 if (r < 0)
                         return r;
                 _cleanup_unlock_ struct oci_store *locked = s;
-                _cleanup_meta_ struct oci_layer_meta *m = NULL;
-                hm_error_t e = NULL;
-                if (oci_store_layer_meta(s, id, &m, &e) < 0) {
+                for (size_t i = 0; ids && ids[i]; i++) {
+                        hm_error_t e = NULL;
+                        r = mark_dropped_locked(s, ids[i], &e);
+                        if (r > 0)
+                                marked++;
+                        if (r < 0 && !first) {
+                                first = r;
+                                *err = TAKE_PTR(e);
+                        }
                         hm_error_release(&e);
-                        return 0; /* unknown: nothing to do */
                 }
-                if (m->kind == OCI_LAYER_IMAGE || m->dropped)
-                        return 0;
-                m->dropped = true;
-                r = meta_write(s, m, err);
-                if (r < 0)
-                        return r;
         }
-        return oci_store_gc(s, err);
+        /* one collection for the whole batch: each one reads every layer's meta */
+        if (marked) {
+                hm_error_t e = NULL;
+                int r = oci_store_gc(s, &e);
+                if (r < 0 && !first) {
+                        first = r;
+                        *err = TAKE_PTR(e);
+                }
+                hm_error_release(&e);
+        }
+        return first;
 }
 
 /*

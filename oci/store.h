@@ -244,6 +244,12 @@ bool oci_store_layers_on_host_root(const struct oci_store *s);
 /* Mark a layer dropped and garbage-collect.  Unknown ids are not an error. */
 int oci_store_drop_layer(struct oci_store *s, const char *id, hm_error_t *err);
 /*
+ * The same for a NULL-terminated list, with one collection at the end (a
+ * collection reads every layer's meta: per id it made a run's reaping
+ * quadratic).  Every id is tried; the first error is returned.
+ */
+int oci_store_drop_layers(struct oci_store *s, char *const *ids, hm_error_t *err);
+/*
  * Delete layers nothing references (images, live snapshots and their chains),
  * their metas and tags to missing layers.  The caller must not hold the lock.
  */

@@ -192,9 +192,13 @@ static int ws_layer(struct ns_runner *r, const struct step_exec *x, const char *
         return 0;
 }
 
-/* Drop the workspace layers of runs with no step in flight. */
-static void ws_drop_idle(struct ns_runner *r)
+/*
+ * Drop the workspace layers of runs with no step in flight, together with
+ * `more` (one store collection for all of them).
+ */
+static void ws_drop_idle(struct ns_runner *r, char *const *more)
 {
+        _cleanup_strv_ char **ids = strv_copy(more);
         for (size_t i = 0; i < r->n_ws;) {
                 bool busy = false;
                 for (struct ns_step *st = r->steps; st; st = st->next)
@@ -203,15 +207,15 @@ static void ws_drop_idle(struct ns_runner *r)
                         i++;
                         continue;
                 }
-                hm_error_t err = NULL;
-                if (oci_store_drop_layer(r->store, r->ws[i].id, &err) < 0) {
-                        if (r->base.warn)
-                                r->base.warn(r->base.warn_data, err->msg);
-                        hm_error_release(&err);
-                }
+                strv_push_take(&ids, r->ws[i].id);
                 free(r->ws[i].run_id);
-                free(r->ws[i].id);
                 r->ws[i] = r->ws[--r->n_ws];
+        }
+        hm_error_t err = NULL;
+        if (ids[0] && oci_store_drop_layers(r->store, ids, &err) < 0) {
+                if (r->base.warn)
+                        r->base.warn(r->base.warn_data, err->msg);
+                hm_error_release(&err);
         }
 }
 
@@ -612,15 +616,7 @@ static void on_drop_done(struct hm_loop *loop, uint64_t id, void *data)
 static void ns_drop_snapshots(struct hm_runner *base, char *const *refs, void (*done)(void *data), void *data)
 {
         struct ns_runner *r = (struct ns_runner *) base;
-        for (size_t i = 0; refs && refs[i]; i++) {
-                hm_error_t err = NULL;
-                if (oci_store_drop_layer(r->store, refs[i], &err) < 0) {
-                        if (base->warn)
-                                base->warn(base->warn_data, err->msg);
-                        hm_error_release(&err);
-                }
-        }
-        ws_drop_idle(r);
+        ws_drop_idle(r, refs);
         struct drop_req *d = xzalloc(sizeof *d);
         *d = (struct drop_req) { .next = r->drops, .r = r, .done = done, .data = data };
         r->drops = d;
@@ -644,7 +640,7 @@ static void ns_free(struct hm_runner *base)
                 hm_loop_del_timer(base->loop, d->timer);
                 free(d);
         }
-        ws_drop_idle(r);
+        ws_drop_idle(r, NULL);
         free(r->ws);
         free(r->bpf);
         oci_seccomp_free(r->sc);
