@@ -29,6 +29,12 @@ OUT = os.environ.get("BENCH_OUT", HERE)
 DOCKER_SOCK = os.environ["DOCKER_SOCK"]
 PODMAN_SOCK = os.environ["PODMAN_SOCK"]
 NS_IMAGE = "busybox:bench"
+# The workspace (-d) of every hm run unless a row says otherwise: an empty
+# directory, since no peer copies a source tree (bwrap binds the rootfs, the
+# CLI script uploads nothing).  One extra row measures the ns chain with this
+# repository as the workspace.
+EMPTY_WS = os.path.join(WORK, "empty-workspace")
+REPO_WS = os.path.dirname(os.path.dirname(HERE))
 ENGINE_IMAGE = "busybox:test"  # tests/lib/engines.sh imports it on both engines
 
 
@@ -103,11 +109,11 @@ def timed(cmd, timeout=600, **kw):
     return dt
 
 
-def run_hm(ir_path, runner, extra=(), timeout=900, want_events=True, sock=None, prefix=()):
-    """Run `hm run -f IR --format json`; return wall seconds, the events each
-    with the monotonic second it arrived at (relative to the start), and the
-    CPU seconds hm and its children used."""
-    cmd = list(prefix) + [HM, "run", "-f", ir_path, "--runner=" + runner, "--format", "json"]
+def run_hm(ir_path, runner, extra=(), timeout=900, want_events=True, sock=None, prefix=(), ws=None):
+    """Run `hm run -f IR --format json -d WS`; return wall seconds, the events
+    each with the monotonic second it arrived at (relative to the start), and
+    the CPU seconds hm and its children used."""
+    cmd = list(prefix) + [HM, "run", "-f", ir_path, "--runner=" + runner, "--format", "json", "-d", ws or EMPTY_WS]
     if sock:
         cmd += ["--socket", sock]
     cmd += list(extra)
@@ -225,7 +231,7 @@ def per(counts, name, n):
 
 
 def hm_cmd(ir_path, runner, extra=()):
-    return [HM, "run", "-f", ir_path, "--runner=" + runner, "--format", "json"] + list(extra)
+    return [HM, "run", "-f", ir_path, "--runner=" + runner, "--format", "json", "-d", EMPTY_WS] + list(extra)
 
 
 # ---------------------------------------------------------------- benchmarks
@@ -242,8 +248,12 @@ def bench_ns_step():
         cpus.append(cpu / n)
         durs += [e["duration_ms"] / 1000 for _, e in of_kind(ev, "step_end")]
     hm = median(per_step)
+    repo_ws = []
+    for _ in range(2):
+        wall, _, _ = run_hm(ir, "ns", ws=REPO_WS)
+        repo_ws.append(wall / n)
     DETAILS["ns_chain"] = {"per_step_wall_s": per_step, "median_step_duration_ms": median(durs) * 1000,
-                           "cpu_per_step_s": median(cpus)}
+                           "cpu_per_step_s": median(cpus), "per_step_wall_repo_ws_s": repo_ws}
 
     progress("   bwrap --unshare-all true x%d" % CFG["bwrap_reps"])
     bw = ["bwrap", "--unshare-all", "--bind", ROOTFS, "/", "--proc", "/proc", "--dev", "/dev", "true"]
@@ -271,6 +281,11 @@ def bench_ns_step():
     note = "hm: wall of `hm run` / %d (process start, snapshot commit per step and reaping included); " \
            "median step duration_ms %.1f" % (n, DETAILS["ns_chain"]["median_step_duration_ms"])
     row(1, "ns step vs bwrap --unshare-all", hm, "bwrap", bwrap, hm / bwrap, "<= 1.0x", met, note, miss=miss)
+    nfiles = len(subprocess.run(["git", "-C", REPO_WS, "ls-files", "-z", "--cached", "--others",
+                                 "--exclude-standard"], capture_output=True).stdout.split(b"\0")) - 1
+    row(1, "ns step, this repository as the workspace, vs bwrap", median(repo_ws), "bwrap", bwrap,
+        median(repo_ws) / bwrap, "report", None,
+        "%d files unpacked into a layer once per run and removed at its end, / %d steps (x2 runs)" % (nfiles, n))
     row(1, "ns step vs runc run", hm, "runc run", runc, hm / runc, "-", None)
     row(1, "ns step vs podman run --rm", hm, "podman run --rm", podman, hm / podman, "-", None)
     row(1, "ns step vs docker run --rm", hm, "docker run --rm", docker, hm / docker, "-", None)
@@ -454,25 +469,32 @@ def bench_logs():
     progress("6. log throughput: %d MiB of lines, cat x%d" % (nbytes >> 20, CFG["cat_reps"]))
     peer_cmd = ["sh", "-c", "yes %s | head -c %d | cat >/dev/null" % (line, nbytes)]
     cat = median([timed(peer_cmd) for _ in range(CFG["cat_reps"])])
-    res = {"cat_s": cat}
+    # the step's own producer alone (busybox yes|head in the rootfs): the most hm can pass on
+    prod_cmd = ["chroot", ROOTFS, "/bin/sh", "-c", "yes %s | head -c %d >/dev/null" % (line, nbytes)]
+    producer = median([timed(prod_cmd) for _ in range(3)])
+    res = {"cat_s": cat, "producer_s": producer}
     for label, extra in (("--format json", []), ("--logs", ["--logs"])):
         progress("   hm %s x%d" % (label, CFG["log_reps"]))
         walls = []
         for _ in range(CFG["log_reps"]):
-            cmd = [HM, "run", "-f", ir, "--runner=ns"] + (["--format", "json"] if not extra else extra)
+            cmd = [HM, "run", "-f", ir, "--runner=ns", "-d", EMPTY_WS] + (["--format", "json"] if not extra else extra)
             walls.append(timed(cmd, timeout=900, stderr=subprocess.DEVNULL))
         hm = median(walls)
         res[label] = walls
         row(6, "256 MiB of log lines, %s" % label, mb / hm, "yes|head|cat", mb / cat, (mb / hm) / (mb / cat),
-            "report (MB/s, higher is better)", None, "wall %s" % fmt_s(hm), unit_fmt=lambda x: "%.1f MB/s" % x)
+            "report (MB/s, higher is better)", None,
+            "wall %s; the step's producer alone (busybox `yes | head -c` in the rootfs, chroot, to /dev/null) "
+            "runs at %.1f MB/s: the ceiling for any runner" % (fmt_s(hm), mb / producer),
+            unit_fmt=lambda x: "%.1f MB/s" % x)
     DETAILS["logs"] = res
     small = gen(os.path.join(WORK, "log16.json"), "log", NS_IMAGE, 16 << 20)
-    st, sc = strace_top([HM, "run", "-f", small, "--runner=ns", "--format", "json"], n=6)
+    st, sc = strace_top([HM, "run", "-f", small, "--runner=ns", "--format", "json", "-d", EMPTY_WS], n=6)
     lines = (16 << 20) // (len(line) + 1)
     PROFILES["6. log throughput (16 MiB, --format json)"] = (
         "%d lines of %d bytes: %.2f write(2) and %.2f read(2) per line in hm and the step (the step's "
-        "own pipe writes included): each log line is one unbuffered JSON event write.\n\n" % (
-            lines, len(line) + 1, per(sc, "write", lines), per(sc, "read", lines)) + st)
+        "own pipe writes included; hm batches events into 64 KiB writes).\n\n" % (
+            lines, len(line) + 1, per(sc, "write", lines), per(sc, "read", lines))
+        + perf_top([HM, "run", "-f", small, "--runner=ns", "--format", "json", "-d", EMPTY_WS], n=10) + "\n\n" + st)
 
 
 def bench_deep_chain():
@@ -592,6 +614,7 @@ def write_results(mach, total):
 
 
 def main():
+    os.makedirs(EMPTY_WS, exist_ok=True)
     mach = machine()
     progress("machine: %d CPUs, %s, kernel %s, load %s" % (mach["nproc"], mach["cpu"], mach["kernel"],
                                                           " ".join(mach["loadavg_at_start"])))
