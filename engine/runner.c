@@ -85,6 +85,7 @@ struct eng_step {
         struct eng_request *req; /* the stage's request */
         struct eng_request *logs, *wait, *kill; /* logs: the attach, or the catch-up read */
         bool logs_done, wait_done, have_exit;
+        bool upload_pending, attach_ready; /* upload and attach run side by side */
         int exit_code;
         bool cancel, force;
         char *error;    /* first failure */
@@ -415,23 +416,29 @@ static void on_create(struct eng_request *req, struct eng_response *resp, void *
                 do_remove(s);
                 return;
         }
-        if (!s->x->ws) {
-                do_attach(s);
-                return;
-        }
         int ws_fd;
         uint64_t ws_size;
         hm_error_t e = NULL;
-        if (workspace_open(s->x->ws, &ws_fd, &ws_size, &e) < 0) {
+        if (s->x->ws && workspace_open(s->x->ws, &ws_fd, &ws_size, &e) < 0) {
                 fail(s, "%s", e->msg);
                 hm_error_release(&e);
                 return;
         }
-        s->stage = ST_UPLOAD;
+        /* an empty workspace needs no upload: WorkingDir makes /workspace */
+        if (!s->x->ws || workspace_empty(s->x->ws)) {
+                do_attach(s);
+                return;
+        }
+        /*
+         * Upload and attach at once (both only need the container; Podman
+         * answers the attach ~190 ms late): start once both are through.
+         */
+        s->upload_pending = true;
         _cleanup_free_ char *path = xasprintf("/containers/%s/archive?path=/", s->id);
         struct eng_request_opts o = { .method = "PUT", .path = path, .upload_fd = ws_fd,
                                       .upload_size = ws_size, .on_done = on_upload, .data = s };
-        submit(s, &s->req, &o, "upload workspace");
+        if (submit(s, &s->req, &o, "upload workspace"))
+                do_attach(s);
 }
 
 static void do_create(struct eng_step *s)
@@ -445,16 +452,19 @@ static void do_create(struct eng_step *s)
         submit(s, &s->req, &o, "create container");
 }
 
+static void do_start(struct eng_step *s);
+
 static void on_upload(struct eng_request *req, struct eng_response *resp, void *data)
 {
         struct eng_step *s = data;
         s->req = NULL;
+        s->upload_pending = false;
         if (!eng_response_ok(resp))
                 fail_resp(s, resp, "upload workspace");
         else if (s->cancel)
                 do_remove(s);
-        else
-                do_attach(s);
+        else if (s->attach_ready)
+                do_start(s);
 }
 
 /* ---------------------------------------------------------------- run: attach, start, wait */
@@ -694,9 +704,10 @@ static void on_attach_headers(void *data, long status)
         struct eng_step *s = data;
         if (s->stage != ST_ATTACH || status < 200 || status >= 300)
                 return; /* a refusal is reported by on_logs */
+        s->attach_ready = true;
         if (s->cancel)
                 do_remove(s);
-        else
+        else if (!s->upload_pending)
                 do_start(s);
 }
 

@@ -306,9 +306,16 @@ static void meta_parse_line(struct oci_layer_meta *m, const char *key, char *val
         } else if (!strcmp(key, "parent")) {
                 m->parent = xstrdup(val);
         } else if (!strcmp(key, "lowers")) {
+                /* sized once: strv_push per id was quadratic in the chain depth */
+                size_t n = 1;
+                for (const char *c = val; *c; c++)
+                        n += *c == ' ';
+                strv_free(m->lowers);
+                m->lowers = xcalloc(n + 1, sizeof(char *));
+                size_t i = 0;
                 char *save = NULL;
-                for (char *t = strtok_r(val, " ", &save); t; t = strtok_r(NULL, " ", &save))
-                        strv_push(&m->lowers, t);
+                for (char *t = strtok_r(val, " ", &save); t && i < n; t = strtok_r(NULL, " ", &save))
+                        m->lowers[i++] = xstrdup(t);
         } else if (!strcmp(key, "run")) {
                 m->run_id = xstrdup(val);
         } else if (!strcmp(key, "owner")) {

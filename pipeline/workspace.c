@@ -416,6 +416,7 @@ struct ws_writer {
         unsigned uid, gid;
         char *buf; /* COPY_CHUNK bytes */
         size_t n_files;
+        size_t n_entries; /* headers below the root */
 };
 
 static int archive_fail(struct ws_writer *w, const char *what, const char *rel, hm_error_t *err)
@@ -446,6 +447,7 @@ static int write_header(struct ws_writer *w, const char *rel, hm_error_t *err)
 {
         if (archive_write_header(w->a, w->e) != ARCHIVE_OK)
                 return archive_fail(w, "archive", *rel ? rel : ".", err);
+        w->n_entries += *rel != 0;
         return 0;
 }
 
@@ -605,6 +607,7 @@ static int build_archive(int root_fd, const struct path_list *paths, unsigned ui
         ws->fd = TAKE_FD(mfd);
         ws->size = (uint64_t) st.st_size;
         ws->n_files = w.n_files;
+        ws->n_entries = w.n_entries;
         return 0;
 }
 
@@ -697,6 +700,12 @@ int workspace_open(const struct workspace *ws, int *ret_fd, uint64_t *ret_size, 
         *ret_fd = src->fd;
         *ret_size = src->size;
         return 0;
+}
+
+bool workspace_empty(const struct workspace *ws)
+{
+        const struct workspace *src = ws->lazy ? &ws->lazy->built : ws;
+        return src->fd >= 0 && src->n_files == 0 && src->n_entries == 0;
 }
 
 void workspace_free(struct workspace *ws)

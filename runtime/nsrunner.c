@@ -429,7 +429,12 @@ static int launch(struct ns_runner *r, struct ns_step *st, hm_error_t *err)
                                     "as an overlay lower (locked submounts); import an image with "
                                     "`hm image import SOURCE NAME` and use that instead");
         const char *ws_id = NULL;
-        if (x->ws && (rc = ws_layer(r, x, &ws_id, err)) < 0)
+        int ws_fd;
+        uint64_t ws_size;
+        /* an empty workspace is an empty /workspace in the upper: no layer to unpack and remove */
+        if (x->ws && (rc = workspace_open(x->ws, &ws_fd, &ws_size, err)) < 0)
+                return rc;
+        if (x->ws && !workspace_empty(x->ws) && (rc = ws_layer(r, x, &ws_id, err)) < 0)
                 return rc;
         _cleanup_strv_ char **ids = strv_copy(st->chain);
         if (ws_id)

@@ -337,9 +337,50 @@ def bench_engine_step():
         if not met:
             PROFILES["2. %s runner" % kind] = (
                 "hm used %.2f s CPU (hm + children) for a %.1f s run: %.1f%% of the wall time is hm itself, "
-                "the rest is waiting on the engine (container create/start/wait/commit/remove inside "
-                "the daemon). Step-to-step median: hm %s, CLI %s."
-                % (cpu, wall, 100 * cpu / wall, fmt_s(median(hm_steps)), fmt_s(median(cli_steps))))
+                "the rest is waiting on the engine. Step-to-step median: hm %s, CLI %s.\n\n%s"
+                % (cpu, wall, 100 * cpu / wall, fmt_s(median(hm_steps)), fmt_s(median(cli_steps)),
+                   engine_requests(kind, sock)))
+
+
+def engine_requests(kind, sock, n=6):
+    """Median wall time of each Engine API request of an n-step chain, from
+    the request write to the status line (strace of hm's socket I/O)."""
+    if not shutil.which("strace"):
+        return "strace not available"
+    ir = gen(os.path.join(WORK, "chain%d-engine-trace.json" % n), "chain", n, ENGINE_IMAGE)
+    out = os.path.join(WORK, "engine-strace.txt")
+    subprocess.run(["strace", "-tt", "-e", "trace=sendto,recvfrom", "-s", "256", "-o", out] +
+                   hm_cmd(ir, kind, ["--socket", sock]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=600)
+    pending, times = {}, {}
+    req_re = re.compile(r'^(\d+):(\d+):([\d.]+) sendto\((\d+), "(GET|POST|PUT|DELETE) /[^/ ]*/?([^" ?]*)')
+    resp_re = re.compile(r'^(\d+):(\d+):([\d.]+) recvfrom\((\d+), "HTTP/1.1 (\d+)')
+    with open(out) as f:
+        for l in f:
+            m = req_re.match(l)
+            if m:
+                t = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+                parts = [x for x in m.group(6).split("/") if x]
+                if parts and parts[0] == "libpod":
+                    parts = parts[1:]
+                if parts and parts[0] == "images":
+                    what = "images/{ref}" + ("/json" if parts[-1] == "json" else "")
+                elif parts and parts[0] == "containers" and len(parts) >= 2 and parts[1] != "create":
+                    what = "/".join(["containers", "{id}"] + parts[2:3])
+                else:
+                    what = "/".join(parts[:2]) or "_ping"
+                pending[m.group(4)] = (m.group(5) + " " + what, t)
+                continue
+            m = resp_re.match(l)
+            if m and m.group(4) in pending:
+                what, t0 = pending.pop(m.group(4))
+                t = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+                times.setdefault(what, []).append(t - t0)
+    os.unlink(out)
+    lines = ["Engine API requests of a %d-step chain (request written -> status line read; median, count):" % n]
+    for what, ts in sorted(times.items(), key=lambda kv: -median(kv[1]) * len(kv[1])):
+        lines.append("  %-34s %8.1f ms  x%d" % (what, median(ts) * 1000, len(ts)))
+    return "\n".join(lines)
 
 
 def gnu_time(cmd, cwd=None):
