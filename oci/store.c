@@ -104,7 +104,14 @@ static char *escape_name(const char *name)
         return strbuf_detach(&sb, NULL);
 }
 
-static int write_atomic(struct oci_store *s, const char *dest, const void *data, size_t n, hm_error_t *err)
+/*
+ * durable: fsync before the rename.  Only what must survive a crash pays it:
+ * the meta of an ephemeral layer is garbage after a crash anyway (a missing
+ * or empty meta makes the layer unreferenced, and the collection or `hm reap`
+ * removes it).
+ */
+static int write_atomic_opt(struct oci_store *s, const char *dest, const void *data, size_t n, bool durable,
+                            hm_error_t *err)
 {
         char id[17];
         oci_store_random_id(id);
@@ -114,7 +121,7 @@ static int write_atomic(struct oci_store *s, const char *dest, const void *data,
         if (fd < 0)
                 return hm_error_set(err, errno, "create '%s': %s", tmp, strerror(errno));
         int r = write_all(fd, data, n);
-        if (r >= 0 && fsync(fd) < 0)
+        if (r >= 0 && durable && fsync(fd) < 0)
                 r = -errno;
         if (r >= 0 && rename(tmp, dest) < 0)
                 r = -errno;
@@ -123,6 +130,11 @@ static int write_atomic(struct oci_store *s, const char *dest, const void *data,
                 return hm_error_set(err, -r, "write '%s': %s", dest, strerror(-r));
         }
         return 0;
+}
+
+static int write_atomic(struct oci_store *s, const char *dest, const void *data, size_t n, hm_error_t *err)
+{
+        return write_atomic_opt(s, dest, data, n, true, err);
 }
 
 /* ---- open, paths, lock ---- */
@@ -364,7 +376,7 @@ static int meta_write(struct oci_store *s, const struct oci_layer_meta *m, hm_er
 {
         _cleanup_free_ char *text = meta_format(m);
         _cleanup_free_ char *p = xasprintf("%s/layers/%s.meta", s->path, m->id);
-        return write_atomic(s, p, text, strlen(text), err);
+        return write_atomic_opt(s, p, text, strlen(text), !m->ephemeral && !m->dropped, err);
 }
 
 int oci_store_add_layer_locked(struct oci_store *s, const char *tmpdir, const struct oci_layer_meta *m,
