@@ -35,6 +35,11 @@ NS_IMAGE = "busybox:bench"
 # repository as the workspace.
 EMPTY_WS = os.path.join(WORK, "empty-workspace")
 REPO_WS = os.path.dirname(os.path.dirname(HERE))
+# Engine containers (hm's and the CLI peers') run without a network, as ns
+# steps do by default: on this shared machine the default CNI bridge of
+# Podman fails now and then ("cni plugin tuning failed: unknown FS magic on
+# /run/netns/...": several Podman services share /run/netns).
+ENGINE_NET = ["--network", "none"]
 ENGINE_IMAGE = "busybox:test"  # tests/lib/engines.sh imports it on both engines
 
 
@@ -53,7 +58,7 @@ CFG = {
     "engine_run_reps": env_int("BENCH_ENGINE_RUN_REPS", 5),
     "engine_chain": env_int("BENCH_ENGINE_CHAIN", 50 if FULL else 12),
     "dag_sizes": [10000, 100000],
-    "dag_reps": {10000: env_int("BENCH_DAG10K_REPS", 5), 100000: env_int("BENCH_DAG100K_REPS", 3)},
+    "dag_reps": {10000: env_int("BENCH_DAG10K_REPS", 11), 100000: env_int("BENCH_DAG100K_REPS", 3)},
     "par_steps_engine": env_int("BENCH_ENGINE_PAR_STEPS", 200 if FULL else 16),
     "par_steps_ns": env_int("BENCH_NS_PAR_STEPS", 200),
     "parallelism": [2, 4, 8],
@@ -115,7 +120,7 @@ def run_hm(ir_path, runner, extra=(), timeout=900, want_events=True, sock=None, 
     the CPU seconds hm and its children used."""
     cmd = list(prefix) + [HM, "run", "-f", ir_path, "--runner=" + runner, "--format", "json", "-d", ws or EMPTY_WS]
     if sock:
-        cmd += ["--socket", sock]
+        cmd += ["--socket", sock] + ENGINE_NET
     cmd += list(extra)
     cpu0 = children_cpu()
     t0 = time.perf_counter()
@@ -134,9 +139,11 @@ def run_hm(ir_path, runner, extra=(), timeout=900, want_events=True, sock=None, 
     if rc != 0:
         with open(stderr_path, errors="replace") as f:
             tail = " | ".join(f.read().strip().splitlines()[-3:])
-        ends = [e for _, e in events if e.get("kind") in ("chain_failed", "step_end") and e.get("exit_code")]
-        raise BenchError("hm run (%s, %s) exited %d: %s %s" % (runner, os.path.basename(ir_path), rc, tail,
-                                                               json.dumps(ends[:1])))
+        fails = [e for _, e in events if e.get("kind") == "chain_failed"]
+        key = fails[0].get("failed_step_key") if fails else None
+        logs = [e.get("line") for _, e in events if e.get("kind") == "step_log" and e.get("key") == key]
+        raise BenchError("hm run (%s, %s) exited %d: %s %s; its last output: %s" % (
+            runner, os.path.basename(ir_path), rc, tail, json.dumps(fails[:1]), json.dumps(logs[-3:])))
     return wall, events, cpu
 
 
@@ -207,6 +214,56 @@ def perf_top(cmd, n=10, stdout=subprocess.DEVNULL):
     return "perf record -e cpu-clock (top symbols, all processes of the run):\n" + "\n".join(lines[:n])
 
 
+# Kernel and hm functions that make up an ns step, for perf_children().
+NS_STEP_PARTS = [
+    ("copy_process", "fork/clone: copying the parent (hm's own address space, 46 libraries)"),
+    ("dup_mmap", "  of which copying the memory map"),
+    ("exit_mmap", "tearing down address spaces (exit, exec)"),
+    ("bprm_execve", "execve"),
+    ("__ext4_new_inode", "ext4 inode allocation (new dirs and files in the store)"),
+    ("find_inode_bit", "  of which the free-inode search (recently_deleted)"),
+    ("do_rmdir", "rmdir (step scratch dirs)"),
+    ("path_mount", "mount(2), all kinds"),
+    ("ovl_fill_super", "  of which the overlay mount"),
+    ("setup_net", "new network namespace"),
+    ("do_seccomp", "seccomp filter load (BPF JIT)"),
+    ("oci_store_commit_layer", "hm: committing the snapshot"),
+    ("oci_store_layer_meta", "hm: reading layer metadata"),
+]
+
+
+def perf_children(cmd, parts, steps):
+    """Share of cpu-clock samples under each function (callers included) for
+    a run of `steps` steps, as ms of CPU per step."""
+    global PERF
+    if PERF is None:
+        PERF = perf_works()
+    if not PERF:
+        return "perf not available"
+    data = os.path.join(WORK, "perf-children.data")
+    subprocess.run(["perf", "record", "-q", "-g", "-e", "cpu-clock", "-F", "999", "-o", data, "--"] + cmd,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+    rep = subprocess.run(["perf", "report", "-i", data, "--children", "--sort", "sym", "--stdio", "-g", "none"],
+                         capture_output=True, text=True, timeout=300)
+    cnt = subprocess.run(["perf", "report", "-i", data, "--stdio", "--sort", "comm", "-g", "none"],
+                         capture_output=True, text=True, timeout=300).stdout
+    os.unlink(data)
+    m = re.search(r"# Samples: (\d+)", cnt)
+    total_ms = int(m.group(1)) / 999 * 1000 if m else 0
+    share = {}
+    for l in rep.stdout.splitlines():
+        f = l.split()
+        if len(f) >= 4 and f[0].endswith("%") and f[1].endswith("%"):
+            share.setdefault(f[-1], float(f[0][:-1]))
+    lines = ["perf record -g -e cpu-clock of one %d-step chain: %.1f ms of CPU sampled per step; share of the "
+             "samples under each function (callers included):" % (steps, total_ms / steps)]
+    for sym, what in parts:
+        if sym in share:
+            lines.append("  %5.1f%%  %5.2f ms/step  %-24s %s" % (share[sym], share[sym] / 100 * total_ms / steps,
+                                                                 sym, what))
+    return "\n".join(lines)
+
+
 def strace_top(cmd, n=8, stdout=subprocess.DEVNULL):
     """Text of `strace -f -c` sorted by calls, and {syscall: calls}."""
     if not shutil.which("strace"):
@@ -258,7 +315,10 @@ def bench_ns_step():
     progress("   bwrap --unshare-all true x%d" % CFG["bwrap_reps"])
     bw = ["bwrap", "--unshare-all", "--bind", ROOTFS, "/", "--proc", "/proc", "--dev", "/dev", "true"]
     timed(bw)
+    cpu0 = children_cpu()
     bwrap = median([timed(bw) for _ in range(CFG["bwrap_reps"])])
+    bwrap_cpu = (children_cpu() - cpu0) / CFG["bwrap_reps"]
+    DETAILS["bwrap_cpu_per_run_s"] = bwrap_cpu
 
     progress("   runc run x%d" % CFG["runc_reps"])
     runc_root = os.path.join(WORK, "runc-state")
@@ -270,8 +330,8 @@ def bench_ns_step():
     runc = median(rc)
 
     progress("   docker run --rm / podman run --rm x%d" % CFG["engine_run_reps"])
-    dk = ["docker", "-H", "unix://" + DOCKER_SOCK, "run", "--rm", ENGINE_IMAGE, "true"]
-    pm = ["podman", "--url", "unix://" + PODMAN_SOCK, "run", "--rm", ENGINE_IMAGE, "true"]
+    dk = ["docker", "-H", "unix://" + DOCKER_SOCK, "run", "--rm", "--network", "none", ENGINE_IMAGE, "true"]
+    pm = ["podman", "--url", "unix://" + PODMAN_SOCK, "run", "--rm", "--network", "none", ENGINE_IMAGE, "true"]
     timed(dk)
     timed(pm)
     docker = median([timed(dk) for _ in range(CFG["engine_run_reps"])])
@@ -293,14 +353,16 @@ def bench_ns_step():
         small = gen(os.path.join(WORK, "chain10-ns.json"), "chain", 10, NS_IMAGE)
         ht, hc = strace_top(hm_cmd(small, "ns"), n=12)
         bt, bc = strace_top(["sh", "-c", 'for i in 1 2 3 4 5 6 7 8 9 10; do "$@"; done', "sh"] + bw, n=12)
+        chain = hm_cmd(ir, "ns")
         PROFILES["1. ns step vs bwrap"] = "\n\n".join([
-            "hm CPU (user+sys, hm and its step processes) per step: %.1f ms; bwrap wall per run: %.1f ms.\n"
+            "CPU (user+sys, the process and its children) per step: hm %.1f ms, bwrap %.1f ms per run; "
+            "bwrap wall per run: %.1f ms.  On 2 busy CPUs the wall ratio follows the CPU ratio.\n"
             "Syscalls per step: hm %.0f (close %.0f, openat %.0f, mount %.0f, fsync %.0f) vs bwrap %.0f "
             "per run (close %.0f, openat %.0f, mount %.0f)." % (
-                DETAILS["ns_chain"]["cpu_per_step_s"] * 1000, bwrap * 1000, per(hc, "total", 10),
+                DETAILS["ns_chain"]["cpu_per_step_s"] * 1000, bwrap_cpu * 1000, bwrap * 1000, per(hc, "total", 10),
                 per(hc, "close", 10), per(hc, "openat", 10), per(hc, "mount", 10), per(hc, "fsync", 10),
                 per(bc, "total", 10), per(bc, "close", 10), per(bc, "openat", 10), per(bc, "mount", 10)),
-            "10-step chain on ns: " + ht, "10 x bwrap: " + bt])
+            perf_children(chain, NS_STEP_PARTS, n), "10-step chain on ns: " + ht, "10 x bwrap: " + bt])
 
 
 def engine_cli_chain(kind, sock, n):
@@ -350,7 +412,8 @@ def engine_requests(kind, sock, n=6):
     ir = gen(os.path.join(WORK, "chain%d-engine-trace.json" % n), "chain", n, ENGINE_IMAGE)
     out = os.path.join(WORK, "engine-strace.txt")
     subprocess.run(["strace", "-tt", "-e", "trace=sendto,recvfrom", "-s", "256", "-o", out] +
-                   hm_cmd(ir, kind, ["--socket", sock]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   hm_cmd(ir, kind, ["--socket", sock] + ENGINE_NET), stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL,
                    timeout=600)
     pending, times = {}, {}
     req_re = re.compile(r'^(\d+):(\d+):([\d.]+) sendto\((\d+), "(GET|POST|PUT|DELETE) /[^/ ]*/?([^" ?]*)')
@@ -384,14 +447,18 @@ def engine_requests(kind, sock, n=6):
 
 
 def gnu_time(cmd, cwd=None):
+    """Wall seconds (perf_counter: GNU time's %e has 10 ms steps, a fifth of a
+    10k-step run) and peak RSS in KiB (GNU time's %M)."""
     out = os.path.join(WORK, "gnutime.txt")
+    t0 = time.perf_counter()
     p = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", out] + cmd, cwd=cwd, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, timeout=900)
+    wall = time.perf_counter() - t0
     if p.returncode != 0:
         raise BenchError("%s exited %d: %s" % (" ".join(cmd[:3]), p.returncode, p.stderr.decode()[-300:]))
     with open(out) as f:
-        wall, rss = f.read().split()[-2:]
-    return float(wall), int(rss)
+        rss = f.read().split()[-1]
+    return wall, int(rss)
 
 
 def bench_scheduler():
