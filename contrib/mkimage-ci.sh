@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
 #
-# mkimage-ci.sh [-b HM] [-t NAME:TAG] OUT.tar
+# mkimage-ci.sh [-b HM] [-t NAME:TAG] [-g] OUT.tar
 #
 # Make a minimal container image for running hm inside a CI job: hm (and an
 # hm-oci link), the shared libraries it loads (from ldd), the static busybox
@@ -14,6 +14,9 @@
 #   -b HM        the hm binary (default: build/hm next to this script)
 #   -t NAME:TAG  the image name (default: localhost/hm-ci:latest, which Docker
 #                and Podman both keep as written)
+#   -g           add the host's git (and its libraries): hm lists the workspace
+#                with `git ls-files` when git is there, so .gitignore is
+#                honoured; without it the whole tree is sent
 #
 # In the image: /usr/local/bin/hm, /usr/local/bin/hm-oci -> hm, /bin/busybox
 # with one link per applet, /etc/ssl/certs/ca-certificates.crt, /etc/passwd
@@ -24,16 +27,18 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
 hm=$repo/build/hm
 name=localhost/hm-ci:latest
+with_git=
 
 usage() {
-        echo "usage: mkimage-ci.sh [-b HM] [-t NAME:TAG] OUT.tar" >&2
+        echo "usage: mkimage-ci.sh [-b HM] [-t NAME:TAG] [-g] OUT.tar" >&2
         exit 2
 }
 
-while getopts b:t:h o; do
+while getopts b:t:gh o; do
         case $o in
         b) hm=$OPTARG ;;
         t) name=$OPTARG ;;
+        g) with_git=1 ;;
         *) usage ;;
         esac
 done
@@ -76,20 +81,34 @@ mkdir -p "$rootfs/var/lib/hm" "$rootfs/run"
 # Shared libraries: every path ldd resolves, copied at the same path (the
 # loader finds them there through its default directories), plus the loader.
 # "not found" is fatal: the binary would not start in the image.
-if ldd "$hm" 2>&1 | grep -q 'not found'; then
-        echo "mkimage-ci: ldd $hm: libraries not found:" >&2
-        ldd "$hm" | grep 'not found' >&2
-        exit 1
-fi
+copy_libs() {
+        local bin=$1 lib
+        if ldd "$bin" 2>&1 | grep -q 'not found'; then
+                echo "mkimage-ci: ldd $bin: libraries not found:" >&2
+                ldd "$bin" | grep 'not found' >&2
+                exit 1
+        fi
+        while read -r lib; do
+                [ -n "$lib" ] || continue
+                [ -e "$rootfs$lib" ] && continue
+                install -D -m 0755 "$(readlink -f "$lib")" "$rootfs$lib"
+                nlibs=$((nlibs + 1))
+        done < <(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
+}
 nlibs=0
-while read -r lib; do
-        [ -n "$lib" ] || continue
-        install -D -m 0755 "$(readlink -f "$lib")" "$rootfs$lib"
-        nlibs=$((nlibs + 1))
-done < <(ldd "$hm" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
+copy_libs "$hm"
 if [ "$nlibs" -eq 0 ] && ! LC_ALL=C file -L "$hm" | grep -q 'statically linked'; then
         echo "mkimage-ci: ldd found no libraries for $hm" >&2
         exit 1
+fi
+if [ -n "$with_git" ]; then
+        git=$(command -v git || true)
+        if [ -z "$git" ]; then
+                echo "mkimage-ci: -g: git is not installed here (apt-get install git)" >&2
+                exit 1
+        fi
+        install -D -m 0755 "$(readlink -f "$git")" "$rootfs/usr/bin/git"
+        copy_libs "$git"
 fi
 # /lib64 -> lib symlinks are not needed: every file sits at the exact path ldd printed.
 
