@@ -130,7 +130,7 @@ def inside(env, argv, timeout=120):
 def relay_ir_cases(env, work):
     """test_ir_cases.py with the wrapper as --hm; its checks become ours, prefixed."""
     argv = [sys.executable, os.path.join(HERE, "test_ir_cases.py"), "--hm", env.wrapper, "--runners", env.runner,
-            "--shared", SHARED, "--cases-only", "--exclude", "dry-run,bad-ir", "--only", ",".join(env.cases()),
+            "--shared", SHARED, "--cases-only", "--exclude", "dry-run,bad-ir", "--only", ",".join(env.cases() + ["cache-clean"]),
             "--no-host-cgroups"]
     e = {k: v for k, v in os.environ.items() if not k.startswith("HM_TEST_") and k != "HM_STORE"}
     e["TMPDIR"] = work  # its temp root, bind-mounted at the same path
