@@ -8,8 +8,8 @@ session's hmtest is touched), writes its containers.conf (runtime runc, cgroupfs
 log, lowered default_ulimits: shared/docs/engine-api.md §0) and starts, through setpriv as
 hmtest, `podman system service` on $XDG_RUNTIME_DIR/podman/podman.sock.  A busybox rootfs is
 imported into the user's store as alpine:3.20.  Then, as hmtest:
-  - test_ir_cases.py --runners podman --cases-only against that socket (the full case set with
-    HM_ROOTLESS_FULL=1, else snapshots, a failing step, the workspace, cache and cache clean);
+  - test_ir_cases.py --runners podman --cases-only against that socket (the full case set;
+    HM_ROOTLESS_FULL=0: snapshots, a failing step, the workspace, cache and cache clean);
   - a run SIGKILLed while its step sleeps, then `hm reap` (control: a live run is kept).
 At the end the service is stopped and nothing may be left: containers and hm.run images in the
 user's store, processes of the service (podman, conmon, the rootless pause process), files in the
@@ -36,7 +36,7 @@ from lib import Engine, Tap, wait_until  # noqa: E402
 
 HM = os.path.abspath(os.environ.get("HM_BIN", os.path.join(REPO, "build", "hm")))
 SHARED = os.path.abspath(os.environ.get("HM_SHARED_DIR", os.path.join(REPO, "..", "shared")))
-FULL = os.environ.get("HM_ROOTLESS_FULL") == "1"
+FULL = os.environ.get("HM_ROOTLESS_FULL", "1") == "1"  # one environment in its family: the full set
 USER = "hmtest"
 SUBSET = ["cow-chain", "exit-code", "env-and-workspace", "cached", "cache-clean"]
 tap = Tap()
