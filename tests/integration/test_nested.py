@@ -76,8 +76,11 @@ def out_of(p):
 
 WRAPPER = r"""#!/bin/sh
 # hm inside container %(ctr)s: the harness's hm environment and working directory carried over.
-set -- %(cli)s exec -i -w "$PWD" %(ctr)s /usr/bin/env %(envs)s hm "$@"
-exec "$@"
+# -i only when stdin carries data: podman 4.3's remote exec with -i and an empty stdin sometimes
+# drops the command's output (the attach ends on stdin's EOF).
+i=
+if [ -p /dev/stdin ] || [ -f /dev/stdin ]; then i=-i; fi
+exec %(cli)s exec $i -w "$PWD" %(ctr)s /usr/bin/env %(envs)s hm "$@"
 """
 PASS_ENV = ("XDG_CACHE_HOME", "TMPDIR", "DOCKER_HOST", "CONTAINER_HOST", "HM_STORE", "HM_RUNNER", "CI")
 
