@@ -910,7 +910,7 @@ static void step_free(struct eng_step *s)
 static bool removals_pending(const struct eng_runner *r)
 {
         for (const struct eng_step *s = r->steps; s; s = s->next)
-                if (!s->x)
+                if (!s->x && s->stage == ST_REMOVE)
                         return true;
         return false;
 }
@@ -952,6 +952,7 @@ static void finish(struct eng_step *s)
         }
         report(s);
         step_free(s);
+        drops_resume(r); /* a drop asked for inside report() must not wait for this step */
 }
 
 /*
@@ -961,6 +962,7 @@ static void finish(struct eng_step *s)
  */
 static void detach_and_remove(struct eng_step *s)
 {
+        s->stage = ST_REMOVE; /* a drop asked for inside report() waits for this removal */
         report(s);
         do_remove(s);
 }

@@ -309,6 +309,15 @@ static void step_finished(struct sched *s, struct sstep *st, struct step_result 
                 ev.tag = ps->cache_tag;
                 emit(s, &ev);
         }
+        if (code != 0 && res->snapshot && !res->cache_hit) {
+                /*
+                 * Committed, then counted as failed (a cancel that arrived while
+                 * the engine committed): nothing will use it, drop it at the end
+                 * like any ephemeral snapshot instead of leaking it.
+                 */
+                st->snapshot = TAKE_PTR(res->snapshot);
+                st->ephemeral = true;
+        }
         if (code == 0 && res->snapshot) {
                 st->snapshot = TAKE_PTR(res->snapshot);
                 st->ephemeral = !ps->cache_tag;
