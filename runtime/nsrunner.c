@@ -412,6 +412,25 @@ static int stage_host_lowers(struct ns_step *st, char *const *ids, char ***ret_l
         return 0;
 }
 
+/*
+ * The topmost "workspace" among the lowers (top first) is a directory: a
+ * builds_in child of a step that made /workspace has it already, and a new
+ * directory per step would be one more inode to create (slow on a busy ext4)
+ * and commit.
+ */
+static bool lowers_have_workspace(char *const *lowers)
+{
+        for (size_t i = 0; lowers && lowers[i]; i++) {
+                _cleanup_free_ char *p = xasprintf("%s/workspace", lowers[i]);
+                struct stat sb;
+                if (lstat(p, &sb) == 0)
+                        return S_ISDIR(sb.st_mode);
+                if (errno != ENOENT)
+                        return false;
+        }
+        return false;
+}
+
 static bool chain_on_host(char *const *chain)
 {
         return chain && chain[0] && !strcmp(chain[0], OCI_HOST_IMAGE);
@@ -451,7 +470,7 @@ static int launch(struct ns_runner *r, struct ns_step *st, hm_error_t *err)
                 if ((rc = stage_host_lowers(st, ids, &lowers, err)) < 0)
                         return rc;
         }
-        if (!ws_id) {
+        if (!ws_id && !lowers_have_workspace(lowers)) {
                 _cleanup_free_ char *w = xasprintf("%s/workspace", st->u->upper);
                 (void) mkdir(w, 0755);
         }
