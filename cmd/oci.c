@@ -161,7 +161,19 @@ static int oci_run(int argc, char **argv, hm_error_t *err)
                 return hm_error_wrap(err, "container '%s'", argv[optind]);
         for (const char *const *n = rt_container_notices(ct); *n; n++)
                 fprintf(stderr, "hm: notice: %s\n", *n);
-        return wait_foreground(ct, err);
+        r = wait_foreground(ct, err);
+        if (rt_spec_shares_mount_ns(spec)) {
+                /* its mounts were made in a shared namespace: take them back down */
+                const struct oci_namespace *mnt = oci_spec_find_namespace(spec, OCI_NS_MOUNT);
+                _cleanup_close_ int fd = open(mnt ? mnt->path : "/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+                hm_error_t merr = NULL;
+                if (fd < 0 || rt_shared_mounts_release(spec->root.path, fd, &merr) < 0) {
+                        fprintf(stderr, "hm: warning: mounts below '%s' not released: %s\n", spec->root.path,
+                                merr ? merr->msg : strerror(errno));
+                        hm_error_release(&merr);
+                }
+        }
+        return r;
 }
 
 
@@ -173,6 +185,8 @@ struct oci_state {
         unsigned long long starttime; /* /proc/PID/stat field 22: tells a reused pid apart */
         char **cgroups;               /* RT_CGROUP_SLOTS entries, "" = none */
         char **annotations;           /* key, value, key, value, ... */
+        char *shared_root;            /* no mount ns of its own: its mounts below this rootfs ... */
+        char *mntns_path;             /* ... in this joined namespace (NULL: the creator's) */
 };
 
 static void oci_state_release(struct oci_state *st)
@@ -182,6 +196,8 @@ static void oci_state_release(struct oci_state *st)
         free(st->created);
         strv_free(st->cgroups);
         strv_free(st->annotations);
+        free(st->shared_root);
+        free(st->mntns_path);
         *st = (struct oci_state) { 0 };
 }
 
@@ -273,7 +289,16 @@ static char *state_json(const struct oci_state *st, const char *status, bool wit
                                 strbuf_addch(&sb, ',');
                         strbuf_add_json_str(&sb, st->cgroups[i]);
                 }
-                strbuf_addstr(&sb, "]}");
+                strbuf_addstr(&sb, "]");
+                if (st->shared_root) {
+                        strbuf_addstr(&sb, ",\"shared_root\":");
+                        strbuf_add_json_str(&sb, st->shared_root);
+                }
+                if (st->mntns_path) {
+                        strbuf_addstr(&sb, ",\"mntns\":");
+                        strbuf_add_json_str(&sb, st->mntns_path);
+                }
+                strbuf_addstr(&sb, "}");
         }
         strbuf_addstr(&sb, "}");
         return strbuf_detach(&sb, NULL);
@@ -322,7 +347,8 @@ static int state_load(const struct oci_ctx *ctx, const char *id, struct oci_stat
         _cleanup_(yajl_tree_freep) yajl_val root = yajl_tree_parse(buf, ebuf, sizeof ebuf);
         static const char *const p_bundle[] = { "bundle", NULL }, *const p_created[] = { "created", NULL },
                                  *const p_pid[] = { "hm", "pid", NULL }, *const p_start[] = { "hm", "starttime", NULL },
-                                 *const p_cg[] = { "hm", "cgroups", NULL }, *const p_ann[] = { "annotations", NULL };
+                                 *const p_cg[] = { "hm", "cgroups", NULL }, *const p_ann[] = { "annotations", NULL },
+                                 *const p_shared[] = { "hm", "shared_root", NULL }, *const p_mntns[] = { "hm", "mntns", NULL };
         yajl_val pid = root ? yajl_tree_get(root, (const char **) p_pid, yajl_t_number) : NULL;
         yajl_val start = root ? yajl_tree_get(root, (const char **) p_start, yajl_t_number) : NULL;
         const char *bundle = root ? json_str(root, (const char *const *) p_bundle) : NULL;
@@ -332,6 +358,9 @@ static int state_load(const struct oci_ctx *ctx, const char *id, struct oci_stat
                                    .starttime = strtoull(YAJL_GET_NUMBER(start), NULL, 10) };
         const char *created = json_str(root, (const char *const *) p_created);
         st->created = created ? xstrdup(created) : NULL;
+        const char *shared = json_str(root, (const char *const *) p_shared), *mntns = json_str(root, (const char *const *) p_mntns);
+        st->shared_root = shared ? xstrdup(shared) : NULL;
+        st->mntns_path = mntns ? xstrdup(mntns) : NULL;
         yajl_val cg = yajl_tree_get(root, (const char **) p_cg, yajl_t_array);
         for (size_t i = 0; cg && i < YAJL_GET_ARRAY(cg)->len; i++) {
                 yajl_val e = YAJL_GET_ARRAY(cg)->values[i];
@@ -426,14 +455,34 @@ static void wait_gone(const struct oci_state *st)
                 nanosleep(&(struct timespec) { 0, 2000000 }, NULL);
 }
 
+/* The mount namespace a container without its own made its mounts in, or -1. */
+static int shared_mntns_open(const struct oci_state *st)
+{
+        char path[64];
+        if (state_alive(st)) {
+                snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int) st->pid);
+                int fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd >= 0)
+                        return fd;
+        }
+        return open(st->mntns_path ? st->mntns_path : "/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+}
+
 static void destroy_container(const struct oci_ctx *ctx, const struct oci_state *st)
 {
+        _cleanup_close_ int mntns = st->shared_root ? shared_mntns_open(st) : -1;
         if (state_alive(st)) {
                 (void) kill(st->pid, SIGKILL); /* pid 1 of its pid namespace: takes every process with it */
                 wait_gone(st);
         }
         if (st->cgroups)
                 rt_cgroups_destroy(st->cgroups);
+        hm_error_t err = NULL;
+        if (st->shared_root && (mntns < 0 || rt_shared_mounts_release(st->shared_root, mntns, &err) < 0)) {
+                oci_log(ctx, "warning", "container '%s': mounts below '%s' not released: %s", st->id, st->shared_root,
+                        err ? err->msg : strerror(errno));
+                hm_error_release(&err);
+        }
         _cleanup_free_ char *dir = state_path(ctx, st->id, NULL);
         (void) rm_rf(dir);
 }
@@ -548,6 +597,11 @@ static int create_in_dir(const struct oci_ctx *ctx, const struct create_opts *o,
                 return r;
         st->bundle = TAKE_PTR(bundle);
         st->created = iso_now();
+        if (rt_spec_shares_mount_ns(spec)) {
+                const struct oci_namespace *mnt = oci_spec_find_namespace(spec, OCI_NS_MOUNT);
+                st->shared_root = xstrdup(spec->root.path);
+                st->mntns_path = mnt ? xstrdup(mnt->path) : NULL;
+        }
         for (size_t i = 0; i < spec->n_annotations; i++) {
                 strv_push(&st->annotations, spec->annotations[i].key);
                 strv_push(&st->annotations, spec->annotations[i].value);

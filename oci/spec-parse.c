@@ -413,6 +413,7 @@ static int p_uid(struct pctx *c, yajl_val v, void *base, const struct oci_field 
         if (r < 0)
                 return r;
         *(uint32_t *) FIELD_PTR(base, f) = (uint32_t) n;
+        set_present(base, f);
         return 0;
 }
 
@@ -480,7 +481,66 @@ static int p_sysctl(struct pctx *c, yajl_val v, void *base, const struct oci_fie
 static int p_annotations(struct pctx *c, yajl_val v, void *base, const struct oci_field *f);
 static int p_mount_options(struct pctx *c, yajl_val v, void *base, const struct oci_field *f);
 static int p_version(struct pctx *c, yajl_val v, void *base, const struct oci_field *f);
-static int p_propagation(struct pctx *c, yajl_val v, void *base, const struct oci_field *f);
+static int p_propagation(struct pctx *c, yajl_val v, void *base, const struct oci_field *f)
+{
+        const char *s = NULL;
+        int r = get_string(c, v, &s);
+        if (r < 0)
+                return r;
+        unsigned long flags = *s ? oci_propagation_from_string(s) : 0;
+        if (*s && !flags)
+                return fail(c, EINVAL, "'%s' is not one of [r]private, [r]slave, [r]shared, [r]unbindable", s);
+        *(unsigned long *) FIELD_PTR(base, f) = flags;
+        return 0;
+}
+
+/* cpuset lists: "0-3,5" (digits, '-' and ','), written as is to cpuset.cpus/mems */
+static int p_cpuset_list(struct pctx *c, yajl_val v, void *base, const struct oci_field *f)
+{
+        const char *s = NULL;
+        int r = get_string(c, v, &s);
+        if (r < 0)
+                return r;
+        if (!*s)
+                return 0;
+        bool digit = false;
+        for (const char *p = s; *p; p++) {
+                bool d = *p >= '0' && *p <= '9';
+                if (!d && (!digit || (*p != '-' && *p != ',') || !p[1]))
+                        return fail(c, EINVAL, "'%s' is not a list like \"0-3,5\"", s);
+                digit = d;
+        }
+        return p_string(c, v, base, f);
+}
+
+static int p_node_type(struct pctx *c, yajl_val v, void *base, const struct oci_field *f)
+{
+        const char *s = NULL;
+        int r = get_string(c, v, &s);
+        if (r < 0)
+                return r;
+        if (strcmp(s, "c") && strcmp(s, "u") && strcmp(s, "b") && strcmp(s, "p"))
+                return fail(c, EINVAL, "'%s' is not one of c, u, b, p", s);
+        *FIELD_PTR(base, f) = s[0] == 'u' ? 'c' : s[0];
+        return 0;
+}
+
+static int p_node_num(struct pctx *c, yajl_val v, void *base, const struct oci_field *f)
+{
+        return get_i64(c, v, 0, UINT32_MAX, (int64_t *) FIELD_PTR(base, f));
+}
+
+static int p_file_mode(struct pctx *c, yajl_val v, void *base, const struct oci_field *f)
+{
+        uint64_t n = 0;
+        int r = get_u64(c, v, 07777, &n);
+        if (r < 0)
+                return r;
+        *(mode_t *) FIELD_PTR(base, f) = (mode_t) n;
+        set_present(base, f);
+        return 0;
+}
+
 static int p_device_type(struct pctx *c, yajl_val v, void *base, const struct oci_field *f);
 static int p_device_access(struct pctx *c, yajl_val v, void *base, const struct oci_field *f);
 static int p_device_num(struct pctx *c, yajl_val v, void *base, const struct oci_field *f);
@@ -625,8 +685,8 @@ static const struct oci_field cpu_fields[] = {
         { "burst", p_unsupported, 0 },
         { "realtimeRuntime", p_unsupported, 0 },
         { "realtimePeriod", p_unsupported, 0 },
-        { "cpus", p_unsupported_unless_empty, 0 },
-        { "mems", p_unsupported_unless_empty, 0 },
+        { "cpus", p_cpuset_list, OFF(struct oci_resources, cpu_cpus) },
+        { "mems", p_cpuset_list, OFF(struct oci_resources, cpu_mems) },
         { "idle", p_unsupported_unless_empty, 0 },
         {}
 };
@@ -637,6 +697,17 @@ static const struct oci_field device_fields[] = {
         { "major", p_device_num, OFF(struct oci_device_rule, major) },
         { "minor", p_device_num, OFF(struct oci_device_rule, minor) },
         { "access", p_device_access, OFF(struct oci_device_rule, access) },
+        {}
+};
+
+static const struct oci_field linux_device_fields[] = {
+        { "path", p_abspath, OFF(struct oci_device, path), F_MANDATORY },
+        { "type", p_node_type, OFF(struct oci_device, type), F_MANDATORY },
+        { "major", p_node_num, OFF(struct oci_device, major) },
+        { "minor", p_node_num, OFF(struct oci_device, minor) },
+        { "fileMode", p_file_mode, OFF(struct oci_device, file_mode), PRESENT(struct oci_device, file_mode_present) },
+        { "uid", p_uid, OFF(struct oci_device, uid), PRESENT(struct oci_device, uid_present) },
+        { "gid", p_uid, OFF(struct oci_device, gid), PRESENT(struct oci_device, gid_present) },
         {}
 };
 
@@ -676,9 +747,9 @@ static const struct oci_field linux_fields[] = {
         { "resources", p_object, OFF(struct oci_linux, resources), 0, 0, resources_fields },
         { "sysctl", p_sysctl, 0 },
         { "cgroupsPath", p_string, OFF(struct oci_linux, cgroups_path) },
-        { "rootfsPropagation", p_propagation, 0 },
+        { "rootfsPropagation", p_propagation, OFF(struct oci_linux, rootfs_propagation) },
         { "mountLabel", p_unsupported_unless_empty, 0 },
-        { "devices", p_unsupported_unless_empty, 0 },
+        { "devices", OBJECTS(struct oci_linux, devices, n_devices, struct oci_device, linux_device_fields) },
         { "intelRdt", p_unsupported, 0 },
         { "personality", p_unsupported, 0 },
         { "timeOffsets", p_unsupported, 0 },
@@ -814,18 +885,6 @@ static int p_mount_options(struct pctx *c, yajl_val v, void *base, const struct 
                 return r;
         }
         oci_mount_flags_release(&mf);
-        return 0;
-}
-
-static int p_propagation(struct pctx *c, yajl_val v, void *base, const struct oci_field *f)
-{
-        const char *s = NULL;
-        int r = get_string(c, v, &s);
-        if (r < 0)
-                return r;
-        /* the runtime always makes the container's mounts rprivate */
-        if (*s && strcmp(s, "private") && strcmp(s, "rprivate"))
-                return fail(c, EOPNOTSUPP, "'%s' not supported (only private/rprivate)", s);
         return 0;
 }
 

@@ -392,10 +392,63 @@ static void populate_dev(const struct rt_plan *p, int rootfd)
         close(devfd);
 }
 
+/*
+ * linux.devices: mknod with the spec's mode and owner; where mknod is
+ * refused (a user namespace) the host's node of the same path is bound
+ * instead, after checking it is the same device (crun's fallback).  FIFOs
+ * can always be made.
+ */
+static void make_device(const struct rt_plan *p, int rootfd, const struct rt_device *d)
+{
+        char dir[4096], fdpath[64];
+        str_copy(dir, sizeof dir, d->path);
+        char *slash = strrchr(dir, '/');
+        const char *base = d->path + (slash - dir) + 1;
+        *slash = 0;
+        int dfd = open_in_root(rootfd, slash == dir ? "/" : dir, true);
+        if (dfd < 0)
+                die3(p, "create the directory of device", d->path, NULL);
+        /* replace what the image or /dev population put there (a bound node: unmount first) */
+        if (unlinkat(dfd, base, 0) < 0 && errno == EBUSY) {
+                int nfd = openat(dfd, base, O_PATH | O_CLOEXEC | O_NOFOLLOW); /* base: one component */
+                if (nfd >= 0) {
+                        fmt_fd_path(fdpath, nfd);
+                        (void) umount2(fdpath, MNT_DETACH);
+                        close(nfd);
+                }
+                (void) unlinkat(dfd, base, 0);
+        }
+        if (mknodat(dfd, base, d->mode, d->rdev) == 0) {
+                /* mknod applied our umask; owner and exact mode as the spec says */
+                if (fchownat(dfd, base, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0)
+                        die3(p, "chown device", d->path, NULL);
+                if (fchmodat(dfd, base, d->mode & 07777, 0) < 0)
+                        die3(p, "chmod device", d->path, NULL);
+                close(dfd);
+                return;
+        }
+        if (errno != EPERM || !p->userns)
+                die3(p, "mknod device", d->path, NULL);
+        struct stat st;
+        if (stat(d->path, &st) < 0 || (st.st_mode & S_IFMT) != (d->mode & S_IFMT) || st.st_rdev != d->rdev) {
+                errno = ENODEV;
+                die3(p, "device", d->path, ": mknod is not permitted in a user namespace and the host has no such node to bind");
+        }
+        int fd = openat(dfd, base, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+        close(dfd);
+        if (fd < 0)
+                die3(p, "create the bind target of device", d->path, NULL);
+        fmt_fd_path(fdpath, fd);
+        if (mount(d->path, fdpath, NULL, MS_BIND, NULL) < 0)
+                die3(p, "bind the host's device", d->path, NULL);
+        close(fd);
+}
+
 static void mount_rootfs(const struct rt_plan *p)
 {
-        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-                die(p, "make '/' rprivate", NULL);
+        /* a shared (joined or the caller's) mount namespace keeps its propagation */
+        if (!p->shared_mntns && mount(NULL, "/", NULL, p->tree_propagation, NULL) < 0)
+                die(p, p->tree_propagation & MS_SLAVE ? "make '/' rslave" : "make '/' rprivate", NULL);
         if (p->overlay_data) {
                 if (mount("overlay", p->rootfs, "overlay", 0, p->overlay_data) < 0)
                         die3(p, "mount overlay rootfs on", p->rootfs, NULL);
@@ -408,6 +461,14 @@ static void pivot(const struct rt_plan *p)
 {
         if (chdir(p->rootfs) < 0)
                 die(p, "chdir to rootfs", p->rootfs);
+        if (p->shared_mntns) {
+                /* pivot_root would move the root of every process in that namespace */
+                if (chroot(".") < 0)
+                        die(p, "chroot to", p->rootfs);
+                if (chdir("/") < 0)
+                        die(p, "chdir to '/'", NULL);
+                return;
+        }
         if (rt_pivot_root(".", ".") < 0)
                 die(p, "pivot_root to", p->rootfs);
         /* the old root is now stacked on "."; detach it */
@@ -470,8 +531,12 @@ static void step3_mounts(const struct rt_plan *p)
                 do_mount(p, rootfd, &p->mounts[i]);
         if (p->dev_is_tmpfs)
                 populate_dev(p, rootfd);
+        for (size_t i = 0; i < p->n_devices; i++)
+                make_device(p, rootfd, &p->devices[i]);
         close(rootfd);
         pivot(p);
+        if (p->root_propagation && mount(NULL, "/", NULL, p->root_propagation, NULL) < 0)
+                die(p, "set linux.rootfsPropagation on '/'", NULL);
         write_sysctls(p);
         mask_paths(p);
         readonly_paths(p);

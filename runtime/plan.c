@@ -7,7 +7,10 @@
 #include "runtime/child.h"
 
 #include <fcntl.h>
+#include <linux/nsfs.h>
 #include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/sysmacros.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
@@ -15,6 +18,19 @@
 #include "lib/util.h"
 #include "oci/spec.h"
 #include "runtime/runtime.h"
+
+/* The namespace type behind an fd (NS_GET_NSTYPE, 4.11); EINVAL when it differs. */
+static int setns_check(int fd, int flag)
+{
+        int t = ioctl(fd, NS_GET_NSTYPE);
+        if (t < 0)
+                return errno == ENOTTY ? (errno = EINVAL, -1) : (errno == ENOSYS ? 0 : -1);
+        if (t != flag) {
+                errno = EINVAL;
+                return -1;
+        }
+        return 0;
+}
 
 static const int ns_clone_flags[_OCI_NS_MAX] = {
         [OCI_NS_PID] = CLONE_NEWPID,   [OCI_NS_NETWORK] = CLONE_NEWNET, [OCI_NS_MOUNT] = CLONE_NEWNS,
@@ -25,9 +41,14 @@ static const int ns_clone_flags[_OCI_NS_MAX] = {
 static int plan_namespaces(struct rt_plan *p, const struct oci_spec *spec, bool rootless, hm_error_t *err)
 {
         const struct oci_linux *l = &spec->linux_;
-        p->userns = rootless || oci_spec_find_namespace(spec, OCI_NS_USER);
+        const struct oci_namespace *user = oci_spec_find_namespace(spec, OCI_NS_USER);
+        if (user && user->path)
+                return hm_error_set(err, EOPNOTSUPP, "linux.namespaces[%zu].path: joining an existing user namespace is not supported",
+                                    (size_t) (user - l->namespaces));
+        p->userns = rootless || user;
         if (p->userns)
                 p->clone_flags |= CLONE_NEWUSER;
+        bool mount_joined = false;
         for (size_t i = 0; i < l->n_namespaces; i++) {
                 const struct oci_namespace *ns = &l->namespaces[i];
                 int flag = ns_clone_flags[ns->type];
@@ -38,17 +59,30 @@ static int plan_namespaces(struct rt_plan *p, const struct oci_spec *spec, bool 
                         p->clone_flags |= (unsigned long) flag;
                         continue;
                 }
-                if (p->userns || ns->type == OCI_NS_MOUNT || ns->type == OCI_NS_PID || ns->type == OCI_NS_USER)
+                /* a namespace owned by the host's user ns: setns needs capabilities there */
+                if (p->userns)
                         return hm_error_set(err, EOPNOTSUPP,
-                                            "linux.namespaces[%zu].path: joining an existing '%s' namespace is not supported%s",
-                                            i, oci_ns_type_to_string(ns->type), p->userns ? " with a user namespace" : "");
+                                            "linux.namespaces[%zu].path: joining an existing '%s' namespace is not supported with a new user namespace",
+                                            i, oci_ns_type_to_string(ns->type));
                 int fd = open(ns->path, O_RDONLY | O_CLOEXEC);
                 if (fd < 0)
                         return hm_error_set(err, errno, "linux.namespaces[%zu].path: open '%s': %s", i, ns->path, strerror(errno));
+                if (setns_check(fd, flag) < 0) {
+                        int e = errno;
+                        close(fd);
+                        return hm_error_set(err, e, "linux.namespaces[%zu].path: '%s' is not a %s namespace", i, ns->path,
+                                            oci_ns_type_to_string(ns->type));
+                }
+                if (ns->type == OCI_NS_PID) {
+                        p->pidns_fd = fd; /* joined by the parent around clone: pid 1 of the container must be in it */
+                        continue;
+                }
+                mount_joined |= ns->type == OCI_NS_MOUNT;
                 p->joins[p->n_joins++] = (struct rt_join) { flag, fd };
         }
-        if (!(p->clone_flags & CLONE_NEWNS))
-                return hm_error_set(err, EINVAL, "linux.namespaces: a new mount namespace is required");
+        p->shared_mntns = !(p->clone_flags & CLONE_NEWNS);
+        if (p->shared_mntns && !mount_joined && p->userns)
+                return hm_error_set(err, EINVAL, "linux.namespaces: a user namespace needs a mount namespace of its own");
         return 0;
 }
 
@@ -135,6 +169,38 @@ static int plan_mount(struct rt_plan *p, const struct oci_mount *m, size_t i, hm
         return 0;
 }
 
+static int plan_devices(struct rt_plan *p, const struct oci_linux *l, hm_error_t *err)
+{
+        p->devices = xcalloc(l->n_devices + 1, sizeof *p->devices);
+        for (size_t i = 0; i < l->n_devices; i++) {
+                const struct oci_device *d = &l->devices[i];
+                if (!strcmp(d->path, "/") || strstr(d->path, "/../") || str_has_suffix(d->path, "/.."))
+                        return hm_error_set(err, EINVAL, "linux.devices[%zu].path: '%s' is not a file path", i, d->path);
+                mode_t type = d->type == 'b' ? S_IFBLK : d->type == 'p' ? S_IFIFO : S_IFCHR;
+                struct rt_device *rd = &p->devices[p->n_devices++];
+                *rd = (struct rt_device) { .path = xstrdup(d->path),
+                                           .mode = type | (d->file_mode_present ? d->file_mode & 07777 : 0666),
+                                           .rdev = type == S_IFIFO ? 0 : makedev((unsigned) d->major, (unsigned) d->minor),
+                                           .uid = d->uid_present ? d->uid : 0,
+                                           .gid = d->gid_present ? d->gid : 0 };
+        }
+        return 0;
+}
+
+/*
+ * linux.rootfsPropagation.  A new mount namespace starts as a copy of the
+ * host's, in the same peer groups: its "/" is first made rprivate (default,
+ * private, unbindable) or rslave (slave, shared: host mounts still arrive),
+ * so nothing the container mounts ever propagates back to the host.  The
+ * requested mode is then set on the container's root after pivot_root.
+ */
+static void plan_propagation(struct rt_plan *p, const struct oci_linux *l)
+{
+        unsigned long want = l->rootfs_propagation;
+        p->tree_propagation = MS_REC | (want & (MS_SLAVE | MS_SHARED) ? MS_SLAVE : MS_PRIVATE);
+        p->root_propagation = want;
+}
+
 /* Only namespaced sysctls: anything else would change the host. */
 static int plan_sysctls(struct rt_plan *p, const struct oci_linux *l, hm_error_t *err)
 {
@@ -204,7 +270,7 @@ static int plan_process(struct rt_plan *p, const struct oci_process *proc, hm_er
 int rt_plan_build(struct rt_plan *p, const struct oci_spec *spec, const struct rt_start_options *o, bool rootless,
                   hm_error_t *err)
 {
-        *p = (struct rt_plan) { .sync_fd = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1 };
+        *p = (struct rt_plan) { .sync_fd = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .pidns_fd = -1 };
         if (!spec->process_present)
                 return hm_error_set(err, EINVAL, "process: missing");
         p->exec_fifo_fd = -1;
@@ -223,12 +289,17 @@ int rt_plan_build(struct rt_plan *p, const struct oci_spec *spec, const struct r
                 r = plan_mount(p, &spec->mounts[i], i, err);
         if (r >= 0)
                 r = plan_sysctls(p, &spec->linux_, err);
+        if (r >= 0)
+                r = plan_devices(p, &spec->linux_, err);
         if (r < 0)
                 return r;
+        plan_propagation(p, &spec->linux_);
         p->masked = strv_copy(spec->linux_.masked_paths);
         p->readonly = strv_copy(spec->linux_.readonly_paths);
-        const char *hostname = spec->hostname ? spec->hostname : o->id;
-        if (hostname && (p->clone_flags & CLONE_NEWUTS))
+        /* a uts namespace of its own, or one joined by path (runc's rule) */
+        bool uts = oci_spec_find_namespace(spec, OCI_NS_UTS) != NULL;
+        const char *hostname = spec->hostname ? spec->hostname : (p->clone_flags & CLONE_NEWUTS) ? o->id : NULL;
+        if (hostname && uts)
                 p->hostname = xstrdup(hostname);
         else if (spec->hostname)
                 return hm_error_set(err, EINVAL, "hostname: needs a uts namespace");
@@ -239,6 +310,10 @@ void rt_plan_release(struct rt_plan *p)
 {
         for (size_t i = 0; i < p->n_joins; i++)
                 safe_close(p->joins[i].fd);
+        safe_close(p->pidns_fd);
+        for (size_t i = 0; i < p->n_devices; i++)
+                free(p->devices[i].path);
+        free(p->devices);
         free(p->rootfs);
         free(p->overlay_data);
         for (size_t i = 0; i < p->n_mounts; i++) {
@@ -258,5 +333,5 @@ void rt_plan_release(struct rt_plan *p)
         strv_free(p->argv);
         strv_free(p->envp);
         free(p->cwd);
-        *p = (struct rt_plan) { .sync_fd = -1, .exec_fifo_fd = -1 };
+        *p = (struct rt_plan) { .sync_fd = -1, .exec_fifo_fd = -1, .pidns_fd = -1 };
 }

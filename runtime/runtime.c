@@ -10,7 +10,9 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "lib/util.h"
@@ -120,6 +122,91 @@ void rt_cgroups_destroy(char *const *cgroups)
         rt_cgroup_destroy(&cg);
 }
 
+bool rt_spec_shares_mount_ns(const struct oci_spec *spec)
+{
+        const struct oci_namespace *ns = oci_spec_find_namespace(spec, OCI_NS_MOUNT);
+        return !ns || ns->path;
+}
+
+/* mountinfo escapes ' ', '\t', '\n' and '\\' as \ooo */
+static void unescape_octal(char *s)
+{
+        char *w = s;
+        for (char *r = s; *r; r++) {
+                if (r[0] == '\\' && r[1] >= '0' && r[1] <= '7' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+                        *w++ = (char) ((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+                        r += 3;
+                } else {
+                        *w++ = *r;
+                }
+        }
+        *w = 0;
+}
+
+/* Mount points at or below root, in mountinfo order (parents before children). */
+static char **mounts_below(const char *root)
+{
+        char **list = NULL;
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
+        size_t n = strlen(root);
+        char *line = NULL;
+        size_t cap = 0;
+        while (f && getline(&line, &cap, f) > 0) {
+                char *save = NULL, *tok = strtok_r(line, " ", &save);
+                for (int field = 1; tok && field < 5; field++)
+                        tok = strtok_r(NULL, " ", &save);
+                if (!tok)
+                        continue;
+                unescape_octal(tok);
+                if (!strncmp(tok, root, n) && (tok[n] == 0 || tok[n] == '/'))
+                        strv_push(&list, tok);
+        }
+        free(line);
+        return list;
+}
+
+static int detach_below(const char *root)
+{
+        int total = 0;
+        for (int round = 0; round < 16; round++) { /* stacked mounts show up again */
+                _cleanup_strv_ char **list = mounts_below(root);
+                size_t n = strv_len(list);
+                int done = 0;
+                for (size_t i = n; i-- > 0;)
+                        done += umount2(list[i], MNT_DETACH | UMOUNT_NOFOLLOW) == 0;
+                total += done;
+                if (!done)
+                        break;
+        }
+        return total;
+}
+
+int rt_shared_mounts_release(const char *rootfs, int mntns_fd, hm_error_t *err)
+{
+        struct stat own, theirs;
+        if (stat("/proc/self/ns/mnt", &own) < 0 || fstat(mntns_fd, &theirs) < 0)
+                return hm_error_set(err, errno, "compare mount namespaces: %s", strerror(errno));
+        if (own.st_ino == theirs.st_ino && own.st_dev == theirs.st_dev)
+                return detach_below(rootfs);
+        /* setns(CLONE_NEWNS) wants a single-threaded caller and would move us for good: a helper */
+        pid_t pid = fork();
+        if (pid < 0)
+                return hm_error_set(err, errno, "fork: %s", strerror(errno));
+        if (pid == 0) {
+                if (setns(mntns_fd, CLONE_NEWNS) < 0)
+                        _exit(255);
+                int n = detach_below(rootfs);
+                _exit(n > 254 ? 254 : n);
+        }
+        int status;
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return hm_error_set(err, errno, "wait: %s", strerror(errno));
+        if (!WIFEXITED(status) || WEXITSTATUS(status) == 255)
+                return hm_error_set(err, EPERM, "enter the container's mount namespace to release its mounts below '%s'", rootfs);
+        return WEXITSTATUS(status);
+}
+
 static void container_freep(struct rt_container **c) { rt_container_free(*c); }
 static void plan_releasep(struct rt_plan *p) { rt_plan_release(p); }
 static void idmap_releasep(struct rt_idmap *m) { rt_idmap_release(m); }
@@ -189,7 +276,7 @@ static int child_fds_open(struct child_fds *f, const struct rt_start_options *o,
 
 /* ---- the start sequence ---- */
 
-static pid_t clone_child(const struct rt_plan *p, int *ret_pidfd)
+static pid_t clone_child_here(const struct rt_plan *p, int *ret_pidfd)
 {
         int pidfd = -1;
         struct rt_clone_args a = { .flags = p->clone_flags | CLONE_PIDFD, .pidfd = (uint64_t) (uintptr_t) &pidfd,
@@ -201,6 +288,27 @@ static pid_t clone_child(const struct rt_plan *p, int *ret_pidfd)
                 rt_child_run(p);
         *ret_pidfd = pidfd;
         return (pid_t) pid;
+}
+
+static pid_t clone_child(const struct rt_plan *p, int *ret_pidfd)
+{
+        /*
+         * Joining a pid namespace by path: setns(CLONE_NEWPID) only moves our
+         * future children, so the container's init is cloned straight into
+         * it, and we step back into our own afterwards.
+         */
+        _cleanup_close_ int own_pidns = -1;
+        if (p->pidns_fd >= 0) {
+                own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+                if (own_pidns < 0 || setns(p->pidns_fd, CLONE_NEWPID) < 0)
+                        return -1;
+        }
+        pid_t pid = clone_child_here(p, ret_pidfd);
+        int e = errno;
+        if (own_pidns >= 0 && setns(own_pidns, CLONE_NEWPID) < 0)
+                abort(); /* our later children would land in the container's pid namespace */
+        errno = e;
+        return pid;
 }
 
 /* Read the child's messages until EOF (= exec done) or an error. */

@@ -71,10 +71,20 @@ static inline void rt_container_freep(struct rt_container **c) { if (*c) rt_cont
  * controller slot (RT_CGROUP_SLOTS), for rt_cgroups_destroy() later.
  * Frees c.
  */
-#define RT_CGROUP_SLOTS 5
+#define RT_CGROUP_SLOTS 6
 void rt_container_detach(struct rt_container *c, char ***ret_cgroups);
 /* SIGKILL everything in the pids cgroup, then remove the directories ("" skipped). */
 void rt_cgroups_destroy(char *const *cgroups);
+
+/*
+ * A container without a mount namespace of its own (none, or one joined by
+ * path) made its mounts in that shared namespace below its rootfs: detach
+ * every mount at or below `rootfs` in the namespace `mntns_fd` refers to
+ * (our own, or entered in a forked helper).  Returns the number detached.
+ */
+int rt_shared_mounts_release(const char *rootfs, int mntns_fd, hm_error_t *err);
+/* Does the spec give the container no mount namespace of its own? */
+bool rt_spec_shares_mount_ns(const struct oci_spec *spec);
 
 /*
  * Reduced isolation and fallbacks taken for this container, one line each

@@ -37,6 +37,10 @@ else
   WRAP=$BUILD/hm-oci
   printf '#!/bin/sh\nexec %s oci "$@"\n' "$BUILD/hm" > "$WRAP.tmp" && chmod 755 "$WRAP.tmp" && mv "$WRAP.tmp" "$WRAP"
   RES=$(mktemp -d /tmp/hm-conformance.XXXXXX)
+  # mktemp's 0700 would stop a container's root mapped to another host uid (the user
+  # namespace tests) from reaching its bundle below it; the suite's own default
+  # results dir (/tmp/rtt/results, mkdir -p) is 0755, as runc's baseline run had
+  chmod 0755 "$RES"
   RTT_RESULTS=$RES/results bash "$TOOLS/run.sh" "$WRAP" "$BIN" 2>&1 | tee "$RES/output.txt"
 fi
 OUT=$RES/output.txt
