@@ -681,6 +681,17 @@ static int oci_start(const struct oci_ctx *ctx, int argc, char **argv, hm_error_
         _cleanup_close_ int fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0 || write(fd, "0", 1) != 1)
                 return hm_error_set(err, errno, "container '%s': release the command: %s", id, strerror(errno));
+        /*
+         * The command holds its end until execve (CLOEXEC): once no reader is
+         * left it has been executed (or died), and only then may poststart
+         * hooks run.  Bounded, in case something else holds the fifo open.
+         */
+        for (int i = 0; i < 5000 && state_alive(&st); i++) {
+                _cleanup_close_ int probe = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+                if (probe < 0)
+                        break; /* ENXIO: no reader */
+                nanosleep(&(struct timespec) { 0, 1000000 }, NULL);
+        }
         (void) unlink(fifo);
         _cleanup_oci_spec_ struct oci_spec *spec = NULL;
         if (load_saved_config(ctx, id, &spec, err) < 0)

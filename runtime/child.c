@@ -720,7 +720,7 @@ static void wait_for_start(const struct rt_plan *p)
         while (n < 0 && errno == EINTR);
         if (n != 1)
                 _exit(127);
-        close(p->exec_fifo_fd);
+        /* kept open (CLOEXEC) until exec: OCI start sees the fifo lose its last reader then */
 }
 
 /* ---- 11. exec ---- */
