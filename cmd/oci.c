@@ -39,10 +39,17 @@
 
 static const char usage[] =
         "usage: hm oci [--root DIR] [--log FILE] [--log-format text|json] [--systemd-cgroup] COMMAND\n"
-        "  create [--bundle DIR] [--pid-file F] [--console-socket S] [--preserve-fds 0] ID\n"
-        "  start ID | state ID | kill [--all] ID [SIGNAL] | delete [--force] ID | list [-q]\n"
-        "  run [--bundle DIR] [--rootless] ID   (foreground, no state)\n"
-        "  spec | features\n";
+        "              (also as hm-oci; --root default " DEFAULT_ROOT ", --systemd-cgroup is accepted and ignored)\n"
+        "  create [--bundle DIR] [--pid-file FILE] [--console-socket SOCK] [--preserve-fds N] ID\n"
+        "                      set up, then wait for start (process.terminal: the pty master goes to SOCK)\n"
+        "  start ID            run the created command, then the poststart hooks\n"
+        "  state ID            the state JSON (runtime-spec)\n"
+        "  kill [--all] ID [SIGNAL]   default SIGTERM; names (KILL, SIGKILL) or numbers\n"
+        "  delete [--force] ID stop (with --force) and remove it, then the poststop hooks\n"
+        "  list [-q]           containers under --root\n"
+        "  run [--bundle DIR] [--pid-file FILE] [--rootless] ID   foreground, no hooks, exits with the command's status\n"
+        "  spec                a default config.json on stdout\n"
+        "  features            what this runtime supports (JSON)\n";
 
 struct oci_ctx {
         const char *root;
@@ -104,6 +111,8 @@ static int load_bundle(const char *bundle, struct oci_spec **ret, hm_error_t *er
         return 0;
 }
 
+static int write_file_atomic(const char *path, const char *data, mode_t mode, hm_error_t *err);
+
 /* Forward terminal signals to the container's init until it exits. */
 static int wait_foreground(struct rt_container *c, hm_error_t *err)
 {
@@ -133,10 +142,11 @@ static int wait_foreground(struct rt_container *c, hm_error_t *err)
 static int oci_run(int argc, char **argv, hm_error_t *err)
 {
         static const struct option opts[] = { { "bundle", required_argument, NULL, 'b' },
+                                               { "pid-file", required_argument, NULL, 'p' },
                                                { "rootless", no_argument, NULL, 'r' },
                                                { "help", no_argument, NULL, 'h' },
                                                {} };
-        const char *bundle = ".";
+        const char *bundle = ".", *pid_file = NULL;
         bool rootless = false;
         int c;
         optind = 1;
@@ -145,6 +155,8 @@ static int oci_run(int argc, char **argv, hm_error_t *err)
                         bundle = optarg;
                 else if (c == 'r')
                         rootless = true;
+                else if (c == 'p')
+                        pid_file = optarg;
                 else
                         return hm_error_set_exit(err, 2, EINVAL, "%s", c == 'h' ? usage : "invalid option (see 'hm oci --help')");
         }
@@ -161,6 +173,13 @@ static int oci_run(int argc, char **argv, hm_error_t *err)
                 return hm_error_wrap(err, "container '%s'", argv[optind]);
         for (const char *const *n = rt_container_notices(ct); *n; n++)
                 fprintf(stderr, "hm: notice: %s\n", *n);
+        if (pid_file) {
+                char buf[32];
+                snprintf(buf, sizeof buf, "%d", (int) rt_container_pid(ct));
+                r = write_file_atomic(pid_file, buf, 0644, err);
+                if (r < 0)
+                        return r; /* ct's cleanup kills the container */
+        }
         r = wait_foreground(ct, err);
         if (rt_spec_shares_mount_ns(spec)) {
                 /* its mounts were made in a shared namespace: take them back down */
@@ -513,8 +532,12 @@ static int parse_create(int argc, char **argv, struct create_opts *o, hm_error_t
                         o->pid_file = optarg;
                 else if (c == 'c')
                         o->console_socket = optarg;
-                else if (c == 'f')
-                        o->preserve_fds = strtol(optarg, NULL, 10);
+                else if (c == 'f') {
+                        char *end;
+                        o->preserve_fds = strtol(optarg, &end, 10);
+                        if (!*optarg || *end)
+                                o->preserve_fds = -1;
+                }
                 else if (c != 'n')
                         return hm_error_set_exit(err, 2, EINVAL, "create: invalid option (see 'hm oci --help')");
         }
@@ -523,8 +546,8 @@ static int parse_create(int argc, char **argv, struct create_opts *o, hm_error_t
         o->id = argv[optind];
         if (!valid_id(o->id))
                 return hm_error_set_exit(err, 2, EINVAL, "invalid container id '%s'", o->id);
-        if (o->preserve_fds)
-                return hm_error_set(err, EOPNOTSUPP, "--preserve-fds %ld: not supported", o->preserve_fds);
+        if (o->preserve_fds < 0 || o->preserve_fds > 65536)
+                return hm_error_set_exit(err, 2, EINVAL, "--preserve-fds: expected a number of fds (0..65536)");
         return 0;
 }
 
@@ -559,10 +582,11 @@ static int copy_config(const char *bundle, const char *to, hm_error_t *err)
 }
 
 /* Start detached, fill st (pid, start time, cgroups); the container then outlives us. */
-static int create_start(const struct oci_ctx *ctx, const struct oci_spec *spec, const char *fifo, struct oci_state *st,
-                        hm_error_t *err)
+static int create_start(const struct oci_ctx *ctx, const struct create_opts *co, const struct oci_spec *spec,
+                        const char *fifo, struct oci_state *st, hm_error_t *err)
 {
-        struct rt_start_options o = { .stdin_fd = STDIN_FILENO, .id = st->id, .exec_fifo = fifo, .hooks_by_caller = true };
+        struct rt_start_options o = { .stdin_fd = STDIN_FILENO, .id = st->id, .exec_fifo = fifo, .hooks_by_caller = true,
+                                      .console_socket = co->console_socket, .preserve_fds = (unsigned) co->preserve_fds };
         struct rt_container *c = NULL;
         int r = rt_container_start(spec, &o, &c, err);
         if (r < 0)
@@ -606,7 +630,7 @@ static int create_in_dir(const struct oci_ctx *ctx, const struct create_opts *o,
                 strv_push(&st->annotations, spec->annotations[i].key);
                 strv_push(&st->annotations, spec->annotations[i].value);
         }
-        r = create_start(ctx, spec, fifo, st, err);
+        r = create_start(ctx, o, spec, fifo, st, err);
         if (r >= 0)
                 r = state_save(ctx, st, err);
         if (r >= 0 && o->pid_file) {
@@ -629,8 +653,6 @@ static int oci_create(const struct oci_ctx *ctx, int argc, char **argv, hm_error
         int r = parse_create(argc, argv, &o, err);
         if (r < 0)
                 return r;
-        if (o.console_socket)
-                oci_log(ctx, "info", "--console-socket '%s' ignored: process.terminal is not supported", o.console_socket);
         r = mkdir_p(ctx->root, 0700);
         if (r < 0)
                 return hm_error_set(err, -r, "create state root '%s': %s", ctx->root, strerror(-r));

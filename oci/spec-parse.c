@@ -417,14 +417,6 @@ static int p_uid(struct pctx *c, yajl_val v, void *base, const struct oci_field 
         return 0;
 }
 
-static int p_terminal(struct pctx *c, yajl_val v, void *base, const struct oci_field *f)
-{
-        int r = p_bool(c, v, base, f);
-        if (r >= 0 && *(bool *) FIELD_PTR(base, f))
-                return fail(c, EOPNOTSUPP, "a terminal is not supported");
-        return r;
-}
-
 static int p_ns_type(struct pctx *c, yajl_val v, void *base, const struct oci_field *f)
 {
         const char *s = NULL;
@@ -578,13 +570,13 @@ static const struct oci_field caps_fields[] = {
 };
 
 static const struct oci_field console_fields[] = {
-        { "height", p_unsupported_unless_empty, 0 }, /* only meaningful with a terminal */
-        { "width", p_unsupported_unless_empty, 0 },
+        { "height", p_u32, OFF(struct oci_process, console_height) },
+        { "width", p_u32, OFF(struct oci_process, console_width) },
         {}
 };
 
 static const struct oci_field process_fields[] = {
-        { "terminal", p_terminal, OFF(struct oci_process, terminal) },
+        { "terminal", p_bool, OFF(struct oci_process, terminal) },
         { "consoleSize", p_object, 0, 0, 0, console_fields },
         { "args", p_strv, OFF(struct oci_process, args), F_MANDATORY },
         { "env", p_env, OFF(struct oci_process, env) },

@@ -82,6 +82,13 @@ static void write_process(yajl_gen g, const struct oci_process *p)
         g_str(g, "process");
         yajl_gen_map_open(g);
         g_key_bool(g, "terminal", p->terminal);
+        if (p->console_height || p->console_width) {
+                g_str(g, "consoleSize");
+                yajl_gen_map_open(g);
+                g_key_u64(g, "height", p->console_height);
+                g_key_u64(g, "width", p->console_width);
+                yajl_gen_map_close(g);
+        }
         write_user(g, &p->user);
         g_strv(g, "args", p->args);
         g_strv(g, "env", p->env);

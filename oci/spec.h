@@ -45,7 +45,8 @@ struct oci_capabilities {
 };
 
 struct oci_process {
-        bool terminal; /* always false: a terminal is refused */
+        bool terminal; /* a pty: needs OCI create --console-socket (the master goes there) */
+        uint32_t console_height, console_width; /* consoleSize; 0: unset */
         char **args;
         char **env;
         char *cwd;

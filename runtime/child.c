@@ -56,6 +56,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <termios.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -544,6 +545,64 @@ static void step3_mounts(const struct rt_plan *p)
                 die(p, "remount '/' read-only", NULL);
 }
 
+/* ---- 4a. terminal ---- */
+
+static int pty_slave = -1; /* this process only (after clone): the command's terminal */
+
+/*
+ * process.terminal: a pty of the container's own devpts (opened after
+ * pivot_root, so /dev/ptmx is the container's); the master goes to the
+ * console socket with SCM_RIGHTS (runc's protocol: the payload is a name),
+ * the slave becomes the command's stdio and controlling terminal at step 6.
+ */
+static void setup_console(const struct rt_plan *p)
+{
+        int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (master < 0)
+                die(p, "open '/dev/ptmx' of the container (process.terminal needs a devpts on /dev/pts)", NULL);
+        int unlock = 0;
+        if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
+                die(p, "unlock the pty", NULL);
+        if (p->console_rows || p->console_cols) {
+                struct winsize ws = { .ws_row = p->console_rows, .ws_col = p->console_cols };
+                if (ioctl(master, TIOCSWINSZ, &ws) < 0)
+                        die(p, "set process.consoleSize", NULL);
+        }
+        pty_slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (pty_slave < 0)
+                die(p, "open the pty's slave", NULL);
+        static const char name[] = "/dev/ptmx";
+        struct iovec iov = { (void *) name, sizeof name - 1 };
+        union {
+                char buf[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+        } u;
+        memset(&u, 0, sizeof u);
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &master, sizeof(int));
+        if (sendmsg(p->console_fd, &mh, MSG_NOSIGNAL) < 0)
+                die(p, "send the pty master to the console socket", NULL);
+        close(master);
+        close(p->console_fd);
+}
+
+/* step 6, right after setsid: the pty becomes our controlling terminal and stdio */
+static void attach_console(const struct rt_plan *p)
+{
+        if (pty_slave < 0)
+                return;
+        if (ioctl(pty_slave, TIOCSCTTY, 0) < 0)
+                die(p, "make the pty the controlling terminal", NULL);
+        if (dup2(pty_slave, 0) < 0 || dup2(pty_slave, 1) < 0 || dup2(pty_slave, 2) < 0)
+                die(p, "make the pty stdio", NULL);
+        close(pty_slave);
+        pty_slave = -1;
+}
+
 /* ---- 5./6. process attributes ---- */
 
 static void step5_rlimits(const struct rt_plan *p)
@@ -650,6 +709,7 @@ static void step6_identity(const struct rt_plan *p)
 {
         if (setsid() < 0)
                 die(p, "setsid", NULL);
+        attach_console(p);
         if (!p->no_new_privs)
                 load_seccomp(p);
         switch_user(p);
@@ -658,21 +718,25 @@ static void step6_identity(const struct rt_plan *p)
 
 static void step9_close_fds(const struct rt_plan *p)
 {
-        /* keep the sync fd and the exec fifo (if any), both >= 3 */
+        /* --preserve-fds: 3..first-1 stay, and across exec */
+        unsigned first = 3 + p->preserve_fds;
+        for (unsigned fd = 3; fd < first; fd++)
+                (void) fcntl((int) fd, F_SETFD, 0);
+        /* keep the sync fd and the exec fifo (if any), both >= first */
         unsigned keep[2] = { (unsigned) p->sync_fd, p->exec_fifo_fd >= 0 ? (unsigned) p->exec_fifo_fd : (unsigned) p->sync_fd };
         if (keep[0] > keep[1]) {
                 unsigned t = keep[0];
                 keep[0] = keep[1];
                 keep[1] = t;
         }
-        if (rt_close_range(3, keep[0] - 1, 0) == 0 &&
+        if ((keep[0] == first || rt_close_range(first, keep[0] - 1, 0) == 0) &&
             (keep[1] == keep[0] || keep[1] == keep[0] + 1 || rt_close_range(keep[0] + 1, keep[1] - 1, 0) == 0) &&
             rt_close_range(keep[1] + 1, ~0U, 0) == 0)
                 return;
         /* before 5.9: close one by one up to the fd limit */
         struct rlimit rl;
         int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int) rl.rlim_cur : 65536;
-        for (int fd = 3; fd < max; fd++)
+        for (int fd = (int) first; fd < max; fd++)
                 if (fd != p->sync_fd && fd != p->exec_fifo_fd)
                         close(fd);
 }
@@ -786,6 +850,8 @@ _Noreturn void rt_child_run(const struct rt_plan *p)
         step3_mounts(p);
         if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0)
                 die(p, "set hostname", p->hostname);
+        if (p->terminal)
+                setup_console(p);
 
         pid_t main_pid = fork();
         if (main_pid < 0)

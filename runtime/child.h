@@ -115,6 +115,12 @@ struct rt_plan {
         const void *bpf;
         size_t bpf_len;             /* in bytes */
 
+        /* process.terminal: a connected console socket for the pty master; -1 without */
+        bool terminal;
+        int console_fd;
+        unsigned short console_rows, console_cols;
+        unsigned preserve_fds;      /* 3..3+N-1 stay open across exec */
+
         /* fds, all >= 3 and CLOEXEC in the parent */
         int sync_fd;
         int stdin_fd, stdout_fd, stderr_fd;

@@ -10,6 +10,8 @@
 #include <linux/nsfs.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/sysmacros.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -238,8 +240,9 @@ static int plan_process(struct rt_plan *p, const struct oci_process *proc, hm_er
                 return hm_error_set(err, EINVAL, "process.args: empty");
         if (!proc->cwd || proc->cwd[0] != '/')
                 return hm_error_set(err, EINVAL, "process.cwd: not an absolute path");
-        if (proc->terminal)
-                return hm_error_set(err, EOPNOTSUPP, "process.terminal: not supported");
+        p->terminal = proc->terminal;
+        p->console_rows = (unsigned short) (proc->console_height > 65535 ? 65535 : proc->console_height);
+        p->console_cols = (unsigned short) (proc->console_width > 65535 ? 65535 : proc->console_width);
         p->argv = strv_copy(proc->args);
         p->envp = strv_copy(proc->env);
         for (char **e = p->envp; *e; e++)
@@ -267,10 +270,40 @@ static int plan_process(struct rt_plan *p, const struct oci_process *proc, hm_er
         return 0;
 }
 
+/* The console socket (a path the caller listens on) connected now, above stdio. */
+static int plan_console(struct rt_plan *p, const struct rt_start_options *o, hm_error_t *err)
+{
+        if (!p->terminal) {
+                if (o->console_socket)
+                        return hm_error_set(err, EINVAL, "--console-socket given but process.terminal is false");
+                return 0;
+        }
+        if (!o->console_socket)
+                return hm_error_set(err, EINVAL, "process.terminal: needs a console socket (hm oci create --console-socket PATH)");
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        if (strlen(o->console_socket) >= sizeof sa.sun_path)
+                return hm_error_set(err, ENAMETOOLONG, "--console-socket '%s': path too long", o->console_socket);
+        strcpy(sa.sun_path, o->console_socket);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0) {
+                int e = errno;
+                safe_close(fd);
+                return hm_error_set(err, e, "--console-socket '%s': connect: %s", o->console_socket, strerror(e));
+        }
+        if (fd <= 2) { /* dup2 onto stdio in the child must not clobber it */
+                int n = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                close(fd);
+                fd = n;
+        }
+        p->console_fd = fd;
+        return fd < 0 ? hm_error_set(err, errno, "--console-socket: %s", strerror(errno)) : 0;
+}
+
 int rt_plan_build(struct rt_plan *p, const struct oci_spec *spec, const struct rt_start_options *o, bool rootless,
                   hm_error_t *err)
 {
-        *p = (struct rt_plan) { .sync_fd = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .pidns_fd = -1 };
+        *p = (struct rt_plan) { .sync_fd = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .pidns_fd = -1,
+                                .console_fd = -1 };
         if (!spec->process_present)
                 return hm_error_set(err, EINVAL, "process: missing");
         p->exec_fifo_fd = -1;
@@ -282,8 +315,14 @@ int rt_plan_build(struct rt_plan *p, const struct oci_spec *spec, const struct r
                 r = plan_rootfs(p, spec, o->rootfs_overlay, err);
         if (r >= 0)
                 r = plan_process(p, &spec->process, err);
+        if (r >= 0)
+                r = plan_console(p, o, err);
         if (r < 0)
                 return r;
+        for (unsigned fd = 3; fd < 3 + o->preserve_fds; fd++)
+                if (fcntl((int) fd, F_GETFD) < 0)
+                        return hm_error_set(err, EBADF, "--preserve-fds %u: fd %u is not open", o->preserve_fds, fd);
+        p->preserve_fds = o->preserve_fds;
         p->mounts = xcalloc(spec->n_mounts + 1, sizeof *p->mounts);
         for (size_t i = 0; r >= 0 && i < spec->n_mounts; i++)
                 r = plan_mount(p, &spec->mounts[i], i, err);
@@ -311,6 +350,7 @@ void rt_plan_release(struct rt_plan *p)
         for (size_t i = 0; i < p->n_joins; i++)
                 safe_close(p->joins[i].fd);
         safe_close(p->pidns_fd);
+        safe_close(p->console_fd);
         for (size_t i = 0; i < p->n_devices; i++)
                 free(p->devices[i].path);
         free(p->devices);
@@ -333,5 +373,5 @@ void rt_plan_release(struct rt_plan *p)
         strv_free(p->argv);
         strv_free(p->envp);
         free(p->cwd);
-        *p = (struct rt_plan) { .sync_fd = -1, .exec_fifo_fd = -1, .pidns_fd = -1 };
+        *p = (struct rt_plan) { .sync_fd = -1, .exec_fifo_fd = -1, .pidns_fd = -1, .console_fd = -1 };
 }

@@ -50,6 +50,13 @@ struct rt_start_options {
          */
         const char *exec_fifo;
         bool hooks_by_caller; /* spec hooks are run by the caller (OCI front end), not refused */
+        /*
+         * process.terminal: the command gets a new pty (of the container's
+         * devpts) as stdio and controlling terminal; its master is sent over
+         * this AF_UNIX socket (SCM_RIGHTS), as runc's --console-socket.
+         */
+        const char *console_socket;
+        unsigned preserve_fds; /* fds 3..3+N-1 of the caller stay open in the command (--preserve-fds) */
 };
 
 int rt_container_start(const struct oci_spec *spec, const struct rt_start_options *o,

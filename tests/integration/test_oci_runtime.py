@@ -102,6 +102,31 @@ def podman_tests(tmp):
     tap.check(p.returncode == 0 and "other-output" in p.stdout and "hello-from-hm-oci" not in p.stdout,
               "podman run --rm (control): exit 0 and the other output", lambda: describe(p))
 
+    # process.terminal: the pty master reaches conmon over --console-socket
+    p = pm("run", "--rm", "-t", cidfile(), *RUN_FLAGS, img, "sh", "-c", "tty; exit 4")
+    tap.check(p.returncode == 4 and "/dev/pts/" in p.stdout, "podman run -t: the command runs on a pty (console socket)",
+              lambda: describe(p))
+    p = pm("run", "--rm", cidfile(), *RUN_FLAGS, img, "sh", "-c", "tty; true")
+    tap.check(p.returncode == 0 and "not a tty" in p.stdout, "podman run without -t (control): no tty", lambda: describe(p))
+    # --preserve-fds: the caller's fd 3 reaches the command
+    r, w = os.pipe()
+    os.write(w, b"through-fd-3\n")
+    os.close(w)
+    if r != 3:
+        os.dup2(r, 3)
+        os.close(r)
+    try:
+        p = subprocess.run(pm.base + ["run", "--rm", cidfile(), "--preserve-fds", "1"] + RUN_FLAGS + [img, "sh", "-c", "cat <&3"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, env=pm.env, universal_newlines=True,
+                           pass_fds=(3,))
+    finally:
+        os.close(3)
+    tap.check(p.returncode == 0 and "through-fd-3" in p.stdout, "podman run --preserve-fds 1: fd 3 reaches the command",
+              lambda: describe(p))
+    p = pm("run", "--rm", cidfile(), *RUN_FLAGS, img, "sh", "-c", "cat <&3")
+    tap.check(p.returncode != 0 and "through-fd-3" not in p.stdout, "without --preserve-fds (control): no fd 3",
+              lambda: describe(p))
+
     token = "31415926"  # a sleep argument nothing else on the machine uses
     p = pm("run", "-d", cidfile(), "--name", "hm-oci-detached", *RUN_FLAGS, img, "sleep", token)
     cid = p.stdout.strip()
@@ -135,7 +160,7 @@ def podman_tests(tmp):
         except OSError:
             pass
     left = [i for i in ids if os.path.exists(os.path.join(pm.state, i))]
-    tap.check(len(ids) == 3 and not left, "no state left under hm-oci's --root for our %d containers" % len(ids),
+    tap.check(len(ids) == 7 and not left, "no state left under hm-oci's --root for our %d containers" % len(ids),
               lambda: repr(left))
     m = [x for x in mounts_below(tmp) if "/overlay" not in x or "/merged" in x]
     tap.check(not m, "no container mount left below the temp dir", lambda: "\n".join(m))
