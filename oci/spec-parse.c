@@ -273,6 +273,41 @@ static int p_unsupported_unless_empty(struct pctx *c, yajl_val v, void *base, co
         return is_empty_value(v) ? 0 : p_unsupported(c, v, base, f);
 }
 
+/* Go engines write unset numbers as 0 (Docker: "blockIO":{"weight":0}): zeros count as empty. */
+static bool is_zero_value(yajl_val v)
+{
+        if (is_empty_value(v) || (YAJL_IS_NUMBER(v) && !strcmp(YAJL_GET_NUMBER(v), "0")))
+                return true;
+        if (YAJL_IS_OBJECT(v)) {
+                for (size_t i = 0; i < v->u.object.len; i++)
+                        if (!is_zero_value(v->u.object.values[i]))
+                                return false;
+                return true;
+        }
+        if (YAJL_IS_ARRAY(v)) {
+                for (size_t i = 0; i < v->u.array.len; i++)
+                        if (!is_zero_value(v->u.array.values[i]))
+                                return false;
+                return true;
+        }
+        return false;
+}
+
+static int p_unsupported_unless_zero(struct pctx *c, yajl_val v, void *base, const struct oci_field *f)
+{
+        return is_zero_value(v) ? 0 : p_unsupported(c, v, base, f);
+}
+
+/* cpu.shares 0 is "unset" (the kernel would clamp a written 0 to the minimum, 2) */
+static int p_shares(struct pctx *c, yajl_val v, void *base, const struct oci_field *f)
+{
+        uint64_t *dst = (uint64_t *) FIELD_PTR(base, f);
+        int r = get_u64(c, v, UINT64_MAX, dst);
+        if (r >= 0 && *dst)
+                set_present(base, f);
+        return r;
+}
+
 /* ---- objects and arrays of objects ---- */
 
 static int dispatch(struct pctx *c, yajl_val v, const struct oci_field *table, void *base);
@@ -673,7 +708,7 @@ static const struct oci_field pids_fields[] = {
 static const struct oci_field cpu_fields[] = {
         { "quota", p_i64, OFF(struct oci_resources, cpu_quota), PRESENT(struct oci_resources, cpu_quota_present) },
         { "period", p_u64, OFF(struct oci_resources, cpu_period), PRESENT(struct oci_resources, cpu_period_present) },
-        { "shares", p_u64, OFF(struct oci_resources, cpu_shares), PRESENT(struct oci_resources, cpu_shares_present) },
+        { "shares", p_shares, OFF(struct oci_resources, cpu_shares), PRESENT(struct oci_resources, cpu_shares_present) },
         { "burst", p_unsupported, 0 },
         { "realtimeRuntime", p_unsupported, 0 },
         { "realtimePeriod", p_unsupported, 0 },
@@ -721,7 +756,7 @@ static const struct oci_field resources_fields[] = {
         { "cpu", p_resources_nested, 0, 0, 0, cpu_fields },
         { "devices", OBJECTS(struct oci_resources, devices, n_devices, struct oci_device_rule, device_fields),
           .elem_init = device_rule_init },
-        { "blockIO", p_unsupported_unless_empty, 0 },
+        { "blockIO", p_unsupported_unless_zero, 0 },
         { "hugepageLimits", p_unsupported_unless_empty, 0 },
         { "network", p_unsupported_unless_empty, 0 },
         { "rdma", p_unsupported_unless_empty, 0 },

@@ -12,6 +12,10 @@ leftover check is scoped to our container ids, from --cidfile):
   - `run -d` + `ps` (running, and hm-oci's state dir holds it) + `stop` + `rm` work;
   - nothing is left: no container process (a unique sleep argument), no mount below the
     temp dir, no entry in the state dir, no podman container.
+docker: a dockerd of our own (socket, data-root and exec-root in the temp dir, no bridge, no
+iptables) started with `--add-runtime hm=<build>/hm-oci`: `run --rm --runtime hm` output and
+exit code (control: another run), `run -d` + `stop` + `rm`, `run -t` on a pty; then the
+daemon is stopped and nothing of it is left (processes, mounts).
 bundle: bundles/make-busybox-bundle.sh + `hm oci run` (output, exit code, control); and the
 same bundle without a mount namespace of its own, through create/start/kill/delete: its
 mounts are made below the rootfs in our namespace (seen while it runs: the control) and
@@ -76,13 +80,7 @@ RUN_FLAGS = ["--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "n
 
 def podman_tests(tmp):
     pm = Podman(tmp)
-    rootfs = os.path.join(tmp, "rootfs")
-    tar = os.path.join(tmp, "busybox.tar")
-    p = run(["bash", os.path.join(TOP, "tests/lib/mkbusybox.sh"), rootfs])
-    if p.returncode == 0:
-        p = run(["tar", "-C", rootfs, "-cf", tar, "."])
-    if p.returncode == 0:
-        p = pm("import", tar, "localhost/hm-oci-busybox:test")
+    p = pm("import", os.path.join(tmp, "busybox.tar"), "localhost/hm-oci-busybox:test")
     if not tap.check(p.returncode == 0, "podman: busybox image imported into the private store", lambda: describe(p)):
         return
     img = "localhost/hm-oci-busybox:test"
@@ -170,6 +168,59 @@ def podman_tests(tmp):
     tap.check(not m, "after podman system reset no mount is left below the temp dir", lambda: "\n".join(m))
 
 
+def docker_tests(tmp, tar):
+    d = os.path.join(tmp, "docker")
+    os.makedirs(d)
+    sock = os.path.join(d, "docker.sock")
+    log = open(os.path.join(d, "dockerd.log"), "w")
+    daemon = subprocess.Popen(["dockerd", "--host", "unix://" + sock, "--iptables=false", "--ip6tables=false", "--bridge=none",
+                               "--data-root", os.path.join(d, "data"), "--exec-root", os.path.join(d, "exec"),
+                               "--pidfile", os.path.join(d, "dockerd.pid"), "--add-runtime", "hm=" + HM_OCI],
+                              stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    dk = ["docker", "-H", "unix://" + sock]
+    try:
+        up = wait_until(lambda: daemon.poll() is None and run(dk + ["version"], timeout=10).returncode == 0, 30, 0.2)
+        if not tap.check(up, "docker: a private dockerd with --add-runtime hm=hm-oci answers",
+                         lambda: open(os.path.join(d, "dockerd.log")).read()[-2000:]):
+            return
+        p = run(dk + ["import", tar, "hm-oci-busybox:test"])
+        if not tap.check(p.returncode == 0, "docker: busybox image imported", lambda: describe(p)):
+            return
+        img = "hm-oci-busybox:test"
+        p = run(dk + ["run", "--rm", "--runtime", "hm", "--network", "none", img, "sh", "-c", "echo hello-docker; exit 6"])
+        tap.check(p.returncode == 6 and "hello-docker" in p.stdout, "docker run --rm --runtime hm: output and exit code 6",
+                  lambda: describe(p))
+        p = run(dk + ["run", "--rm", "--runtime", "hm", "--network", "none", img, "sh", "-c", "echo other-docker"])
+        tap.check(p.returncode == 0 and "other-docker" in p.stdout and "hello-docker" not in p.stdout,
+                  "docker run (control): exit 0 and the other output", lambda: describe(p))
+        p = run(dk + ["run", "-d", "--runtime", "hm", "--network", "none", img, "sleep", "16180339"])
+        cid = p.stdout.strip()
+        tap.check(p.returncode == 0 and bool(stray_processes(["16180339"])), "docker run -d: the container runs",
+                  lambda: describe(p))
+        p = run(dk + ["stop", "-t", "2", cid], timeout=60)
+        q = run(dk + ["ps", "-a", "--format", "{{.ID}} {{.Status}}"])
+        tap.check(p.returncode == 0 and "Exited" in q.stdout, "docker stop: it exited", lambda: describe(p) + describe(q))
+        p = run(dk + ["rm", cid])
+        q = run(dk + ["ps", "-a", "-q"])
+        tap.check(p.returncode == 0 and not q.stdout.strip(), "docker rm: no container left", lambda: describe(p) + describe(q))
+        p = run(dk + ["run", "--rm", "-t", "--runtime", "hm", "--network", "none", img, "tty"])
+        tap.check(p.returncode == 0 and "/dev/pts/" in p.stdout, "docker run -t: a pty through --console-socket",
+                  lambda: describe(p))
+        run(dk + ["rmi", "-f", img])
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        log.close()
+    gone = wait_until(lambda: not stray_processes([d, "16180339"]), 15)
+    tap.check(gone, "docker: no daemon, shim or container process left", lambda: "\n".join(stray_processes([d, "16180339"])))
+    m = mounts_below(d)
+    tap.check(not m, "docker: no mount left below its dirs", lambda: "\n".join(m))
+
+
 def make_bundle(tmp, name, args):
     d = os.path.join(tmp, name)
     env = dict(os.environ, HM=HM)
@@ -233,10 +284,20 @@ def main():
     tmp = tempfile.mkdtemp(prefix="hm-oci-test.")
     os.chmod(tmp, 0o755)
     try:
+        rootfs, tar = os.path.join(tmp, "rootfs"), os.path.join(tmp, "busybox.tar")
+        p = run(["bash", os.path.join(TOP, "tests/lib/mkbusybox.sh"), rootfs])
+        if p.returncode == 0:
+            p = run(["tar", "-C", rootfs, "-cf", tar, "."])
+        tap.check(p.returncode == 0, "a busybox image tar from tests/lib/mkbusybox.sh", lambda: describe(p))
         if shutil.which("podman"):
             podman_tests(tmp)
         else:
             tap.skip("podman --runtime hm-oci", "podman not installed")
+        tar = os.path.join(tmp, "busybox.tar")
+        if shutil.which("dockerd") and shutil.which("docker") and os.path.exists(tar):
+            docker_tests(tmp, tar)
+        else:
+            tap.skip("docker --runtime hm", "dockerd/docker or the busybox tar missing")
         bundle_tests(tmp)
     finally:
         for pid in [int(x.split()[0]) for x in stray_processes([tmp])]:
