@@ -458,11 +458,15 @@ static int run_hooks(const struct oci_spec *spec, enum oci_hook_kind kind, const
 static void run_hooks_warn(const struct oci_ctx *ctx, const struct oci_spec *spec, enum oci_hook_kind kind,
                            const char *name, const char *state)
 {
-        hm_error_t err = NULL;
-        if (run_hooks(spec, kind, name, state, &err) < 0) {
-                fprintf(stderr, "hm: warning: %s\n", err->msg);
-                oci_log(ctx, "warning", "%s", err->msg);
-                hm_error_release(&err);
+        /* a failing one is reported, and the remaining ones still run (runtime-spec) */
+        for (size_t i = 0; i < spec->hooks.n_hooks[kind]; i++) {
+                hm_error_t err = NULL;
+                if (run_hook(&spec->hooks.hooks[kind][i], state, &err) < 0) {
+                        hm_error_wrap(&err, "hooks.%s[%zu]", name, i);
+                        fprintf(stderr, "hm: warning: %s\n", err->msg);
+                        oci_log(ctx, "warning", "%s", err->msg);
+                        hm_error_release(&err);
+                }
         }
 }
 

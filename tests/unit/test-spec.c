@@ -204,7 +204,7 @@ static const struct {
           "config.json: linux.resources.memory.limit: not an integer" },
         { "{" BASE ",\"linux\":{\"resources\":{\"memory\":{\"swap\":1}}}}",
           "config.json: linux.resources.memory.swap: not supported" },
-        { "{" BASE ",\"linux\":{\"resources\":{\"blockIO\":{\"weight\":10}}}}",
+        { "{" BASE ",\"linux\":{\"resources\":{\"blockIO\":{\"weight\":0,\"leafWeight\":10}}}}",
           "config.json: linux.resources.blockIO: not supported" },
         { "{" BASE ",\"linux\":{\"resources\":{\"devices\":[{\"allow\":true,\"access\":\"rwx\"}]}}}",
           "config.json: linux.resources.devices[0].access: 'rwx' is not a subset of \"rwm\"" },
@@ -260,10 +260,13 @@ static void test_refused(void)
 static void test_accepted_empty(void)
 {
         static const char json[] = "{" BASE ",\"domainname\":\"\",\"linux\":{\"mountLabel\":\"\",\"devices\":[],"
-                                   "\"resources\":{\"cpu\":{\"cpus\":\"\"}}}}";
+                                   "\"resources\":{\"cpu\":{\"cpus\":\"\",\"shares\":0},\"blockIO\":{\"weight\":0}}}}";
         struct oci_spec *s = NULL;
         hm_error_t err = NULL;
-        tap_ok(oci_spec_parse(json, strlen(json), &s, &err) == 0, "unsupported fields holding empty values are accepted");
+        tap_ok(oci_spec_parse(json, strlen(json), &s, &err) == 0, "unsupported fields holding empty values are accepted%s%s",
+               err ? ": " : "", err ? err->msg : "");
+        tap_ok(s && !s->linux_.resources.cpu_shares_present && !s->linux_.resources.cpu_cpus,
+               "Docker's zeros (cpu.shares 0, blockIO.weight 0, cpus \"\") mean unset");
         hm_error_release(&err);
         oci_spec_free(s);
 }
