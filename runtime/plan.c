@@ -283,7 +283,7 @@ static int plan_console(struct rt_plan *p, const struct rt_start_options *o, hm_
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         if (strlen(o->console_socket) >= sizeof sa.sun_path)
                 return hm_error_set(err, ENAMETOOLONG, "--console-socket '%s': path too long", o->console_socket);
-        strcpy(sa.sun_path, o->console_socket);
+        memcpy(sa.sun_path, o->console_socket, strlen(o->console_socket) + 1);
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0) {
                 int e = errno;
