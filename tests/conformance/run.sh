@@ -107,7 +107,7 @@ runc 1.1.5 fails every one of these on this host too.
 | prestart | the test expects prestart hooks at `start`; runtime-spec 1.0.2 (and hm) run them during `create` |
 | process_capabilities | the test asks for every capability; this machine's bounding set lacks CAP_SYS_RESOURCE, so capset fails |
 | process_rlimits | raising RLIMIT_NOFILE above the caller's hard limit needs CAP_SYS_RESOURCE, which this machine does not give |
-| killsig (when it fails) | a race in the test: it sends the signal as soon as the state says running, and `sh` may not have set its `trap` yet; seen once in 5 runs on a loaded machine (load 5-7 on 2 cores), 4 of 4 passes when quiet; runc has the same window |
+| killsig (when it fails) | a race in the test: it sends the signal as soon as the state says running, and `sh` may not have set its `trap` yet; failed once in 6 runs, on a loaded machine (load 5-7 on 2 cores); runc has the same window |
 | start | the test creates a config without `process` and expects `create` to succeed (hm refuses at create, as runc does) |
 
 What made the eight tests runc passes pass for hm too: `linux.resources.cpu.cpus/mems`
