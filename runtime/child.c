@@ -455,6 +455,13 @@ static void mount_rootfs(const struct rt_plan *p)
         if (p->overlay_data) {
                 if (mount("overlay", p->rootfs, "overlay", 0, p->overlay_data) < 0)
                         die3(p, "mount overlay rootfs on", p->rootfs, NULL);
+        } else if (p->rootfs_via_cwd) {
+                /* cwd is the rootfs: clone it (recursively) and put the copy on top of it, then step in */
+                int t = (int) syscall(SYS_open_tree, AT_FDCWD, "", AT_EMPTY_PATH | AT_RECURSIVE | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+                if (t < 0 || syscall(SYS_move_mount, t, "", AT_FDCWD, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0 ||
+                    fchdir(t) < 0)
+                        die(p, "bind mount rootfs", p->rootfs);
+                close(t);
         } else if (mount(p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
                 die(p, "bind mount rootfs", p->rootfs);
         }
@@ -462,7 +469,7 @@ static void mount_rootfs(const struct rt_plan *p)
 
 static void pivot(const struct rt_plan *p)
 {
-        if (chdir(p->rootfs) < 0)
+        if (!p->rootfs_via_cwd && chdir(p->rootfs) < 0)
                 die(p, "chdir to rootfs", p->rootfs);
         if (p->shared_mntns) {
                 /* pivot_root would move the root of every process in that namespace */
@@ -527,7 +534,7 @@ static void readonly_paths(const struct rt_plan *p)
 static void step3_mounts(const struct rt_plan *p)
 {
         mount_rootfs(p);
-        int rootfd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        int rootfd = open(p->rootfs_via_cwd ? "." : p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (rootfd < 0)
                 die(p, "open rootfs", p->rootfs);
         for (size_t i = 0; i < p->n_mounts; i++)

@@ -81,6 +81,13 @@ struct rt_plan {
         /* rootfs */
         char *rootfs;               /* host dir that becomes "/" (bind source or overlay mountpoint) */
         char *overlay_data;         /* NULL: bind rootfs; else overlay mount options */
+        /*
+         * Root with a user namespace: the parent clones with its cwd on the
+         * rootfs, so the child reaches it through its copy of the mounts
+         * without walking the path (a 0700 parent directory would stop the
+         * namespace's root, an unprivileged uid on the host).
+         */
+        bool rootfs_via_cwd;
         bool root_readonly;
         struct rt_mount_op *mounts;
         size_t n_mounts;

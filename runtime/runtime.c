@@ -303,8 +303,17 @@ static pid_t clone_child(const struct rt_plan *p, int *ret_pidfd)
                 if (own_pidns < 0 || setns(p->pidns_fd, CLONE_NEWPID) < 0)
                         return -1;
         }
+        /* rootfs_via_cwd: the child starts with its cwd on the rootfs (copy_mnt_ns moves it to its own mounts) */
+        _cleanup_close_ int own_cwd = -1;
+        if (p->rootfs_via_cwd) {
+                own_cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (own_cwd < 0 || chdir(p->rootfs) < 0)
+                        return -1;
+        }
         pid_t pid = clone_child_here(p, ret_pidfd);
         int e = errno;
+        if (own_cwd >= 0 && fchdir(own_cwd) < 0)
+                abort(); /* relative paths of the caller would now resolve in the container's rootfs */
         if (own_pidns >= 0 && setns(own_pidns, CLONE_NEWPID) < 0)
                 abort(); /* our later children would land in the container's pid namespace */
         errno = e;
@@ -506,6 +515,7 @@ int rt_container_start(const struct oci_spec *spec, const struct rt_start_option
         if (plan.userns && (r = rt_idmap_prepare(&idmap, spec, rootless, err)) < 0)
                 return r;
         plan.setgroups_allowed = !plan.userns || idmap.method != RT_IDMAP_SELF;
+        plan.rootfs_via_cwd = plan.userns && !rootless && !plan.overlay_data && !plan.shared_mntns;
         _cleanup_free_ void *bpf = NULL;
         r = prepare_seccomp(&plan, spec, o, &bpf, err);
         if (r < 0)

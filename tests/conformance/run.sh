@@ -37,10 +37,9 @@ else
   WRAP=$BUILD/hm-oci
   [ -x "$WRAP" ] || { echo "conformance: $WRAP missing (make all links it)" >&2; exit 2; }
   RES=$(mktemp -d /tmp/hm-conformance.XXXXXX)
-  # mktemp's 0700 would stop a container's root mapped to another host uid (the user
-  # namespace tests) from reaching its bundle below it; the suite's own default
-  # results dir (/tmp/rtt/results, mkdir -p) is 0755, as runc's baseline run had
-  chmod 0755 "$RES"
+  # mktemp's 0700 stays: the user namespace tests' root (host uid 1000) cannot search
+  # it, and hm reaches the bundle anyway (runc 1.1.5 would not: its baseline ran below
+  # the suite's 0755 default directory)
   RTT_RESULTS=$RES/results bash "$TOOLS/run.sh" "$WRAP" "$BIN" 2>&1 | tee "$RES/output.txt"
 fi
 OUT=$RES/output.txt
@@ -116,9 +115,11 @@ What made the eight tests runc passes pass for hm too: `linux.resources.cpu.cpus
 `linux.rootfsPropagation` (set on the new root; the host's tree is made rprivate or rslave
 first so nothing propagates back), namespaces joined by path (the pid namespace around clone,
 the others with setns in the child), configs without a mount namespace of their own (mounts
-below the rootfs in the shared namespace, chroot, detached again by `delete`), and the
-results directory of this wrapper made 0755 (mktemp's 0700 kept the user-namespace tests'
-mapped root out of the bundle; the suite's own default directory is 0755).
+below the rootfs in the shared namespace, chroot, detached again by `delete`), and, as root
+with a user namespace, a rootfs reached without walking its path (the parent clones with its
+cwd on the rootfs; the child clones that tree with open_tree and moves it on top), so a bundle
+below a 0700 directory (this wrapper's mktemp results dir) works for a namespace root that is
+an unprivileged uid on the host.
 NOTES
 } > "$MD"
 echo "# wrote $MD (per-test output in $RES/results)"

@@ -636,6 +636,52 @@ static void test_terminal(const char *rootfs)
         unlink(sock);
 }
 
+/* root + a user namespace whose root is uid 1000 on the host, bundle below a 0700 directory */
+static void test_userns_private_dir(void)
+{
+        if (rootless_mode) {
+                tap_ok(true, "# SKIP userns rootfs below a 0700 dir: root only");
+                return;
+        }
+        _cleanup_free_ char *dir = xasprintf("%s/private", tmp_root);
+        mkdir(dir, 0700);
+        char *saved = tmp_root; /* make_rootfs works below tmp_root */
+        tmp_root = dir;
+        _cleanup_free_ char *rootfs = make_rootfs("rootfs");
+        tmp_root = saved;
+        /* the image's mount points exist: the namespace's root may not create them in a host-owned dir */
+        static const char *const points[] = { "proc", "dev", "sys", "tmp" };
+        for (size_t i = 0; i < ARRAY_SIZE(points); i++) {
+                _cleanup_free_ char *d = xasprintf("%s/%s", rootfs, points[i]);
+                mkdir(d, 0755);
+        }
+        /* control: uid 1000 on the host cannot reach it */
+        pid_t pid = fork();
+        if (pid == 0) {
+                if (setresgid(1000, 1000, 1000) < 0 || setresuid(1000, 1000, 1000) < 0)
+                        _exit(2);
+                _exit(access(rootfs, X_OK) < 0 && errno == EACCES ? 0 : 1);
+        }
+        int st = -1;
+        waitpid(pid, &st, 0);
+        tap_ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "host uid 1000 cannot reach a rootfs below a 0700 dir (control)");
+        _cleanup_oci_spec_ struct oci_spec *s = spec_for(rootfs, (const char *[]) { "/init", "cat", "/proc/self/uid_map", NULL });
+        s->linux_.namespaces = xrealloc(s->linux_.namespaces, (s->linux_.n_namespaces + 1) * sizeof *s->linux_.namespaces);
+        s->linux_.namespaces[s->linux_.n_namespaces++] = (struct oci_namespace) { .type = OCI_NS_USER };
+        s->linux_.uid_mappings = xcalloc(1, sizeof *s->linux_.uid_mappings);
+        s->linux_.uid_mappings[0] = (struct oci_id_mapping) { 0, 1000, 2000 };
+        s->linux_.n_uid_mappings = 1;
+        s->linux_.gid_mappings = xcalloc(1, sizeof *s->linux_.gid_mappings);
+        s->linux_.gid_mappings[0] = (struct oci_id_mapping) { 0, 1000, 2000 };
+        s->linux_.n_gid_mappings = 1;
+        struct result r;
+        run_full(s, NULL, "hm-private", 0, -1, &r);
+        tap_ok(r.status == 0 && r.out && strstr(r.out, "0       1000       2000"),
+               "user ns root = host uid 1000 runs a rootfs below a 0700 dir (cloned with its cwd there)%s%s",
+               r.error ? ": " : "", r.error ? r.error : "");
+        result_release(&r);
+}
+
 static void bench1(const char *rootfs, const char *label)
 {
         int64_t t[50];
@@ -867,6 +913,7 @@ static void run_all(void)
         test_cpuset(rootfs);
         test_pidns_join(rootfs);
         test_terminal(rootfs);
+        test_userns_private_dir();
         test_hardening(rootfs);
         if (!rootless_mode)
                 test_seccomp_profiles(rootfs);
