@@ -47,7 +47,8 @@ static const char usage[] =
         "  kill [--all] ID [SIGNAL]   default SIGTERM; names (KILL, SIGKILL) or numbers\n"
         "  delete [--force] ID stop (with --force) and remove it, then the poststop hooks\n"
         "  list [-q]           containers under --root\n"
-        "  run [--bundle DIR] [--pid-file FILE] [--rootless] ID   foreground, no hooks, exits with the command's status\n"
+        "  run [--bundle DIR] [--pid-file FILE] [--console-socket SOCK] [--rootless] ID\n"
+        "                      foreground (hooks refused), exits with the command's status\n"
         "  spec                a default config.json on stdout\n"
         "  features            what this runtime supports (JSON)\n";
 
@@ -143,10 +144,11 @@ static int oci_run(int argc, char **argv, hm_error_t *err)
 {
         static const struct option opts[] = { { "bundle", required_argument, NULL, 'b' },
                                                { "pid-file", required_argument, NULL, 'p' },
+                                               { "console-socket", required_argument, NULL, 'c' },
                                                { "rootless", no_argument, NULL, 'r' },
                                                { "help", no_argument, NULL, 'h' },
                                                {} };
-        const char *bundle = ".", *pid_file = NULL;
+        const char *bundle = ".", *pid_file = NULL, *console = NULL;
         bool rootless = false;
         int c;
         optind = 1;
@@ -157,6 +159,8 @@ static int oci_run(int argc, char **argv, hm_error_t *err)
                         rootless = true;
                 else if (c == 'p')
                         pid_file = optarg;
+                else if (c == 'c')
+                        console = optarg;
                 else
                         return hm_error_set_exit(err, 2, EINVAL, "%s", c == 'h' ? usage : "invalid option (see 'hm oci --help')");
         }
@@ -166,7 +170,8 @@ static int oci_run(int argc, char **argv, hm_error_t *err)
         int r = load_bundle(bundle, &spec, err);
         if (r < 0)
                 return r;
-        struct rt_start_options o = { .stdin_fd = STDIN_FILENO, .id = argv[optind], .rootless = rootless };
+        struct rt_start_options o = { .stdin_fd = STDIN_FILENO, .id = argv[optind], .rootless = rootless,
+                                      .console_socket = console };
         _cleanup_rt_container_ struct rt_container *ct = NULL;
         r = rt_container_start(spec, &o, &ct, err);
         if (r < 0)
