@@ -46,6 +46,9 @@ uint64_t oci_proc_starttime(int pid)
         if (!s)
                 return 0;
         s++;
+        /* a zombie (its parent has not waited yet) is as dead as an owner gets */
+        if (s[0] == ' ' && (s[1] == 'Z' || s[1] == 'X'))
+                return 0;
         /* now at field 3 ("state"); field 22 is 19 fields further */
         for (int field = 2; field < 21 && s; field++)
                 s = strchr(s + 1, ' ');

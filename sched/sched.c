@@ -553,6 +553,12 @@ int sched_run(const struct plan *plan, struct hm_runner *runner, struct hm_loop 
         ev.chain_count = plan->n_chains;
         ev.default_runner = runner->ops->name;
         emit(&s, &ev);
+        if (o->reap_notice) {
+                struct hm_event n = ev_for(&s, EV_NOTICE, NULL);
+                n.notice_kind = "reap";
+                n.message = o->reap_notice;
+                emit(&s, &n);
+        }
 
         /* seed the ready queue in topological order */
         for (size_t i = 0; i < plan->n_steps; i++) {
