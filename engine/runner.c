@@ -411,6 +411,7 @@ static void on_create(struct eng_request *req, struct eng_response *resp, void *
         }
         s->id = json_string(&resp->body, "Id");
         if (!s->id) {
+                s->id = xstrdup(s->name); /* it was made: remove it by name */
                 fail(s, "create container: no Id in the answer");
                 return;
         }

@@ -13,7 +13,8 @@ One fault, at the first request of one kind (FakeEngine(sock, fault=("create", "
            every request of that kind (libcurl retries a request once on a fresh connection
            when a reused one dies without an answer)
   500      HTTP 500 with {"message": "fake engine: KIND failed on purpose"}
-  badjson  a 2xx whose JSON body is cut short where hm reads the answer's JSON (create, wait);
+  badjson  a 2xx whose JSON body is cut short where hm reads the answer's JSON (create: the
+           container is made all the same, wait);
            a 500 whose body is not JSON where it does not (upload, attach, start, commit,
            remove); for ping a reply that is not HTTP at all
 Kinds: ping, inspect, create, upload, attach, start, wait, commit, remove, kill, rmi, list, logs.
@@ -65,6 +66,9 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        pass  # a client that hung up (hm timed out, reset faults): nothing to report
+
 
 class FakeEngine:
     def __init__(self, sock_path, fault=None):
@@ -76,6 +80,7 @@ class FakeEngine:
         self.lock = threading.Lock()
         self.requests = []
         self.containers = {}  # id -> {"name", "started": Event}
+        self.created = []     # ids of every container created
         self.server = None
         self.thread = None
 
@@ -90,7 +95,8 @@ class FakeEngine:
             fake = engine
 
         self.server = _Server(self.sock_path, Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
         self.thread.start()
         return self
 
@@ -195,8 +201,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.close_connection = True
                 self.wfile.write(b"this is not HTTP\r\n\r\n")
                 return None
-            if kind in ("create", "wait"):
-                return self._send(201 if kind == "create" else 200, b'{"Id": "0123')
+            if kind == "create":
+                self._make_container()  # a 201 means it exists, whatever the body says
+                return self._send(201, b'{"Id": "0123')
+            if kind == "wait":
+                return self._send(200, b'{"Id": "0123')
             return self._send(500, b"<html>fake engine: %s broke</html>" % kind.encode(), ctype="text/html")
         return getattr(self, "_ok_" + kind, self._ok_other)(body)
 
@@ -215,14 +224,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _ok_inspect(self, body):
         return self._send(200, {"Id": "sha256:" + "ab" * 32, "Config": {"Env": ["PATH=/bin"]}})
 
-    def _ok_create(self, body):
+    def _make_container(self):
         name = ""
         if "name=" in self.path:
             name = self.path.split("name=", 1)[1].split("&", 1)[0]
         cid = uuid.uuid4().hex + uuid.uuid4().hex
         with self.fake.lock:
             self.fake.containers[cid] = {"name": name, "started": threading.Event()}
-        return self._send(201, {"Id": cid, "Warnings": []})
+            self.fake.created.append(cid)
+        return cid
+
+    def _ok_create(self, body):
+        return self._send(201, {"Id": self._make_container(), "Warnings": []})
 
     def _cid(self):
         return self.path.split("?", 1)[0].split("/containers/", 1)[1].split("/", 1)[0]
