@@ -57,6 +57,8 @@ def expected_text(kind, mode, sock):
     if mode == "hang":
         if kind == "upload":
             return "engine at %s stopped reading or answering for 1 s" % sock
+        if kind == "wait":  # a wait may rightly be silent: the watchdog's ping found the engine wedged
+            return "engine at %s did not answer within 1.0 s (liveness ping)" % sock
         return "engine at %s did not answer within 1.0 s" % sock
     if mode == "reset":
         return "engine at %s stopped answering (" % sock if kind != "ping" else "Empty reply from server"
