@@ -284,7 +284,16 @@ static void step_finished(struct sched *s, struct sstep *st, struct step_result 
                 if (ps->cache_tag && !res->cache_hit && s->o->cache) {
                         hm_error_t e = NULL;
                         if (cache_index_put(s->o->cache, s->runner->backend_id, ps->cache_tag, st->snapshot, &e) < 0) {
-                                on_notice(&st->x, "cache", e->msg);
+                                /*
+                                 * (a full disk) an entry the index does not hold would never be
+                                 * evicted: the snapshot goes at the end of the run, and the run
+                                 * fails so that the user sees it
+                                 */
+                                st->ephemeral = true;
+                                code = 1;
+                                chain_failure = true;
+                                free(msg);
+                                msg = xasprintf("step '%s': cache index: %s", ps->key, e->msg);
                                 hm_error_release(&e);
                         }
                 }
