@@ -12,7 +12,8 @@ One fault, at the first request of one kind (FakeEngine(sock, fault=("create", "
   reset    the connection is closed without an answer, the request body left unread; for
            every request of that kind (libcurl retries a request once on a fresh connection
            when a reused one dies without an answer)
-  500      HTTP 500 with {"message": "fake engine: KIND failed on purpose"}
+  500      HTTP 500 with {"message": "fake engine: KIND failed on purpose"} (or the fault's third
+           element: ("upload", "500", "write /x: no space left on device"))
   badjson  a 2xx whose JSON body is cut short where hm reads the answer's JSON (create: the
            container is made all the same, wait);
            a 500 whose body is not JSON where it does not (upload, attach, start, commit,
@@ -195,7 +196,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._reset()
         body = self._body()
         if mode == "500":
-            return self._send(500, {"message": "fake engine: %s failed on purpose" % kind})
+            msg = self.fake.fault[2] if len(self.fake.fault) > 2 else "fake engine: %s failed on purpose" % kind
+            return self._send(500, {"message": msg})
         if mode == "badjson":
             if kind == "ping":
                 self.close_connection = True
