@@ -10,6 +10,12 @@ ns store tmp/ entries and live ephemeral layers, mounts under the store, stray p
 (hm-init, anything naming the store, orphans of hm), empty step cgroups hm/hm-*; and
 `hm cache ls` still loads the cache index.
 
+quick reap test, per runner: a run is SIGKILLed while its second step sleeps and another run is
+live; a plain second `hm run` (no `hm reap`) passes, says in one notice "reap" what it removed,
+and afterwards nothing of the killed run is left while every object of the live run is still
+there (control: the killed run's objects are seen before).  HM_REAP_ONLY=kill|live|quick runs
+one part.
+
 live-owner test, per runner: while a run's second step sleeps, `hm reap --dry-run` and
 `hm reap` remove nothing of it (its container / tmp dir, its first step's ephemeral snapshot,
 its cgroups), and the run then passes.
