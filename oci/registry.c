@@ -327,6 +327,9 @@ static int setup_rq(struct oci_pull *p, struct rq *q, hm_error_t *err)
         SETOPT(e, CURLOPT_FOLLOWLOCATION, 1L);
         SETOPT(e, CURLOPT_MAXREDIRS, 5L);
         SETOPT(e, CURLOPT_USERAGENT, "hm");
+        const char *rate = getenv("HM_PULL_RATE");
+        if (rate && *rate && q->w.kind == RQ_LAYER)
+                SETOPT(e, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t) strtoull(rate, NULL, 10));
         SETOPT(e, CURLOPT_WRITEFUNCTION, on_write);
         SETOPT(e, CURLOPT_WRITEDATA, q);
         SETOPT(e, CURLOPT_HEADERFUNCTION, on_header);

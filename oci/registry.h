@@ -24,7 +24,9 @@
  * then on 401 the WWW-Authenticate challenge: Bearer (token endpoint, with
  * basic credentials when some exist) or Basic (see oci/auth.h).  TLS: the
  * system CAs plus the registry's certs.d; plain HTTP only when the registry
- * is insecure (options or registries.conf).
+ * is insecure (options or registries.conf).  $HM_PULL_RATE (bytes per
+ * second) caps each layer transfer: for slow shared links, and for tests
+ * that must interrupt a download.
  */
 #ifndef HM_OCI_REGISTRY_H
 #define HM_OCI_REGISTRY_H
