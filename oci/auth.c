@@ -278,9 +278,16 @@ struct conf_parse {
 
 static void conf_line(struct conf_parse *p, char *line)
 {
-        char *hash = strchr(line, '#');
-        if (hash && !memchr(line, '"', (size_t) (hash - line)))
-                *hash = 0;
+        /* a comment starts at a '#' outside quotes */
+        bool quoted = false;
+        for (char *c = line; *c; c++) {
+                if (*c == '"')
+                        quoted = !quoted;
+                else if (*c == '#' && !quoted) {
+                        *c = 0;
+                        break;
+                }
+        }
         line = trim(line);
         if (!*line)
                 return;
