@@ -93,6 +93,7 @@ struct oci_pull {
         char **endpoints; /* hosts to try, mirrors first */
         size_t endpoint;
         bool plain_http;  /* insecure registry that does not speak TLS */
+        struct strbuf tried; /* "host: why; " of endpoints given up on */
         char *authz;      /* "Authorization: ..." header */
         struct want *waiting; /* requests to repeat once a token arrives */
         size_t n_waiting;
@@ -583,11 +584,16 @@ static void sha256_hex(const void *data, size_t n, char out[65])
         sha256_final_hex(&h, out);
 }
 
-static bool try_next_endpoint(struct oci_pull *p, struct rq *q)
+static bool try_next_endpoint(struct oci_pull *p, struct rq *q, CURLcode code, long status)
 {
         if (q->w.kind != RQ_MANIFEST || p->index_depth > 0 || !p->endpoints[p->endpoint + 1])
                 return false;
+        if (code != CURLE_OK)
+                strbuf_addf(&p->tried, "%s: %s; ", host_of(p), q->errbuf[0] ? q->errbuf : curl_easy_strerror(code));
+        else
+                strbuf_addf(&p->tried, "%s: HTTP %ld; ", host_of(p), status);
         p->endpoint++;
+        p->plain_http = false;
         free(p->authz);
         p->authz = NULL;
         submit(p, RQ_MANIFEST, q->w.what, 0, 0);
@@ -597,7 +603,7 @@ static bool try_next_endpoint(struct oci_pull *p, struct rq *q)
 static void on_manifest(struct oci_pull *p, struct rq *q, long status)
 {
         if (status < 200 || status >= 300) {
-                if (try_next_endpoint(p, q))
+                if (try_next_endpoint(p, q, CURLE_OK, status))
                         return;
                 return fail_status(p, q, status);
         }
@@ -862,6 +868,8 @@ static void complete(struct oci_pull *p, CURLMsg *msg)
                 return;
         CURLcode code = msg->data.result;
         long status = rq_status(q);
+        if (getenv("HM_PULL_DEBUG"))
+                fprintf(stderr, "debug: %s -> curl %d status %ld (%s)\n", q->url, code, status, q->errbuf);
         if (p->finished) {
                 rq_free(q);
                 return;
@@ -873,7 +881,7 @@ static void complete(struct oci_pull *p, CURLMsg *msg)
                 p->plain_http = true;
                 submit(p, RQ_MANIFEST, q->w.what, 0, 0);
         } else if (code != CURLE_OK) {
-                if (!try_next_endpoint(p, q))
+                if (!try_next_endpoint(p, q, code, status))
                         fail_transport(p, q, code);
         } else if (status == 401 && q->w.kind != RQ_TOKEN) {
                 on_unauthorized(p, q);
@@ -995,6 +1003,7 @@ static void pull_free(struct oci_pull *p)
         oci_registry_conf_release(&p->conf);
         oci_creds_release(&p->creds);
         strbuf_release(&p->ca);
+        strbuf_release(&p->tried);
         strv_free(p->endpoints);
         if (p->authz)
                 explicit_bzero(p->authz, strlen(p->authz));
@@ -1019,8 +1028,13 @@ static void on_finish_timer(struct hm_loop *loop, uint64_t id, void *data)
         p->finish_timer = 0;
         oci_pull_done_fn done = p->done;
         void *done_data = p->done_data;
-        if (p->rc < 0)
+        if (p->rc < 0 && p->tried.len) {
+                p->tried.len -= 2; /* the last "; " */
+                p->tried.buf[p->tried.len] = 0;
+                hm_error_wrap(&p->err, "pull '%s' (mirrors tried first: %s)", p->canon, p->tried.buf);
+        } else if (p->rc < 0) {
                 hm_error_wrap(&p->err, "pull '%s'", p->canon);
+        }
         p->res.name = xstrdup(p->name);
         /* tmp/ goes before the caller hears of the end, so it sees a clean store */
         while (p->rqs)
@@ -1140,6 +1154,7 @@ int oci_pull_start(struct hm_loop *loop, struct oci_store *s, const struct oci_p
         p->done = done;
         p->done_data = data;
         strbuf_init(&p->ca, 0);
+        strbuf_init(&p->tried, 0);
         p->img = xzalloc(sizeof *p->img);
         p->img->created = time(NULL);
         p->img->layers = xcalloc(1, sizeof(char *));

@@ -347,6 +347,20 @@ def case_multi(R, E, mine, other, idx):
             p.stderr + p.stdout[-800:])
 
 
+def case_mirrors(R, E):
+    store = os.path.join(E.work, "s-mirror")
+    conf = os.path.join(E.work, "registries.conf")
+    env = E.env(store, HM_REGISTRIES_CONF=conf)
+    p = hm(env, "image", "pull", "127.0.0.1:%d/hm/busybox:1" % R["dead"])
+    t.check(p.returncode == 0 and "pulled 127.0.0.1:%d/hm/busybox:1" % R["dead"] in p.stdout,
+            "a registry that is down is served by its mirror (registry A) from registries.conf", p.stdout + p.stderr)
+    p = hm(env, "image", "pull", "127.0.0.1:%d/hm/multi:1" % R["A"])
+    t.check(p.returncode == 0, "a mirror that is down is skipped: the registry itself answers", p.stderr)
+    p = hm(E.env(store), "image", "pull", "--tls-verify=false", "127.0.0.1:%d/hm/busybox:1" % R["dead"])
+    t.check(p.returncode == 1 and "127.0.0.1:%d" % R["dead"] in p.stderr,
+            "control: without the mirror setting the pull fails naming the registry", p.stderr)
+
+
 def case_pipeline(R, E):
     store = os.path.join(E.work, "s-run")
     conf = os.path.join(E.work, "registries.conf")
@@ -553,14 +567,18 @@ def main():
         big_hex = big_raw
         pki, x5c = make_ca(work)
         data = os.path.join(work, "data")
-        R = {k: free_port() for k in ("A", "B", "C")}
+        R = {k: free_port() for k in ("A", "B", "C", "dead", "dead2")}
         with open(os.path.join(work, "htpasswd"), "w") as f:
             f.write(subprocess.run(["htpasswd", "-nbB", USER, PASSWORD], capture_output=True, text=True,
                                    check=True).stdout.strip() + "\n")
         with open(os.path.join(work, "registries.conf"), "w") as f:
             f.write('# written by test_registry.py\nunqualified-search-registries = ["docker.io"]\n\n'
+                    '[[registry]]\nlocation = "127.0.0.1:%d"\ninsecure = true\n'
+                    '[[registry.mirror]]\nlocation = "127.0.0.1:%d"  # down: skipped\n\n'
                     '[[registry]]\nlocation = "127.0.0.1:%d"\ninsecure = true\n\n'
-                    '[[registry]]\nlocation = "127.0.0.1:%d"\ninsecure = true\n' % (R["A"], R["C"]))
+                    '[[registry]]\nlocation = "127.0.0.1:%d"  # down: served by its mirror\ninsecure = true\n'
+                    '[[registry.mirror]]\nlocation = "127.0.0.1:%d"\n'
+                    % (R["A"], R["dead2"], R["C"], R["dead"], R["A"]))
         pa, up = start_registry(work, "reg-a", R["A"], data, "")
         procs.append(pa)
         t.check(up, "registry A (plain HTTP) answers on 127.0.0.1:%d" % R["A"])
@@ -585,6 +603,7 @@ def main():
 
         case_plain(R, E)
         case_multi(R, E, mine, other, idx)
+        case_mirrors(R, E)
         case_pipeline(R, E)
         case_tls_basic(R, E, pki)
         case_token(R, E, ts)
