@@ -12,7 +12,8 @@ here, sharing one storage dir):
 
 The registry is filled with `skopeo copy` from OCI layouts built here from
 busybox (tests/lib/mkimage.sh): a two-layer image, a multi-platform index
-(the other platform listed first), an image with a 4 MiB incompressible layer
+(the other platform listed first; also copied as a Docker manifest list with
+schema 2 manifests), an image with a zstd layer, one with a 4 MiB incompressible layer
 (interrupted pull), one with a 2 MiB layer (two concurrent pulls) and one whose
 layer blob is then overwritten in the registry's storage (digest mismatch).
 Each claim has its control next to it (the check can see the failure)."""
@@ -122,6 +123,9 @@ def build_layouts(work):
     rnd = os.urandom(4 << 20)
     lay.tag("big", lay.image([base, layer_raw({"big/data": rnd})], ARCH, env))
     lay.tag("conc", lay.image([base, layer_raw({"conc/data": os.urandom(2 << 20)})], ARCH, env))
+    raw = tar_of({"etc/hm-zstd": b"zstd\n"})
+    zst = subprocess.run(["zstd", "-q", "-c"], input=raw, capture_output=True, check=True).stdout
+    lay.tag("zstd", lay.image([base, (zst, "application/vnd.oci.image.layer.v1.tar+zstd", sha(raw))], ARCH, env))
     corrupt = layer_gz({"etc/hm-corrupt": os.urandom(4096)})
     lay.tag("corrupt", lay.image([base, corrupt], ARCH, env))
     return os.path.join(img, "oci"), lay.path, mine, other, idx, sha(corrupt[0]), sha(rnd)
@@ -347,6 +351,29 @@ def case_multi(R, E, mine, other, idx):
             p.stderr + p.stdout[-800:])
 
 
+def case_formats(R, E, mine):
+    store = os.path.join(E.work, "s-formats")
+    conf = os.path.join(E.work, "registries.conf")
+    env = E.env(store, HM_REGISTRIES_CONF=conf)
+    ref = "127.0.0.1:%d/hm/dlist:1" % R["A"]
+    c = http.client.HTTPConnection("127.0.0.1", R["A"], timeout=10)
+    c.request("GET", "/v2/hm/dlist/manifests/1", headers={"Accept": "application/vnd.docker.distribution.manifest.list.v2+json"})
+    r = c.getresponse()
+    lst = json.loads(r.read() or b"{}")
+    c.close()
+    t.check(lst.get("mediaType") == "application/vnd.docker.distribution.manifest.list.v2+json",
+            "the registry serves a Docker manifest list (skopeo --format v2s2)", lst.get("mediaType"))
+    p = hm(env, "image", "pull", ref)
+    p2, evs = run_pipeline(env, ref, "cat /etc/hm-arch", "--pull", "never")
+    t.check(p.returncode == 0 and logs(evs) == [ARCH], "Docker manifest list + schema 2 manifests: the %s image" % ARCH,
+            p.stderr + p2.stdout[-500:])
+    ref = "127.0.0.1:%d/hm/zstd:1" % R["A"]
+    p = hm(env, "image", "pull", ref)
+    p2, evs = run_pipeline(env, ref, "cat /etc/hm-zstd", "--pull", "never")
+    t.check(p.returncode == 0 and logs(evs) == ["zstd"], "a zstd-compressed layer (tar+zstd) is pulled and unpacked",
+            p.stderr + p2.stdout[-500:])
+
+
 def case_mirrors(R, E):
     store = os.path.join(E.work, "s-mirror")
     conf = os.path.join(E.work, "registries.conf")
@@ -550,7 +577,7 @@ def case_token(R, E, ts):
 
 
 def main():
-    for tool in ("docker-registry", "skopeo", "openssl", "htpasswd"):
+    for tool in ("docker-registry", "skopeo", "openssl", "htpasswd", "zstd"):
         if not shutil.which(tool):
             t.check(False, "%s is installed (contrib/install-deps.sh)" % tool)
             t.summary()
@@ -584,7 +611,8 @@ def main():
         t.check(up, "registry A (plain HTTP) answers on 127.0.0.1:%d" % R["A"])
         copies = [("oci:%s:test" % oci, "hm/busybox:1", [])] + \
                  [("oci:%s:%s" % (layout, n), "hm/%s:1" % n, ["--all"] if n == "multi" else [])
-                  for n in ("multi", "big", "conc", "corrupt")]
+                  for n in ("multi", "big", "conc", "corrupt", "zstd")] + \
+                 [("oci:%s:multi" % layout, "hm/dlist:1", ["--all", "--format", "v2s2"])]
         for src, dst, extra in copies:
             c = subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false"] + extra +
                                [src, "docker://127.0.0.1:%d/%s" % (R["A"], dst)], capture_output=True, text=True)
@@ -604,6 +632,7 @@ def main():
         case_plain(R, E)
         case_multi(R, E, mine, other, idx)
         case_mirrors(R, E)
+        case_formats(R, E, mine)
         case_pipeline(R, E)
         case_tls_basic(R, E, pki)
         case_token(R, E, ts)
