@@ -374,6 +374,38 @@ def case_formats(R, E, mine):
             p.stderr + p2.stdout[-500:])
 
 
+def case_rootless(R, E):
+    import pwd
+    try:
+        pw = pwd.getpwnam("hmtest")
+    except KeyError:
+        return t.skip("rootless pull (user hmtest)", "no user hmtest (tests/run-all.sh makes it)")
+    if os.getuid() != 0:
+        return t.skip("rootless pull (user hmtest)", "not root")
+    d = os.path.join(E.work, "rootless")
+    os.makedirs(os.path.join(d, "src"))
+    for x in (d, os.path.join(d, "src")):
+        os.chown(x, pw.pw_uid, pw.pw_gid)
+    os.chmod(E.work, 0o755)
+    shutil.copy(HM, os.path.join(d, "hm"))
+    os.chmod(os.path.join(d, "hm"), 0o755)
+    env = dict(E.base, HM_STORE=os.path.join(d, "store"), HOME=d, XDG_RUNTIME_DIR=d)
+    ref = "127.0.0.1:%d/hm/busybox:1" % R["A"]
+    ir = {"graph": {"nodes": [{"env": {}, "step": {"key": "root", "cmd": "cat /etc/hm-image", "image": ref}}],
+                    "node_holes": [], "edge_property": "directed", "edges": []}}
+    with open(os.path.join(d, "p.json"), "w") as f:
+        json.dump(ir, f)
+    os.chmod(os.path.join(d, "p.json"), 0o644)
+    run = lambda *a: subprocess.run(["runuser", "-u", "hmtest", "--", os.path.join(d, "hm")] + list(a), env=env,  # noqa: E731
+                                    capture_output=True, text=True, timeout=120)
+    p = run("image", "pull", "--tls-verify=false", ref)
+    t.check(p.returncode == 0, "as user hmtest: pull into a rootless store", p.stderr)
+    p = run("run", "--runner", "ns", "--format", "json", "--pull", "never", "-d", os.path.join(d, "src"),
+            "-f", os.path.join(d, "p.json"))
+    t.check(p.returncode == 0 and logs(events(p.stdout)) == ["busybox"], "as user hmtest: a step runs on the pulled image",
+            p.stderr + p.stdout[-800:])
+
+
 def case_mirrors(R, E):
     store = os.path.join(E.work, "s-mirror")
     conf = os.path.join(E.work, "registries.conf")
@@ -480,7 +512,7 @@ def case_interrupted(R, E, big_hex):
             q.stdout + q.stderr)
     r, evs = run_pipeline(E.env(store), ref, "wc -c < /big/data", "--pull", "never")
     t.check(r.returncode == 0 and logs(evs) == [str(4 << 20)], "a step on it reads the whole 4 MiB layer", logs(evs))
-    rp = hm(env, "reap")
+    rp = hm(env, "reap", "--runner", "ns")
     t.check(rp.returncode == 0 and store_state(store)["tmp"] == [], "`hm reap` removes the dead pull's tmp/ dir",
             rp.stdout + rp.stderr)
 
@@ -633,6 +665,7 @@ def main():
         case_multi(R, E, mine, other, idx)
         case_mirrors(R, E)
         case_formats(R, E, mine)
+        case_rootless(R, E)
         case_pipeline(R, E)
         case_tls_basic(R, E, pki)
         case_token(R, E, ts)
