@@ -406,6 +406,33 @@ def case_rootless(R, E):
             p.stderr + p.stdout[-800:])
 
 
+def case_tty(R, E):
+    import pty
+    store = os.path.join(E.work, "s-tty")
+    ref = "127.0.0.1:%d/hm/conc:1" % R["A"]
+    master, slave = pty.openpty()
+    p = subprocess.Popen([HM, "image", "pull", "--tls-verify=false", ref], env=E.env(store, HM_PULL_RATE="4000000"),
+                         stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    p.wait()
+    os.close(master)
+    text = out.decode(errors="replace")
+    t.check(p.returncode == 0 and "\r\x1b[Kpulling " + ref in text and " of 3.0 MiB" in text,
+            "on a terminal: a progress line redrawn in place (bytes of the image's layers)", repr(text[-600:]))
+    q = hm(E.env(os.path.join(E.work, "s-tty2")), "image", "pull", "--tls-verify=false", ref)
+    t.check(q.returncode == 0 and "\x1b[" not in q.stderr and "verified and unpacked" in q.stderr,
+            "control: without a terminal, plain lines and no escape sequences", q.stderr)
+
+
 def case_mirrors(R, E):
     store = os.path.join(E.work, "s-mirror")
     conf = os.path.join(E.work, "registries.conf")
@@ -666,6 +693,7 @@ def main():
         case_mirrors(R, E)
         case_formats(R, E, mine)
         case_rootless(R, E)
+        case_tty(R, E)
         case_pipeline(R, E)
         case_tls_basic(R, E, pki)
         case_token(R, E, ts)
