@@ -62,6 +62,7 @@ struct layer {
         char id[17];
         enum layer_state state;
         char *tmpdir; /* unpacked, waiting for the commit */
+        int lock_fd;  /* locks/layer-<id>, held from download to commit */
         uint64_t size, done;
         int64_t last_report;
 };
@@ -112,6 +113,9 @@ struct oci_pull {
         char **diff_ids;
         struct layer *layers;
         size_t n_layers, n_active;
+        size_t *lock_order; /* missing layers by id: locks are taken in this order */
+        size_t n_lock, lock_next;
+        uint64_t blob_timer;
 
         struct oci_pull_result res;
         int rc;
@@ -690,6 +694,70 @@ static int parse_config(struct oci_pull *p, hm_error_t *err)
         return 0;
 }
 
+/*
+ * Two pulls of different images that share a layer (alpine:3.20 and
+ * alpine:latest) must not both download it: each missing layer is locked
+ * (locks/layer-<id>) from its download until the image commit puts it in
+ * the store.  Locks are taken in id order, so two pulls never wait for each
+ * other in a circle; once all are held, layers another pull committed
+ * meanwhile are found present.
+ */
+static void on_blob_timer(struct hm_loop *loop, uint64_t id, void *data);
+
+static int cmp_layer_id(const void *a, const void *b, void *data)
+{
+        const struct layer *v = data;
+        return strcmp(v[*(const size_t *) a].id, v[*(const size_t *) b].id);
+}
+
+static void lock_layers(struct oci_pull *p)
+{
+        if (!p->lock_order) {
+                p->lock_order = xcalloc(p->n_layers ? p->n_layers : 1, sizeof *p->lock_order);
+                for (size_t i = 0; i < p->n_layers; i++) {
+                        bool dup = false;
+                        for (size_t j = 0; j < p->n_lock; j++)
+                                dup |= !strcmp(p->layers[p->lock_order[j]].id, p->layers[i].id);
+                        if (!dup && !oci_store_has_layer(p->s, p->layers[i].id))
+                                p->lock_order[p->n_lock++] = i;
+                }
+                qsort_r(p->lock_order, p->n_lock, sizeof *p->lock_order, cmp_layer_id, p->layers);
+        }
+        for (; p->lock_next < p->n_lock; p->lock_next++) {
+                struct layer *l = &p->layers[p->lock_order[p->lock_next]];
+                if (l->lock_fd < 0) {
+                        _cleanup_free_ char *path = xasprintf("%s/locks/layer-%s", oci_store_path(p->s), l->id);
+                        l->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+                        if (l->lock_fd < 0)
+                                return fail(p, errno, "open '%s': %s", path, strerror(errno));
+                }
+                if (flock(l->lock_fd, LOCK_EX | LOCK_NB) == 0)
+                        continue;
+                if (errno != EWOULDBLOCK && errno != EINTR)
+                        return fail(p, errno, "lock layer %s: %s", l->id, strerror(errno));
+                if (!p->blob_timer)
+                        progress(p, "waiting", l->d->digest, 0, l->size, (size_t) (l - p->layers) + 1);
+                p->blob_timer = hm_loop_add_timer(p->loop, LOCK_RETRY_MS, on_blob_timer, p);
+                return;
+        }
+        for (size_t i = 0; i < p->n_layers; i++) {
+                struct layer *l = &p->layers[i];
+                if (oci_store_has_layer(p->s, l->id)) {
+                        l->state = L_PRESENT;
+                        progress(p, "exists", l->d->digest, l->size, l->size, i + 1);
+                }
+        }
+        start_layers(p);
+}
+
+static void on_blob_timer(struct hm_loop *loop, uint64_t id, void *data)
+{
+        struct oci_pull *p = data;
+        lock_layers(p);
+        if (p->blob_timer == id)
+                p->blob_timer = 0;
+}
+
 static void on_config(struct oci_pull *p, struct rq *q, long status)
 {
         if (status < 200 || status >= 300)
@@ -715,12 +783,9 @@ static void on_config(struct oci_pull *p, struct rq *q, long status)
                 l->diff_id = p->diff_ids[i];
                 l->size = l->d->size > 0 ? (uint64_t) l->d->size : 0;
                 snprintf(l->id, sizeof l->id, "%.16s", oci_digest_hex(l->diff_id));
-                if (oci_store_has_layer(p->s, l->id)) {
-                        l->state = L_PRESENT;
-                        progress(p, "exists", l->d->digest, l->size, l->size, i + 1);
-                }
+                l->lock_fd = -1;
         }
-        start_layers(p);
+        lock_layers(p);
 }
 
 /* ------------------------------------------------------------ layers */
@@ -981,18 +1046,23 @@ static void pull_free(struct oci_pull *p)
                 hm_loop_del_timer(p->loop, p->finish_timer);
         if (p->lock_timer)
                 hm_loop_del_timer(p->loop, p->lock_timer);
+        if (p->blob_timer)
+                hm_loop_del_timer(p->loop, p->blob_timer);
         if (p->multi) {
                 curl_multi_setopt(p->multi, CURLMOPT_SOCKETFUNCTION, NULL);
                 curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, NULL);
                 curl_multi_cleanup(p->multi);
         }
         free(p->fds);
-        for (size_t i = 0; i < p->n_layers; i++)
+        for (size_t i = 0; i < p->n_layers; i++) {
                 if (p->layers[i].tmpdir) {
                         (void) rm_rf(p->layers[i].tmpdir);
                         free(p->layers[i].tmpdir);
                 }
+                safe_close(p->layers[i].lock_fd);
+        }
         free(p->layers);
+        free(p->lock_order);
         if (p->workdir)
                 (void) rm_rf(p->workdir);
         free(p->workdir);
@@ -1044,6 +1114,8 @@ static void on_finish_timer(struct hm_loop *loop, uint64_t id, void *data)
         free(p->workdir);
         p->workdir = NULL;
         p->lock_fd = safe_close(p->lock_fd);
+        for (size_t i = 0; i < p->n_layers; i++)
+                p->layers[i].lock_fd = safe_close(p->layers[i].lock_fd);
         done(done_data, p->rc, &p->err, &p->res);
         pull_free(p);
 }

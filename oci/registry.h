@@ -11,7 +11,9 @@
  *      resolved to linux/<this arch>[/variant]); by-digest references and
  *      Docker-Content-Digest are checked;
  *   3. GET the config blob (checked), whose rootfs.diff_ids name the layers;
- *      layers already in the store are not downloaded;
+ *      layers already in the store are not downloaded; the missing ones are
+ *      locked (<store>/locks/layer-<id>, taken in id order) until the commit,
+ *      so a pull of another image sharing them waits and then finds them;
  *   4. GET the missing layer blobs, at most max_parallel at once, each into
  *      tmp/pull-<owner>-<rand>/<hex>.part, hashed as it arrives and renamed
  *      to <hex> only when its digest matches; then unpacked (uncompressed
@@ -29,9 +31,7 @@
  * that must interrupt a download.  $HM_PULL_DEBUG prints each finished
  * request (URL, curl code, HTTP status; never credentials) on stderr.
  *
- * Not done: layers shared by two *different* images pulled at the same time
- * may be downloaded by both (the lock is per image; the store keeps one copy);
- * no HTTP range resume (an interrupted pull starts its blobs again); no
+ * Not done: no HTTP range resume (an interrupted pull starts its blobs again); no
  * credential helpers; schema 1 manifests are refused.
  */
 #ifndef HM_OCI_REGISTRY_H

@@ -566,6 +566,21 @@ def case_concurrent(R, E):
             "one new layer (+ meta) in the store, no tmp/ left", after)
     p, ev = run_pipeline(env, ref, "wc -c < /conc/data", "--pull", "never")
     t.check(p.returncode == 0 and logs(ev) == [str(2 << 20)], "the image is whole", logs(ev))
+    # two names, the same layers (like alpine:3.20 and alpine:latest): the per-layer locks
+    store = os.path.join(E.work, "s-conc2")
+    refs = [ref, "127.0.0.1:%d/hm/conc2:1" % R["A"]]
+    ps = [subprocess.Popen([HM, "image", "pull", "--tls-verify=false", "--format", "json", r],
+                           env=E.env(store, HM_PULL_RATE="2000000"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True) for r in refs]
+    outs = [p.communicate(timeout=120) for p in ps]
+    evs = [events(o[0]) for o in outs]
+    downloads = sorted(e.get("digest") for ev in evs for e in ev if e.get("phase") == "verified")
+    waits = [e.get("digest") for ev in evs for e in ev if e.get("phase") == "waiting"]
+    t.check(all(p.returncode == 0 for p in ps) and sorted(images_of(E.env(store))) == sorted(refs),
+            "two images with the same layers pulled at once: both in the store", [o[1] for o in outs])
+    t.check(len(downloads) == 2 and len(set(downloads)) == 2 and len(waits) == 1 and waits[0] in downloads,
+            "each of the 2 layers was downloaded once; one pull waited on a layer lock", (downloads, waits))
+    t.check(store_state(store)["tmp"] == [], "no tmp/ left")
 
 
 def write_auth(path, host, password, docker_style=False):
@@ -671,7 +686,8 @@ def main():
         copies = [("oci:%s:test" % oci, "hm/busybox:1", [])] + \
                  [("oci:%s:%s" % (layout, n), "hm/%s:1" % n, ["--all"] if n == "multi" else [])
                   for n in ("multi", "big", "conc", "corrupt", "zstd")] + \
-                 [("oci:%s:multi" % layout, "hm/dlist:1", ["--all", "--format", "v2s2"])]
+                 [("oci:%s:multi" % layout, "hm/dlist:1", ["--all", "--format", "v2s2"]),
+                  ("oci:%s:conc" % layout, "hm/conc2:1", [])]
         for src, dst, extra in copies:
             c = subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false"] + extra +
                                [src, "docker://127.0.0.1:%d/%s" % (R["A"], dst)], capture_output=True, text=True)
