@@ -225,8 +225,9 @@ static int resolve_chain(struct ns_runner *r, const struct step_exec *x, char **
         if (rc < 0 && *err && (*err)->code == ENOENT) {
                 hm_error_release(err);
                 return hm_error_set(err, ENOENT,
-                                    "image '%s' is not in the store at %s: import it with `hm image import SOURCE %s`",
-                                    image, oci_store_path(r->store), image);
+                                    "image '%s' is not in the store at %s: pull it with `hm image pull %s` or "
+                                    "import it with `hm image import SOURCE %s`",
+                                    image, oci_store_path(r->store), image, image);
         }
         return rc;
 }
@@ -745,7 +746,7 @@ int ns_runner_new(struct hm_loop *loop, const struct ns_options *o, struct hm_ru
         r->no_seccomp = o->no_seccomp;
         r->limits = o->limits;
         r->run = o->run;
-        r->pull = o->pull && !strcmp(o->pull, "always") ? 'a' : o->pull && !strcmp(o->pull, "never") ? 'n' : 'm';
+        r->pull = !o->pull || !strcmp(o->pull, "never") ? 'n' : !strcmp(o->pull, "always") ? 'a' : 'm';
         int rc = oci_store_open(o->store, &r->store, err);
         /* the options on a throwaway spec: bad flags fail here, and the profile sees the final caps */
         struct oci_spec *probe = oci_spec_new_default();
