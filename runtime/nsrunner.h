@@ -33,7 +33,7 @@ enum ns_rootless { NS_ROOTLESS_AUTO, NS_ROOTLESS_ON, NS_ROOTLESS_OFF };
 struct ns_options {
         const char *store;      /* NULL: oci_store_default_path() */
         const char *network;    /* NULL or "none": a private network ns; "host": the host's */
-        enum ns_rootless rootless; /* AUTO: rootless when getuid() != 0 */
+        enum ns_rootless rootless; /* AUTO: rootless unless hm_privileged() */
         bool no_seccomp;        /* the default seccomp profile is on unless set */
         struct step_limits limits; /* per step (sched/runner.h); zero: none */
         const char *seccomp;    /* NULL/"default", "unconfined" or a profile file (OCI or Docker format) */
