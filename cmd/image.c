@@ -7,8 +7,12 @@
 #include "oci/registry.h"
 #include "oci/store.h"
 
+#include <signal.h>
 #include <stdio.h>
+#include <sys/signalfd.h>
 #include <time.h>
+
+#include "sched/loop.h"
 
 static const char usage[] = "usage: hm image [--store DIR] import SOURCE NAME | pull REF [OPTIONS] | ls | rm NAME\n"
                             "  SOURCE: an OCI layout dir or tar, a `docker save` tar, a rootfs tarball,\n"
@@ -130,6 +134,68 @@ static void pull_progress(void *data, const struct oci_pull_progress *pr)
                 fprintf(stderr, "layer %zu/%zu %.19s: verified and unpacked\n", pr->layer, pr->n_layers, pr->digest);
 }
 
+/* The pull on a loop of its own, with SIGINT/SIGTERM/SIGHUP read from a signalfd: a stop cancels it cleanly. */
+struct pull_run {
+        struct oci_pull *pull;
+        bool done;
+        int rc, signo;
+        hm_error_t err;
+        struct oci_pull_result res;
+};
+
+static void on_pull_done(void *data, int r, hm_error_t *err, const struct oci_pull_result *res)
+{
+        struct pull_run *pr = data;
+        pr->pull = NULL;
+        pr->done = true;
+        pr->rc = r;
+        if (r < 0) {
+                pr->err = TAKE_PTR(*err);
+                return;
+        }
+        pr->res = *res;
+        pr->res.name = xstrdup(res->name);
+        pr->res.id = xstrdup(res->id ? res->id : "");
+        pr->res.manifest_digest = xstrdup(res->manifest_digest ? res->manifest_digest : "");
+}
+
+static void on_stop_signal(struct hm_loop *loop, int fd, short revents, void *data)
+{
+        struct pull_run *pr = data;
+        struct signalfd_siginfo si;
+        if (read(fd, &si, sizeof si) != (ssize_t) sizeof si)
+                return;
+        pr->signo = (int) si.ssi_signo;
+        oci_pull_cancel(pr->pull); /* transfers stop, tmp/ goes, locks are released */
+        pr->pull = NULL;
+}
+
+static void loop_freep(struct hm_loop **l) { hm_loop_free(*l); }
+
+static int pull_until_done(struct oci_store *s, const struct oci_pull_options *o, struct pull_run *pr, hm_error_t *err)
+{
+        sigset_t set, old;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGHUP);
+        if (sigprocmask(SIG_BLOCK, &set, &old) < 0)
+                return hm_error_set(err, errno, "sigprocmask: %s", strerror(errno));
+        _cleanup_close_ int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+        _cleanup_(loop_freep) struct hm_loop *loop = hm_loop_new();
+        int r = sfd < 0 ? hm_error_set(err, errno, "signalfd: %s", strerror(errno))
+                        : hm_loop_add_fd(loop, sfd, POLLIN, on_stop_signal, pr, err);
+        if (r >= 0)
+                r = oci_pull_start(loop, s, o, on_pull_done, pr, &pr->pull, err);
+        while (r >= 0 && !pr->done && !pr->signo)
+                r = hm_loop_iterate(loop, -1, err);
+        oci_pull_cancel(pr->pull);
+        if (sfd >= 0)
+                hm_loop_del_fd(loop, sfd);
+        (void) sigprocmask(SIG_SETMASK, &old, NULL);
+        return r;
+}
+
 static int do_pull(struct oci_store *s, int argc, char **argv, hm_error_t *err)
 {
         struct oci_pull_options o = { 0 };
@@ -155,14 +221,22 @@ static int do_pull(struct oci_store *s, int argc, char **argv, hm_error_t *err)
                 return hm_error_set_exit(err, 2, EINVAL, "hm image pull: missing REF\n%s", usage);
         o.on_progress = pull_progress;
         o.data = &v;
-        struct oci_pull_result res;
-        int r = oci_pull(s, &o, &res, err);
+        struct pull_run pr = { 0 };
+        int r = pull_until_done(s, &o, &pr, err);
         free(v.done);
         free(v.total);
         if (v.tty && !v.json)
                 fputs("\r\033[K", stderr);
         if (r < 0)
                 return r;
+        if (pr.signo)
+                return hm_error_set_exit(err, 130, EINTR, "pull '%s': stopped by signal %s (nothing kept)", o.ref,
+                                         strsignal(pr.signo));
+        if (pr.rc < 0) {
+                *err = pr.err;
+                return pr.rc;
+        }
+        struct oci_pull_result res = pr.res;
         char size[32];
         human_size(res.bytes_downloaded, size);
         if (!v.json)

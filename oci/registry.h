@@ -85,7 +85,4 @@ int oci_pull_start(struct hm_loop *loop, struct oci_store *s, const struct oci_p
 /* Stop a pull: transfers aborted, tmp/ removed, lock released; done is never called.  NULL is ignored. */
 void oci_pull_cancel(struct oci_pull *p);
 
-/* Blocking: its own loop until done. */
-int oci_pull(struct oci_store *s, const struct oci_pull_options *o, struct oci_pull_result *ret, hm_error_t *err);
-
 #endif

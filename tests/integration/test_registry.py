@@ -509,23 +509,37 @@ def part_files(store):
     return out
 
 
+def wait_part(store, p):
+    """Bytes in the pull's .part file once it holds > 100 kB (0 if hm ended first)."""
+    for _ in range(4000):
+        parts = part_files(store)
+        if parts and max(parts) > 100000:
+            return max(parts)
+        if p.poll() is not None:
+            return 0
+        time.sleep(0.005)
+    return 0
+
+
 def case_interrupted(R, E, big_hex):
     store = os.path.join(E.work, "s-int")
     env = E.env(store)
     ref = "127.0.0.1:%d/hm/big:1" % R["A"]
     hm(env, "image", "pull", "--tls-verify=false", "127.0.0.1:%d/hm/busybox:1" % R["A"])
     before = store_state(store)
+    # a stop signal: hm cancels the pull itself and keeps nothing
+    p = subprocess.Popen([HM, "image", "pull", "--tls-verify=false", ref], env=E.env(store, HM_PULL_RATE="400000"),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = wait_part(store, p)
+    p.send_signal(signal.SIGTERM)
+    err = p.communicate(timeout=60)[1]
+    t.check(seen > 0 and p.returncode == 130 and "stopped by signal" in err,
+            "SIGTERM mid-download (%d bytes in): exit 130, said so" % seen, err)
+    t.check(store_state(store) == before, "nothing of it is left, tmp/ included (the SIGKILL case below is the control)", store_state(store))
+    # SIGKILL: nothing can clean up; what is left must be tmp/ only
     p = subprocess.Popen([HM, "image", "pull", "--tls-verify=false", ref], env=E.env(store, HM_PULL_RATE="400000"),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    seen = 0
-    for _ in range(2000):
-        parts = part_files(store)
-        if parts and max(parts) > 100000:
-            seen = max(parts)
-            break
-        if p.poll() is not None:
-            break
-        time.sleep(0.005)
+    seen = wait_part(store, p)
     p.send_signal(signal.SIGKILL)
     p.wait()
     t.check(seen > 0, "hm was killed mid-download (%d of %d bytes in the .part file)" % (seen, 4 << 20))
