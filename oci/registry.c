@@ -555,6 +555,9 @@ static void on_unauthorized(struct oci_pull *p, struct rq *q)
                 if (!p->have_creds)
                         return fail(p, EACCES, "registry %s requires a login: no credentials for %s in $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json or ~/.docker/config.json",
                                     host_of(p), p->ref.domain);
+                if (p->authz && str_has_prefix(p->authz, "Authorization: Basic "))
+                        return fail(p, EACCES, "registry %s: authentication failed for user '%s' (credentials from %s): HTTP 401",
+                                    host_of(p), p->creds.user, p->creds.source);
                 _cleanup_free_ char *up = xasprintf("%s:%s", p->creds.user, p->creds.password);
                 _cleanup_free_ char *b = oci_base64_encode(up, strlen(up));
                 explicit_bzero(up, strlen(up));
