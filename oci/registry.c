@@ -936,8 +936,6 @@ static void complete(struct oci_pull *p, CURLMsg *msg)
                 return;
         CURLcode code = msg->data.result;
         long status = rq_status(q);
-        if (getenv("HM_PULL_DEBUG"))
-                fprintf(stderr, "debug: %s -> curl %d status %ld (%s)\n", q->url, code, status, q->errbuf);
         if (p->finished) {
                 rq_free(q);
                 return;

@@ -28,8 +28,7 @@
  * system CAs plus the registry's certs.d; plain HTTP only when the registry
  * is insecure (options or registries.conf).  $HM_PULL_RATE (bytes per
  * second) caps each layer transfer: for slow shared links, and for tests
- * that must interrupt a download.  $HM_PULL_DEBUG prints each finished
- * request (URL, curl code, HTTP status; never credentials) on stderr.
+ * that must interrupt a download.
  *
  * Not done: no HTTP range resume (an interrupted pull starts its blobs again); no
  * credential helpers; schema 1 manifests are refused.
