@@ -512,9 +512,9 @@ static void on_pulled(void *data, int rc, hm_error_t *err, const struct oci_pull
         st->pull = NULL;
         if (rc < 0) {
                 const char *img = st->x->image;
-                hm_error_wrap(err, "step '%s': image '%s' is not in the store at %s and pulling it failed "
+                hm_error_wrap(err, "image '%s' is not in the store at %s and pulling it failed "
                                    "(or import it with `hm image import SOURCE %s`)",
-                              st->x->step->key, img, oci_store_path(st->r->store), img);
+                              img, oci_store_path(st->r->store), img);
                 return fail_later(st, err);
         }
         launch_or_fail(st->r, st);
@@ -566,10 +566,8 @@ static int ns_start(struct hm_runner *base, struct step_exec *x, hm_error_t *err
                         _cleanup_free_ char *m = xasprintf("pulling %s", x->image);
                         x->on_notice(x, "pull", m);
                 }
-                if (oci_pull_start(base->loop, r->store, &o, on_pulled, st, &st->pull, &e) < 0) {
-                        hm_error_wrap(&e, "step '%s'", x->step->key);
+                if (oci_pull_start(base->loop, r->store, &o, on_pulled, st, &st->pull, &e) < 0)
                         fail_later(st, &e);
-                }
                 return 0;
         }
         launch_or_fail(r, st);
