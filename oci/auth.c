@@ -223,8 +223,9 @@ int oci_creds_lookup(const char *domain, struct oci_creds *ret, hm_error_t *err)
         if (e && *e)
                 paths[n++] = xstrdup(e);
         e = getenv("XDG_RUNTIME_DIR");
-        if (e && *e)
-                paths[n++] = xasprintf("%s/containers/auth.json", e);
+        /* without XDG_RUNTIME_DIR, containers tools use /run/containers/UID (e.g. root under sudo) */
+        paths[n++] = e && *e ? xasprintf("%s/containers/auth.json", e)
+                             : xasprintf("/run/containers/%u/auth.json", (unsigned) getuid());
         e = getenv("DOCKER_CONFIG");
         const char *home = getenv("HOME");
         if (e && *e)

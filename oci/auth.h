@@ -5,8 +5,9 @@
  *
  * Credentials ("auths" of a containers auth.json or a Docker config.json;
  * the first file with an entry for the registry wins):
- *   $REGISTRY_AUTH_FILE, ${XDG_RUNTIME_DIR}/containers/auth.json,
- *   $DOCKER_CONFIG/config.json or ~/.docker/config.json.
+ *   $REGISTRY_AUTH_FILE, ${XDG_RUNTIME_DIR}/containers/auth.json (without
+ *   XDG_RUNTIME_DIR: /run/containers/UID/auth.json), $DOCKER_CONFIG/config.json
+ *   or ~/.docker/config.json.
  * Keys may be "host:port", "https://host:port[/v1/]"; docker.io also matches
  * "index.docker.io" and "https://index.docker.io/v1/".  Only the "auth"
  * field (base64 of user:password) is read; credential helpers are not run.
