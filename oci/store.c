@@ -1449,12 +1449,40 @@ bool oci_store_layers_on_host_root(const struct oci_store *s)
 
 /* ---- tags, drop, gc, reap ---- */
 
+/*
+ * A tag that moves (two runs committed the same cache tag at once: the
+ * index keeps the last) leaves its old snapshot to nobody: untagged and not
+ * ephemeral, no GC would ever take it.  It becomes ephemeral instead, still
+ * its committer's: the reaper drops it once that process is gone (while it
+ * lives, its run may still build on it).
+ */
+static void demote_untagged(struct oci_store *s, const char *old_id)
+{
+        _cleanup_meta_ struct oci_layer_meta *m = NULL;
+        hm_error_t e = NULL;
+        if (oci_store_layer_meta(s, old_id, &m, &e) < 0 || m->kind != OCI_LAYER_SNAPSHOT || m->ephemeral ||
+            m->dropped) {
+                hm_error_release(&e);
+                return;
+        }
+        m->ephemeral = true;
+        if (meta_write(s, m, &e) < 0)
+                hm_error_release(&e); /* left as it was: a leak, not an error of this commit */
+}
+
 int oci_store_tag_set_locked(struct oci_store *s, const char *tag, const char *id, hm_error_t *err)
 {
         _cleanup_free_ char *esc = escape_name(tag);
         _cleanup_free_ char *p = xasprintf("%s/tags/%s", s->path, esc);
         _cleanup_free_ char *line = xasprintf("%s\n", id);
-        return write_atomic(s, p, line, strlen(line), err);
+        _cleanup_free_ char *old = NULL;
+        hm_error_t e = NULL;
+        if (oci_store_tag_get(s, tag, &old, &e) < 0)
+                hm_error_release(&e);
+        int r = write_atomic(s, p, line, strlen(line), err);
+        if (r >= 0 && old && strcmp(old, id) != 0)
+                demote_untagged(s, old);
+        return r;
 }
 
 int oci_store_tag_get(struct oci_store *s, const char *tag, char **ret_id, hm_error_t *err)
