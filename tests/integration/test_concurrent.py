@@ -14,8 +14,8 @@ sleeps.  The one called "killed" is SIGKILLed while its second step sleeps.  The
     it, and the cache entry's snapshot is still there.  On ns it may also list the other run's
     cache snapshot that lost the tag to the killed run's commit (demoted to ephemeral when the tag
     moved: garbage of a finished run), never the entry's own snapshot
-  - ns: afterwards no snapshot layer is left that is neither tagged nor ephemeral (such a layer
-    would never be collected)
+  - ns: afterwards no snapshot layer of the two runs is left that is neither tagged nor ephemeral
+    (such a layer would never be collected)
 Needs root for the ns runner; busybox alpine:3.20 in $HM_STORE and on the engine.
 """
 import json
@@ -135,9 +135,10 @@ def concurrent_test(runner, work):
         for t in os.listdir(os.path.join(STORE, "tags")):
             with open(os.path.join(STORE, "tags", t)) as f:
                 tagged.add(f.read().strip())
+        runs = {live_run, killed_run.replace("-", "")}
         orphans = [i for i, m in R.store_metas().items() if m.get("kind", "").strip() == "snapshot"
                    and m.get("ephemeral", "0").strip() in ("0", "") and m.get("dropped", "0").strip() in ("0", "")
-                   and i not in tagged]
+                   and i not in tagged and m.get("run", "").strip().replace("-", "") in runs]
         tap.check(not orphans, "ns: no snapshot left that is neither tagged nor ephemeral", lambda: orphans)
     subprocess.run([HM, "cache", "clean"], capture_output=True, timeout=120, env=env)
     R.drop_cache_images(runner, key)
