@@ -16,7 +16,7 @@ int cmd_make_runner(struct hm_loop *loop, const struct runner_choice *c, struct 
         }
         if (!strcmp(kind, "ns")) {
                 struct ns_options o = { .network = c->network, .limits = c->limits, .seccomp = c->seccomp,
-                                        .run = c->sandbox };
+                                        .run = c->sandbox, .pull = c->pull };
                 return ns_runner_new(loop, &o, ret, err);
         }
         if (!strcmp(kind, "docker") || !strcmp(kind, "podman") || !strcmp(kind, "vm")) {
