@@ -12,12 +12,17 @@
  *  2. namespaces: become root of the new user ns; setns() into joined
  *     namespaces; loopback up in a new network ns; PR_SET_PDEATHSIG
  *     (after the credential change, which clears it)
- *  3. mounts: MS_REC|MS_PRIVATE on /, the rootfs (bind or overlay), the
- *     spec's mounts (proc/sysfs fall back to a read-only rbind of the host's
- *     inside a user ns, reported as a notice), /dev nodes,
- *     pivot_root(".", ".") + umount2(MNT_DETACH), sysctls, masked paths,
- *     read-only paths, read-only root
- *  4. hostname (refused by a filter around hm: kept, reported as a notice)
+ *  3. mounts: MS_REC|MS_PRIVATE (MS_SLAVE for a slave/shared
+ *     rootfsPropagation) on / unless the mount ns is shared, the rootfs (bind,
+ *     via the cwd the parent cloned us with when root maps to another uid,
+ *     or overlay), the spec's mounts (proc/sysfs fall back to a read-only
+ *     rbind of the host's inside a user ns, reported as a notice), /dev
+ *     nodes, linux.devices, pivot_root(".", ".") + umount2(MNT_DETACH) (chroot
+ *     in a shared mount ns), rootfsPropagation on the new /, sysctls, masked
+ *     paths, read-only paths, read-only root
+ *  4. hostname (refused by a filter around hm: kept, reported as a notice);
+ *     process.terminal: a pty of the container's devpts, master sent to the
+ *     console socket (the slave becomes stdio at step 6, after setsid)
  *  4b. fork: this process stays behind as the container's pid 1 (init.c:
  *     reaps, forwards signals, exits with the command's status); the
  *     new child (pid 2) goes on.  Forking here, after the mounts, gives
@@ -33,8 +38,8 @@
  *     be inside it (CVE-2024-21626 class)
  *  7. PR_SET_NO_NEW_PRIVS
  *  8. unblock signals, PR_SET_PDEATHSIG(SIGKILL) (pid 1 is our parent now)
- *  9. close every fd >= 3 but the CLOEXEC sync fd, so seccomp need not
- *     allow close_range
+ *  9. close every fd >= 3 (>= 3+N with --preserve-fds N) but the CLOEXEC
+ *     sync fd, so seccomp need not allow close_range
  * 9b. detached create (OCI create/start) only: check the command can be
  *     found, send RT_MSG_READY, block reading one byte from the exec fifo
  *     (OCI start writes it); everything is set up by then, so the state's
