@@ -4,6 +4,7 @@
 #include "pipeline/cache.h"
 #include "pipeline/plan.h"
 #include "pipeline/workspace.h"
+#include "runtime/net.h"
 #include "sched/events.h"
 #include "sched/loop.h"
 #include "sched/runner.h"
@@ -36,7 +37,8 @@ static void run_usage(FILE *f)
               "      --parallelism N     steps at once (default: online CPUs)\n"
               "      --grace SECONDS     SIGTERM to SIGKILL delay when stopping steps (default 5)\n"
               "      --pull POLICY       missing (default), always, never\n"
-              "      --network MODE      engine network mode; ns: none (default) or host\n"
+              "      --network MODE      none (default), host, pasta[:--map-gw], slirp4netns[:allow_host_loopback=true]\n"
+              "                          (default from HM_NETWORK or network = \"MODE\" in .hm/config.toml)\n"
               "      --memory SIZE       memory limit per step (e.g. 512m, 2g)\n"
               "      --pids-limit N      process limit per step\n"
               "      --cpus N            CPU limit per step (e.g. 1.5)\n"
@@ -235,6 +237,15 @@ static int run(struct run_options *o, hm_error_t *err)
         if (o->dry_run) {
                 plan_print(plan, o->runner.kind, stdout);
                 return 0;
+        }
+        /* no --network: the pipeline's default (HM_NETWORK, .hm/config.toml), else the runner's (none) */
+        _cleanup_free_ char *net_mode = NULL, *net_source = NULL;
+        if (!o->runner.network) {
+                r = net_pipeline_default(o->dir, &net_mode, &net_source, err);
+                if (r < 0)
+                        return r;
+                o->runner.network = net_mode;
+                o->runner.network_source = net_source;
         }
         _cleanup_close_ int sigfd = setup_signals(err);
         if (sigfd < 0)

@@ -50,6 +50,13 @@ struct rt_start_options {
          */
         const char *exec_fifo;
         bool hooks_by_caller; /* spec hooks are run by the caller (OCI front end), not refused */
+        /*
+         * Called after clone, once the id maps are written and the cgroups
+         * joined, before the child goes on (its namespaces exist, nothing of
+         * the command runs yet): the ns runner's network helper (runtime/net.h).
+         */
+        int (*after_clone)(pid_t pid, bool userns, void *data, hm_error_t *err);
+        void *after_clone_data;
 };
 
 int rt_container_start(const struct oci_spec *spec, const struct rt_start_options *o,
