@@ -159,6 +159,12 @@ int net_config_parse(const char *mode, const char *source, struct net_config *re
                                                  "Debian package '%s' (contrib/install-deps.sh) or use --network=none",
                                                  source, mode, tool, c.mode == NET_PASTA ? "passt" : "slirp4netns");
         }
+        /* both open the host's /dev/net/tun (before joining the step's namespaces) */
+        if ((c.mode == NET_PASTA || c.mode == NET_SLIRP4NETNS) && access("/dev/net/tun", R_OK | W_OK) < 0)
+                return hm_error_set_exit(err, 2, errno,
+                                         "%s '%s': /dev/net/tun is not usable by this user (%s): '%s' needs it; "
+                                         "Debian's default is mode 0666 (chmod 0666 /dev/net/tun), or use --network=none",
+                                         source, mode, strerror(errno), net_mode_name(c.mode));
         if (c.mode == NET_SLIRP4NETNS)
                 c.resolv_conf = xstrdup("nameserver 10.0.2.3\n"); /* slirp4netns's own DNS forwarder */
         else if (c.mode == NET_PASTA || c.mode == NET_HOST)
@@ -304,14 +310,36 @@ static _Noreturn void intermediate(const struct net_config *c, char **argv, int 
                 dprintf(logfd, "join the step's pid namespace: %s\n", strerror(errno));
                 _exit(125);
         }
+        /*
+         * Two forks: the helper's parent must live in the step's pid namespace,
+         * so that the helper (slirp4netns) or its daemon (pasta) is re-parented
+         * to the step's pid 1 when that parent exits, not to the host's init.
+         */
+        pid_t inner = fork();
+        if (inner < 0) {
+                dprintf(logfd, "fork: %s\n", strerror(errno));
+                _exit(125);
+        }
+        if (inner > 0) {
+                int st;
+                while (waitpid(inner, &st, 0) < 0)
+                        if (errno != EINTR)
+                                _exit(125);
+                _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+        }
+        (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
         pid_t helper = fork();
         if (helper < 0) {
                 dprintf(logfd, "fork: %s\n", strerror(errno));
                 _exit(125);
         }
         if (helper == 0) {
-                /* a pasta stuck before daemonizing dies with us when hm gives up */
-                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+                /*
+                 * a pasta stuck before daemonizing dies with us when hm gives up;
+                 * slirp4netns outlives its parent by design (the step's pid 1 adopts it)
+                 */
+                if (c->mode == NET_PASTA)
+                        (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
                 exec_helper(argv, netfd, readyfd, nullfd, logfd);
         }
         if (c->mode != NET_PASTA)
@@ -334,7 +362,7 @@ static char *log_text(int logfd)
         /* skip pasta's syslog noise: report the last meaningful line */
         char *best = NULL;
         for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
-                if (!str_has_prefix(l, "Failed to send") && *trim(l))
+                if (!str_has_prefix(l, "Failed to send") && !str_has_prefix(l, "WARNING") && *trim(l))
                         best = trim(l);
         return xstrdup(best ? best : "no output");
 }
