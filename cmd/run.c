@@ -5,6 +5,7 @@
 #include "pipeline/plan.h"
 #include "pipeline/workspace.h"
 #include "runtime/net.h"
+#include "runtime/sealed.h"
 #include "sched/events.h"
 #include "sched/loop.h"
 #include "sched/runner.h"
@@ -230,8 +231,12 @@ static void cache_freep(struct cache_index **c) { cache_index_free(*c); }
 
 static int run(struct run_options *o, hm_error_t *err)
 {
+        int r;
+        /* steps see forks of this process: from here on hm runs from a sealed copy (runtime/sealed.h) */
+        if (!o->dry_run && !strcmp(o->runner.kind, "ns") && (r = rt_exec_sealed_self(err)) < 0)
+                return r;
         _cleanup_plan_ struct plan *plan = NULL;
-        int r = plan_load(o->dir, o->file, o->slug, &plan, err);
+        r = plan_load(o->dir, o->file, o->slug, &plan, err);
         if (r < 0)
                 return r;
         if (o->dry_run) {
