@@ -42,10 +42,10 @@ class Case:
     ns verdict must contain (e.g. the seccomp errno)."""
 
     def __init__(self, name, desc, cmd=None, control=None, host_check=None, require=None, special=None,
-                 parent=None, engines=True):
+                 parent=None, engines=True, flags=()):
         self.name, self.desc, self.cmd, self.control = name, desc, cmd, control
         self.host_check, self.require, self.special, self.parent = host_check, require, special, parent
-        self.engines = engines
+        self.engines, self.flags = engines, tuple(flags)
 
 
 # ---------------------------------------------------------------- helpers
@@ -431,6 +431,49 @@ def net_cases(port):
     ]
 
 
+# ---------------------------------------------------------------- sandbox flags, on every runner
+
+DENY_MKDIR = {"defaultAction": "SCMP_ACT_ALLOW",
+              "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}
+FLAG_PROBES = {
+    "flag-user": ("--user 1000:1000: the step's uid",
+                  'u=$(id -u); [ "$u" = 1000 ] && echo "VERDICT: BLOCKED runs as uid $u" '
+                  '|| echo "VERDICT: ESCAPED runs as uid $u"'),
+    "flag-cap-drop-all": ("--cap-drop all: effective capabilities",
+                          "c=$(awk '/^CapEff/ {print $2}' /proc/self/status); [ \"$c\" = 0000000000000000 ] "
+                          "&& echo \"VERDICT: BLOCKED CapEff $c\" || echo \"VERDICT: ESCAPED CapEff $c\""),
+    "flag-tmpfs-tmp": ("--tmpfs-tmp: /tmp is a fresh tmpfs",
+                       "grep -q ' /tmp tmpfs ' /proc/mounts && echo 'VERDICT: BLOCKED /tmp is a tmpfs' "
+                       "|| echo 'VERDICT: ESCAPED /tmp is the image filesystem'"),
+    "flag-seccomp-file": ("--seccomp FILE (a profile denying mkdir): mkdir in /tmp",
+                          "d=/tmp/hm-sec-$$; mkdir $d 2>/tmp/hm-sec-err && echo 'VERDICT: ESCAPED mkdir allowed' "
+                          "|| echo \"VERDICT: BLOCKED $(cat /tmp/hm-sec-err)\"; rmdir $d 2>/dev/null; true"),
+    "flag-read-only": ("--read-only: write to the root filesystem",
+                       "e=$(touch /hm-sec-ro 2>&1) && echo 'VERDICT: ESCAPED / is writable' "
+                       "|| echo \"VERDICT: BLOCKED $e\""),
+}
+_flag_controls = {}
+
+
+def flag_control(name):
+    """The probe in a step without the flag (ns): it must see what the flag takes away."""
+    def f():
+        if not _flag_controls:
+            probes = [Case(n, d, cmd) for n, (d, cmd) in FLAG_PROBES.items()]
+            p, logs, ends = run_pipeline("ns", None, probes)
+            for c in probes:
+                _flag_controls[c.name] = judge(c, logs, ends, p)
+        v, why = _flag_controls[name]
+        return v == ESCAPED, "without the flag (ns): %s %s" % (v, why)
+    return f
+
+
+def flag_cases(profile):
+    a = ("--user", "1000:1000", "--cap-drop", "all", "--tmpfs-tmp", "--seccomp", profile)
+    return [Case(n, FLAG_PROBES[n][0], FLAG_PROBES[n][1], flag_control(n),
+                 flags=("--read-only",) if n == "flag-read-only" else a) for n in FLAG_PROBES]
+
+
 # ---------------------------------------------------------------- hm oci run bundles (ns only)
 
 BUNDLE_ROOT = None
@@ -685,7 +728,7 @@ def build_cases(helper, disk):
              special=special_cwd_fd, control=control_cwd_fd, engines=False),
         Case("ptrace-init-unconfined", "ptrace hm's pid 1 with seccomp off (hm oci run)",
              special=special_ptrace_init, control=control_ptrace_init, engines=False),
-    ] + net_cases(NET_PORT) + [
+    ] + net_cases(NET_PORT) + flag_cases(SECCOMP_PROFILE) + [
         Case("self-exe-shebang", "CVE-2019-5736: the image's /bin/sh is '#!/proc/self/exe', so the kernel runs "
              "hm's binary in the step, with a preloaded probe that opens it for writing",
              special=special_self_exe, control=control_self_exe, engines=False),
@@ -701,7 +744,7 @@ HELPERS = {"workspace-symlink-parent", "workspace-flipper", "workspace-symlink-f
 
 # ---------------------------------------------------------------- running steps
 
-def run_pipeline(runner, socket, cases):
+def run_pipeline(runner, socket, cases, flags=()):
     idx = {c.name: i for i, c in enumerate(cases)}
     nodes, edges = [], []
     for c in cases:
@@ -718,6 +761,7 @@ def run_pipeline(runner, socket, cases):
            "-d", SRC, "-f", f.name]
     if socket:
         cmd += ["--socket", socket]
+    cmd += list(flags)
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     finally:
@@ -751,7 +795,7 @@ def judge(c, logs, ends, p):
 
 
 def main():
-    global SRC, HOST_DIRFD, BUNDLE_ROOT, NET_PORT
+    global SRC, HOST_DIRFD, BUNDLE_ROOT, NET_PORT, SECCOMP_PROFILE
     ap = argparse.ArgumentParser()
     ap.add_argument("--runners", default="ns")
     ap.add_argument("--socket", action="append", default=[], help="RUNNER=PATH")
@@ -790,6 +834,10 @@ def main():
     with open(uc, "w") as f:
         f.write(UCONN)
     subprocess.run(["cc", "-static", "-O1", "-o", os.path.join(SRC, "uconn"), uc], check=True)
+    SECCOMP_PROFILE = os.path.join(work, "deny-mkdir.json")
+    with open(SECCOMP_PROFILE, "w") as f:
+        json.dump(DENY_MKDIR, f)
+    os.chmod(work, 0o755)
     servers = TokenServers()
     NET_PORT = servers.port
     src_before = sorted(os.listdir(SRC))
@@ -812,8 +860,18 @@ def main():
                 for c in cases:
                     table[c.name][r] = (NA, "no socket for " + r)
                 continue
-            p, logs, ends = run_pipeline(r, sockets.get(r), sel)
+            p, logs, ends = run_pipeline(r, sockets.get(r), [c for c in sel if not c.flags])
+            # the sandbox-flag cases: one run per set of flags, same flags on every runner
+            for fl in sorted({c.flags for c in sel if c.flags}):
+                fp, flogs, fends = run_pipeline(r, sockets.get(r), [c for c in sel if c.flags == fl], fl)
+                for c in sel:
+                    if c.flags == fl:
+                        table[c.name][r] = judge(c, flogs, fends, fp)
+                        if c.name not in flogs and fp.returncode == 2:
+                            table[c.name][r] = (NA, "flags refused: " + fp.stderr.strip()[-200:])
             for c in cases:
+                if c.flags and c in sel:
+                    continue
                 if c.special:
                     table[c.name][r] = c.special(HM) if r == "ns" else (NA, "ns runtime only")
                     restore_canary()
