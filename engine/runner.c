@@ -94,6 +94,7 @@ struct eng_step {
         bool cancel, force;
         char *error;    /* first failure */
         char *snapshot; /* committed image */
+        char *old_image; /* image id the cache tag named before this commit, if any */
         bool cache_hit;
         struct eng_demux demux;
         uint64_t delivered[3]; /* log bytes passed on, per stream */
@@ -750,6 +751,37 @@ static void do_attach(struct eng_step *s)
 
 /* ---------------------------------------------------------------- commit, remove, done */
 
+/* The "Id" member of an image inspect or commit answer (heap), or NULL. */
+static char *response_id(const struct eng_response *resp)
+{
+        if (!resp->body.len)
+                return NULL;
+        _cleanup_yajl_tree_ yajl_val v = yajl_tree_parse(resp->body.buf, NULL, 0);
+        static const char *id_path[] = { "Id", NULL };
+        yajl_val id = v ? yajl_tree_get(v, id_path, yajl_t_string) : NULL;
+        return id && YAJL_GET_STRING(id)[0] ? xstrdup(YAJL_GET_STRING(id)) : NULL;
+}
+
+/* Whether two image ids name the same image ("sha256:" prefix optional). */
+static bool same_image(const char *a, const char *b)
+{
+        if (str_has_prefix(a, "sha256:"))
+                a += strlen("sha256:");
+        if (str_has_prefix(b, "sha256:"))
+                b += strlen("sha256:");
+        return strcmp(a, b) == 0;
+}
+
+static void on_drop_old(struct eng_request *req, struct eng_response *resp, void *data)
+{
+        struct eng_step *s = data;
+        s->req = NULL;
+        /* Best effort: the engine refuses (409) while a container or another
+         * tag still uses the image, and then it is not an orphan. */
+        (void) resp;
+        do_remove(s);
+}
+
 static void on_commit(struct eng_request *req, struct eng_response *resp, void *data)
 {
         struct eng_step *s = data;
@@ -761,17 +793,27 @@ static void on_commit(struct eng_request *req, struct eng_response *resp, void *
                 s->snapshot = NULL;
                 return;
         }
+        /*
+         * The cache tag moved from an image an earlier run committed (its
+         * index entry was lost or cleaned) to this one: the old image is now
+         * untagged, labelled hm.run, and nobody would ever remove it.
+         */
+        _cleanup_free_ char *new_id = response_id(resp);
+        if (s->old_image && new_id && !same_image(s->old_image, new_id)) {
+                _cleanup_free_ char *eid = eng_escape(s->old_image);
+                _cleanup_free_ char *path = xasprintf("/images/%s", eid);
+                struct eng_request_opts o = { .method = "DELETE", .path = path, .on_done = on_drop_old, .data = s };
+                hm_error_t err = NULL;
+                if (eng_request_submit(s->r->http, &o, &s->req, &err) == 0)
+                        return;
+                hm_error_release(&err);
+        }
         do_remove(s);
 }
 
-static void do_commit(struct eng_step *s)
+static void commit_request(struct eng_step *s)
 {
         const struct step_exec *x = s->x;
-        s->stage = ST_COMMIT;
-        if (x->cache_tag)
-                s->snapshot = local_ref(x->cache_tag);
-        else
-                s->snapshot = xasprintf("localhost/hm-ephemeral:%.12s-%u", x->run_id, x->step->index);
         _cleanup_free_ char *repo = NULL, *tag = NULL;
         split_ref(s->snapshot, &repo, &tag);
         _cleanup_free_ char *label = xasprintf("LABEL hm.run=%s", x->run_id);
@@ -781,6 +823,37 @@ static void do_commit(struct eng_step *s)
         /* Podman's compat commit needs a JSON body, Docker then needs the JSON Content-Type */
         struct eng_request_opts o = { .method = "POST", .path = path, .json_body = "{}",
                                       .timeout_ms = COMMIT_TIMEOUT_MS, .on_done = on_commit, .data = s };
+        submit(s, &s->req, &o, "commit snapshot");
+}
+
+static void on_old_tag(struct eng_request *req, struct eng_response *resp, void *data)
+{
+        struct eng_step *s = data;
+        s->req = NULL;
+        if (eng_response_ok(resp))
+                s->old_image = response_id(resp);
+        /* 404 (the usual case) or an error: nothing to drop afterwards */
+        commit_request(s);
+}
+
+static void do_commit(struct eng_step *s)
+{
+        const struct step_exec *x = s->x;
+        s->stage = ST_COMMIT;
+        if (!x->cache_tag) {
+                s->snapshot = xasprintf("localhost/hm-ephemeral:%.12s-%u", x->run_id, x->step->index);
+                commit_request(s);
+                return;
+        }
+        s->snapshot = local_ref(x->cache_tag);
+        if (x->cache_lookup) { /* looked up before the step ran: the tag did not exist */
+                commit_request(s);
+                return;
+        }
+        /* The index has no entry, but the engine may still hold the tag. */
+        _cleanup_free_ char *ref = eng_escape(s->snapshot);
+        _cleanup_free_ char *path = xasprintf("/images/%s/json", ref);
+        struct eng_request_opts o = { .method = "GET", .path = path, .on_done = on_old_tag, .data = s };
         submit(s, &s->req, &o, "commit snapshot");
 }
 
@@ -846,6 +919,7 @@ static void step_free(struct eng_step *s)
         free(s->id);
         free(s->error);
         free(s->snapshot);
+        free(s->old_image);
         free(s->pull_error);
         strbuf_release(&s->line);
         free(s);

@@ -3,7 +3,9 @@
 
 #include <fcntl.h>
 #include <stdarg.h>
+#include <linux/capability.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 
 static void oom(void)
@@ -271,4 +273,24 @@ int rm_rf(const char *path)
         if (rmdir(path) < 0 && errno != ENOENT && !r)
                 r = -errno;
         return r;
+}
+
+static bool in_initial_userns(void)
+{
+        char *map = NULL;
+        if (read_file("/proc/self/uid_map", 4096, &map, NULL) < 0)
+                return true; /* no /proc: nothing says otherwise */
+        unsigned long inside, outside, count;
+        bool init = sscanf(map, "%lu %lu %lu", &inside, &outside, &count) == 3 && inside == 0 && outside == 0 &&
+                    count == 4294967295UL;
+        free(map);
+        return init;
+}
+
+bool hm_privileged(void)
+{
+        struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+        struct __user_cap_data_struct d[2] = { { 0 } };
+        bool admin = syscall(SYS_capget, &h, d) == 0 && (d[CAP_SYS_ADMIN / 32].effective & (1U << (CAP_SYS_ADMIN % 32)));
+        return geteuid() == 0 && admin && in_initial_userns();
 }

@@ -103,4 +103,12 @@ int mkdir_p(const char *path, mode_t mode);
 /* rm -rf of a directory tree, without crossing mount points; returns 0 or -errno. */
 int rm_rf(const char *path);
 
+/*
+ * Real root: euid 0 with CAP_SYS_ADMIN in the initial user namespace.  uid 0
+ * inside a container without CAP_SYS_ADMIN (Docker's and Podman's default
+ * capability sets) or inside a user namespace is not: mounts, trusted.*
+ * xattrs and cgroup writes are refused there, so hm takes the rootless paths.
+ */
+bool hm_privileged(void);
+
 #endif

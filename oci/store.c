@@ -46,6 +46,9 @@ uint64_t oci_proc_starttime(int pid)
         if (!s)
                 return 0;
         s++;
+        /* a zombie has exited: its owner role is over (a container's pid 1 that reaps nobody keeps it) */
+        if (s[0] == ' ' && (s[1] == 'Z' || s[1] == 'X'))
+                return 0;
         /* now at field 3 ("state"); field 22 is 19 fields further */
         for (int field = 2; field < 21 && s; field++)
                 s = strchr(s + 1, ' ');
@@ -160,7 +163,7 @@ static int store_format(struct oci_store *s, hm_error_t *err)
                 return 0;
         }
         snprintf(s->xattr_prefix, sizeof s->xattr_prefix, "%s",
-                 geteuid() == 0 ? "trusted.overlay." : "user.overlay.");
+                 hm_privileged() ? "trusted.overlay." : "user.overlay.");
         _cleanup_free_ char *line = xasprintf("hm-store 1 %s\n", s->xattr_prefix);
         return write_atomic(s, fmt, line, strlen(line), err);
 }

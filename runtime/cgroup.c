@@ -260,9 +260,14 @@ int rt_cgroup_setup(struct rt_cgroup *cg, const char *rel, const struct oci_reso
         hm_error_t e = NULL;
         int r = v1_dir(cg, RT_CG_PIDS, rel, &e);
         if (r < 0) {
-                /* not writable: no per-container cgroup at all */
-                add_fallbacks(res, notices, fallback, n_fallback, e->msg);
-                strv_push_take(notices, xasprintf("cgroups: no pids cgroup (%s): processes that leave the pid namespace are not tracked", e->msg));
+                /* not writable: no per-container cgroup at all.  The reason names the parent, not the
+                 * step's own dir, so that every step of a run reports the same text (said once). */
+                _cleanup_free_ char *own = own_cgroup(v1_names[RT_CG_PIDS]);
+                _cleanup_free_ char *why = e->code == ENOENT ? xstrdup(e->msg)
+                                                             : xasprintf("cannot create step cgroups under '/sys/fs/cgroup/%s%s': %s",
+                                                                         v1_names[RT_CG_PIDS], own ? own : "", strerror(e->code));
+                add_fallbacks(res, notices, fallback, n_fallback, why);
+                strv_push_take(notices, xasprintf("cgroups: no pids cgroup (%s): processes that leave the pid namespace are not tracked", why));
                 hm_error_release(&e);
                 return 0;
         }

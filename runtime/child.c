@@ -16,7 +16,7 @@
  *     inside a user ns, reported as a notice), /dev nodes,
  *     pivot_root(".", ".") + umount2(MNT_DETACH), sysctls, masked paths,
  *     read-only paths, read-only root
- *  4. hostname
+ *  4. hostname (refused by a filter around hm: kept, reported as a notice)
  *  4b. fork: this process stays behind as the container's pid 1 (init.c:
  *     reaps, forwards signals, exits with the command's status); the
  *     new child (pid 2) goes on.  Forking here, after the mounts, gives
@@ -317,10 +317,12 @@ static void pseudo_fs_fallback(const struct rt_plan *p, int rootfd, const struct
         if (mount(host, fdpath, NULL, MS_BIND | MS_REC, NULL) < 0 || make_readonly_recursive(rootfd, m->dest) < 0)
                 die_mount(p, m);
         notice(p, m->fstype, m->kind == RT_MNT_PROC
-                                     ? ": mounting a new instance was refused; using a read-only bind of the host's /proc "
-                                       "(host processes are visible) on "
-                                     : ": mounting a new instance was refused (no network namespace of our own?); "
-                                       "using a read-only bind of the host's /sys on ",
+                                     ? ": mounting a new instance was refused (the surrounding /proc has masked or "
+                                       "covered paths?); using a read-only bind of the outer /proc (outer processes "
+                                       "are visible) on "
+                                     : ": mounting a new instance was refused (the surrounding /sys has masked or "
+                                       "covered paths, or no network namespace of our own?); using a read-only bind "
+                                       "of the outer /sys on ",
                m->dest);
 }
 
@@ -713,14 +715,28 @@ static void step1_sync(const struct rt_plan *p)
                 _exit(127); /* the parent gave up: it reports its own error */
 }
 
+/*
+ * A seccomp filter around hm (Podman's default profile gates sethostname on
+ * CAP_SYS_ADMIN, which a container's root lacks) refuses the call although we
+ * own the UTS namespace: the step keeps the surrounding hostname, said once.
+ */
+static void step4_hostname(const struct rt_plan *p)
+{
+        if (!p->hostname || sethostname(p->hostname, strlen(p->hostname)) == 0)
+                return;
+        if (!p->userns || errno != EPERM)
+                die(p, "set hostname", p->hostname);
+        notice(p, "uts: setting the hostname was refused (a seccomp filter around hm?); steps see the surrounding "
+                  "hostname in their own UTS namespace", NULL, NULL);
+}
+
 _Noreturn void rt_child_run(const struct rt_plan *p)
 {
         step0_signals_stdio(p);
         step1_sync(p);
         step2_namespaces(p);
         step3_mounts(p);
-        if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0)
-                die(p, "set hostname", p->hostname);
+        step4_hostname(p);
 
         pid_t main_pid = fork();
         if (main_pid < 0)

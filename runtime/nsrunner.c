@@ -43,6 +43,7 @@ struct ns_runner {
         size_t n_ws;
         struct ns_step *steps; /* in flight, for free() */
         struct drop_req *drops; /* pending done() timers */
+        char **isolation_said; /* reduced-isolation notices already reported: once per run */
 };
 
 struct ns_step {
@@ -475,9 +476,16 @@ static int launch(struct ns_runner *r, struct ns_step *st, hm_error_t *err)
         stage_release(st);
         if (rc < 0)
                 return rc;
-        for (const char *const *n = rt_container_notices(st->c); n && *n; n++)
+        for (const char *const *n = rt_container_notices(st->c); n && *n; n++) {
+                bool said = false;
+                for (char **s = r->isolation_said; s && *s && !said; s++)
+                        said = !strcmp(*s, *n);
+                if (said)
+                        continue;
+                strv_push(&r->isolation_said, *n);
                 if (st->x->on_notice)
                         st->x->on_notice(st->x, "isolation", *n);
+        }
         return watch(st, err);
 }
 
@@ -666,6 +674,7 @@ static void ns_free(struct hm_runner *base)
                 (void) rm_rf(r->net_dir);
         free(r->net_dir);
         net_config_release(&r->net);
+        strv_free(r->isolation_said);
         free(r->ws);
         free(r->bpf);
         oci_seccomp_free(r->sc);
@@ -710,7 +719,7 @@ int ns_runner_new(struct hm_loop *loop, const struct ns_options *o, struct hm_ru
         r->net = net;
         r->base.ops = &ns_ops;
         r->base.loop = loop;
-        r->rootless = o->rootless == NS_ROOTLESS_ON || (o->rootless == NS_ROOTLESS_AUTO && getuid() != 0);
+        r->rootless = o->rootless == NS_ROOTLESS_ON || (o->rootless == NS_ROOTLESS_AUTO && !hm_privileged());
         r->no_seccomp = o->no_seccomp;
         r->limits = o->limits;
         r->run = o->run;

@@ -34,7 +34,7 @@ struct ns_options {
         const char *store;      /* NULL: oci_store_default_path() */
         const char *network;    /* NULL/"none", "host", "pasta[:OPTS]", "slirp4netns[:OPTS]" (runtime/net.h) */
         const char *network_source; /* where the mode came from, for errors: NULL = "--network" */
-        enum ns_rootless rootless; /* AUTO: rootless when getuid() != 0 */
+        enum ns_rootless rootless; /* AUTO: rootless unless hm_privileged() */
         bool no_seccomp;        /* the default seccomp profile is on unless set */
         struct step_limits limits; /* per step (sched/runner.h); zero: none */
         const char *seccomp;    /* NULL/"default", "unconfined" or a profile file (OCI or Docker format) */

@@ -320,6 +320,40 @@ static int prepare_seccomp(struct rt_plan *p, const struct oci_spec *spec, const
         return 0;
 }
 
+static bool file_starts_with(const char *path, const char *prefix)
+{
+        _cleanup_free_ char *buf = NULL;
+        return read_file(path, 4096, &buf, NULL) == 0 && str_has_prefix(buf, prefix);
+}
+
+static bool seccomp_filtered(void)
+{
+        _cleanup_free_ char *buf = NULL;
+        if (read_file("/proc/self/status", 0, &buf, NULL) < 0)
+                return false;
+        const char *l = strstr(buf, "\nSeccomp:");
+        return l && strtol(l + 9, NULL, 10) == 2;
+}
+
+/* Why clone with namespace flags was refused, and the fix, as precisely as the host tells. */
+static const char *clone_refusal_hint(int e, bool userns)
+{
+        if (e != EPERM && e != ENOSPC)
+                return "";
+        if (userns && file_starts_with("/proc/sys/user/max_user_namespaces", "0\n"))
+                return " (user.max_user_namespaces is 0: sysctl -w user.max_user_namespaces=15000)";
+        if (userns && geteuid() != 0 && file_starts_with("/proc/sys/kernel/unprivileged_userns_clone", "0\n"))
+                return " (kernel.unprivileged_userns_clone is 0: sysctl -w kernel.unprivileged_userns_clone=1)";
+        if (e == EPERM && seccomp_filtered())
+                return " (a seccomp filter around hm refuses new namespaces, as Docker's default profile does: "
+                       "run the container with --security-opt seccomp=unconfined or --privileged, or use "
+                       "--runner=docker/podman through the engine's mounted socket)";
+        if (e == ENOSPC)
+                return " (user.max_user_namespaces reached)";
+        return userns ? " (unprivileged user namespaces disabled? see user.max_user_namespaces)"
+                      : " (CAP_SYS_ADMIN missing?)";
+}
+
 static int launch(struct rt_container *c, const struct oci_spec *spec, struct rt_plan *p, const struct rt_idmap *idmap,
                   struct child_fds *f, const struct rt_start_options *o, hm_error_t *err)
 {
@@ -332,8 +366,7 @@ static int launch(struct rt_container *c, const struct oci_spec *spec, struct rt
         if (c->pid < 0) {
                 c->pid = 0;
                 int e = errno;
-                return hm_error_set(err, e, "clone: %s%s", strerror(e),
-                                    e == EPERM || e == ENOSPC ? " (unprivileged user namespaces disabled? see user.max_user_namespaces)" : "");
+                return hm_error_set(err, e, "clone: %s%s", strerror(e), clone_refusal_hint(e, p->userns));
         }
         /* the child holds its ends now; ours must go, or EOF never comes */
         f->sync[1] = safe_close(f->sync[1]);
@@ -358,7 +391,7 @@ static int launch(struct rt_container *c, const struct oci_spec *spec, struct rt
 int rt_container_start(const struct oci_spec *spec, const struct rt_start_options *o, struct rt_container **ret,
                        hm_error_t *err)
 {
-        bool rootless = o->rootless || geteuid() != 0;
+        bool rootless = o->rootless || !hm_privileged();
         _cleanup_(plan_releasep) struct rt_plan plan = { 0 };
         int r = rt_plan_build(&plan, spec, o, rootless, err);
         if (r < 0)
