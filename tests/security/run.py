@@ -197,8 +197,10 @@ def self_exe_image(work):
     with open(src, "w") as f:
         f.write(SELF_EXE_PROBE)
     subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", os.path.join(root, "probe.so"), src], check=True)
+    # an ASan hm needs its runtime first among the preloaded libraries
+    asan = [w for w in libs.split() if w.startswith("/") and "libasan" in w]
     with open(os.path.join(root, "etc/ld.so.preload"), "w") as f:
-        f.write("/probe.so\n")
+        f.write("".join(a + "\n" for a in asan) + "/probe.so\n")
     os.unlink(os.path.join(root, "bin/sh"))
     with open(os.path.join(root, "bin/sh"), "w") as f:
         f.write("#!/proc/self/exe\n")
