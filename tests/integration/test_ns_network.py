@@ -339,11 +339,20 @@ def main():
             tap.skip("rootless network cases", "no user hmtest (tests/run-all.sh creates it)")
         else:
             tun = os.stat("/dev/net/tun").st_mode & 0o777 if os.path.exists("/dev/net/tun") else 0
+            uctx = Ctx("hmtest")
             if tun & 0o006 != 0o006:
+                # the one-line error instead; the rest needs a usable /dev/net/tun
+                try:
+                    p, _, _ = uctx.run([("x", "true")], ["--network", "pasta"])
+                    l = [x for x in p.stderr.splitlines() if x.strip() and not x.startswith("hm: runner")]
+                    tap.check(p.returncode == 2 and len(l) == 1 and "/dev/net/tun" in l[0] and "--network 'pasta'" in l[0],
+                              "hmtest: /dev/net/tun mode %o: one line naming --network, /dev/net/tun and the fix" % tun,
+                              (p.returncode, l))
+                finally:
+                    uctx.cleanup()
                 tap.skip("rootless network cases", "/dev/net/tun is mode %o here (Debian's default is 0666)" % tun)
                 tap.check(not helpers(), "no pasta/slirp4netns of this test's runs left at the end", helpers())
                 return tap.summary()
-            uctx = Ctx("hmtest")
             try:
                 reachability(uctx, srv, "hmtest")
                 lifetimes(uctx, "hmtest")
