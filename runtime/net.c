@@ -204,7 +204,11 @@ int net_pipeline_default(const char *dir, char **ret_mode, char **ret_source, hm
         if (r < 0)
                 return hm_error_set(err, -r, "%s: %s", path, strerror(-r));
         unsigned lineno = 0;
-        for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        for (char *line = text, *next; line; line = next) {
+                /* line by line, blank ones counted (strtok would skip them and the numbers) */
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = 0;
                 lineno++;
                 char *s = trim(line);
                 if (*s == '[')
