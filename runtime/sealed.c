@@ -61,6 +61,8 @@ static int copy_all(int out, int in, hm_error_t *err)
         return 0;
 }
 
+#define OPT_OUT " (HM_INSECURE_NO_SEALED_EXE=1 runs without it)"
+
 int rt_exec_sealed_self(hm_error_t *err)
 {
         const char *off = getenv("HM_INSECURE_NO_SEALED_EXE");
@@ -72,22 +74,22 @@ int rt_exec_sealed_self(hm_error_t *err)
         }
         _cleanup_close_ int in = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
         if (in < 0)
-                return hm_error_set(err, errno, "sealed copy of hm: open /proc/self/exe: %s", strerror(errno));
+                return hm_error_set(err, errno, "sealed copy of hm: open /proc/self/exe: %s" OPT_OUT, strerror(errno));
         int fd = memfd_create("hm", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
         if (fd < 0 && errno == EINVAL)
                 fd = memfd_create("hm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (fd < 0)
-                return hm_error_set(err, errno, "sealed copy of hm: memfd_create: %s", strerror(errno));
+                return hm_error_set(err, errno, "sealed copy of hm: memfd_create: %s" OPT_OUT, strerror(errno));
         _cleanup_close_ int mfd = fd;
         int r = copy_all(mfd, in, err);
         if (r < 0)
                 return r;
         if (fchmod(mfd, 0555) < 0 || fcntl(mfd, F_ADD_SEALS, SEALS) < 0)
-                return hm_error_set(err, errno, "sealed copy of hm: seal: %s", strerror(errno));
+                return hm_error_set(err, errno, "sealed copy of hm: seal: %s" OPT_OUT, strerror(errno));
         _cleanup_strv_ char **argv = self_argv();
         if (!argv)
                 return hm_error_set(err, EINVAL, "sealed copy of hm: cannot read /proc/self/cmdline");
         /* the fd is CLOEXEC: the new image does not keep it (it has its own /proc/self/exe) */
         syscall(SYS_execveat, mfd, "", argv, environ, AT_EMPTY_PATH);
-        return hm_error_set(err, errno, "sealed copy of hm: exec: %s", strerror(errno));
+        return hm_error_set(err, errno, "sealed copy of hm: exec: %s" OPT_OUT, strerror(errno));
 }
