@@ -15,8 +15,8 @@ int cmd_make_runner(struct hm_loop *loop, const struct runner_choice *c, struct 
                 return 0;
         }
         if (!strcmp(kind, "ns")) {
-                struct ns_options o = { .network = c->network, .network_source = c->network_source, .limits = c->limits, .seccomp = c->seccomp,
-                                        .run = c->sandbox };
+                struct ns_options o = { .network = c->network, .network_source = c->network_source, .limits = c->limits,
+                                        .seccomp = c->seccomp, .run = c->sandbox, .pull = c->pull };
                 return ns_runner_new(loop, &o, ret, err);
         }
         if (!strcmp(kind, "docker") || !strcmp(kind, "podman") || !strcmp(kind, "vm")) {

@@ -9,6 +9,7 @@
 
 #include "lib/strbuf.h"
 #include "lib/util.h"
+#include "oci/registry.h"
 #include "oci/spec.h"
 #include "oci/store.h"
 #include "pipeline/plan.h"
@@ -36,6 +37,7 @@ struct ns_runner {
         bool no_seccomp;
         struct step_limits limits;
         struct oci_run_options run; /* borrowed from the caller's ns_options */
+        char pull; /* 'm'issing (default), 'a'lways, 'n'ever */
         void *bpf;
         size_t bpf_len;
         struct oci_seccomp *sc; /* parsed profile, compiled to bpf on the first container start */
@@ -56,6 +58,7 @@ struct ns_step {
         char *stage;  /* tmpfs with copies of the lowers above the host's "/", while mounted here */
         int fds[3];   /* stdout, stderr, pidfd; -1 once unregistered */
         uint64_t timer; /* deferred completion */
+        struct oci_pull *pull; /* the boot image is being pulled */
         bool canceled;
         struct step_result res;
 };
@@ -104,6 +107,7 @@ static void step_release(struct ns_step *st)
                         hm_loop_del_fd(loop, st->fds[i]);
         if (st->timer)
                 hm_loop_del_timer(loop, st->timer);
+        oci_pull_cancel(st->pull);
         if (st->c)
                 rt_container_free(st->c);
         stage_release(st); /* before removing the dir it is mounted on */
@@ -224,8 +228,9 @@ static int resolve_chain(struct ns_runner *r, const struct step_exec *x, char **
         if (rc < 0 && *err && (*err)->code == ENOENT) {
                 hm_error_release(err);
                 return hm_error_set(err, ENOENT,
-                                    "image '%s' is not in the store at %s: import it with `hm image import SOURCE %s`",
-                                    image, oci_store_path(r->store), image);
+                                    "image '%s' is not in the store at %s: pull it with `hm image pull %s` or "
+                                    "import it with `hm image import SOURCE %s`",
+                                    image, oci_store_path(r->store), image, image);
         }
         return rc;
 }
@@ -489,6 +494,70 @@ static int launch(struct ns_runner *r, struct ns_step *st, hm_error_t *err)
         return watch(st, err);
 }
 
+static void launch_or_fail(struct ns_runner *r, struct ns_step *st)
+{
+        hm_error_t e = NULL;
+        if (launch(r, st, &e) < 0) {
+                hm_error_wrap(&e, "step '%s'", st->x->step->key);
+                /* undo what launch made before reporting, so on_done sees nothing held */
+                for (int i = 0; i < 3; i++)
+                        if (st->fds[i] >= 0)
+                                hm_loop_del_fd(r->base.loop, st->fds[i]);
+                st->fds[0] = st->fds[1] = st->fds[2] = -1;
+                if (st->c)
+                        rt_container_free(st->c);
+                st->c = NULL;
+                stage_release(st);
+                oci_store_abort_layer(r->store, st->u);
+                st->u = NULL;
+                fail_later(st, &e);
+        }
+}
+
+/* ---- a missing boot image is pulled from its registry (oci/registry.h) first ---- */
+
+static void on_pull_progress(void *data, const struct oci_pull_progress *p)
+{
+        struct ns_step *st = data;
+        if (!st->x->on_notice || !strcmp(p->phase, "download"))
+                return;
+        _cleanup_free_ char *m = p->layer ? xasprintf("%s: layer %zu/%zu %s %s", p->image, p->layer, p->n_layers,
+                                                      p->digest, p->phase)
+                                          : xasprintf("%s: %s%s%s", p->image, p->phase, p->digest ? " " : "",
+                                                      p->digest ? p->digest : "");
+        st->x->on_notice(st->x, "pull", m);
+}
+
+static void on_pulled(void *data, int rc, hm_error_t *err, const struct oci_pull_result *res)
+{
+        struct ns_step *st = data;
+        st->pull = NULL;
+        if (rc < 0) {
+                const char *img = st->x->image;
+                hm_error_wrap(err, "image '%s' is not in the store at %s and pulling it failed "
+                                   "(or import it with `hm image import SOURCE %s`)",
+                              img, oci_store_path(st->r->store), img);
+                return fail_later(st, err);
+        }
+        launch_or_fail(st->r, st);
+}
+
+static bool pull_first(struct ns_runner *r, const struct step_exec *x)
+{
+        if (x->parent_snapshot || !x->image || !strcmp(x->image, OCI_HOST_IMAGE) || r->pull == 'n')
+                return false;
+        if (r->pull == 'a')
+                return true;
+        struct oci_image *img = NULL;
+        hm_error_t e = NULL;
+        if (oci_store_image_get(r->store, x->image, &img, &e) == 0) {
+                oci_image_free(img);
+                return false;
+        }
+        hm_error_release(&e);
+        return true;
+}
+
 static int ns_start(struct hm_runner *base, struct step_exec *x, hm_error_t *err)
 {
         struct ns_runner *r = (struct ns_runner *) base;
@@ -512,21 +581,18 @@ static int ns_start(struct hm_runner *base, struct step_exec *x, hm_error_t *err
                 if (rc < 0)
                         hm_error_release(&e); /* unreadable tag: run the step */
         }
-        if (launch(r, st, &e) < 0) {
-                hm_error_wrap(&e, "step '%s'", x->step->key);
-                /* undo what launch made before reporting, so on_done sees nothing held */
-                for (int i = 0; i < 3; i++)
-                        if (st->fds[i] >= 0)
-                                hm_loop_del_fd(base->loop, st->fds[i]);
-                st->fds[0] = st->fds[1] = st->fds[2] = -1;
-                if (st->c)
-                        rt_container_free(st->c);
-                st->c = NULL;
-                stage_release(st);
-                oci_store_abort_layer(r->store, st->u);
-                st->u = NULL;
-                fail_later(st, &e);
+        if (pull_first(r, x)) {
+                struct oci_pull_options o = { .ref = x->image, .if_missing = r->pull != 'a',
+                                              .on_progress = on_pull_progress, .data = st };
+                if (x->on_notice) {
+                        _cleanup_free_ char *m = xasprintf("pulling %s", x->image);
+                        x->on_notice(x, "pull", m);
+                }
+                if (oci_pull_start(base->loop, r->store, &o, on_pulled, st, &st->pull, &e) < 0)
+                        fail_later(st, &e);
+                return 0;
         }
+        launch_or_fail(r, st);
         return 0;
 }
 
@@ -616,6 +682,12 @@ static void ns_cancel(struct hm_runner *base, struct step_exec *x, bool force)
         st->canceled = true;
         if (st->c)
                 (void) rt_container_kill(st->c, force ? SIGKILL : SIGTERM);
+        if (st->pull) { /* nothing ran yet: stop the pull and end the step */
+                oci_pull_cancel(TAKE_PTR(st->pull));
+                st->res.canceled = true;
+                st->res.exit_code = 130;
+                finish_later(st);
+        }
 }
 
 /* ---- drops and lifetime ---- */
@@ -723,6 +795,7 @@ int ns_runner_new(struct hm_loop *loop, const struct ns_options *o, struct hm_ru
         r->no_seccomp = o->no_seccomp;
         r->limits = o->limits;
         r->run = o->run;
+        r->pull = !o->pull || !strcmp(o->pull, "never") ? 'n' : !strcmp(o->pull, "always") ? 'a' : 'm';
         rc = oci_store_open(o->store, &r->store, err);
         if (rc >= 0 && r->net.resolv_conf)
                 rc = write_resolv_conf(r, err);

@@ -39,6 +39,7 @@ struct ns_options {
         struct step_limits limits; /* per step (sched/runner.h); zero: none */
         const char *seccomp;    /* NULL/"default", "unconfined" or a profile file (OCI or Docker format) */
         struct oci_run_options run; /* --cap-add/--cap-drop/--user/--read-only/--tmpfs-tmp (oci/spec.h) */
+        const char *pull;       /* "missing": pull a boot image not in the store; "always"; NULL/"never": no pulls */
 };
 
 int ns_runner_new(struct hm_loop *loop, const struct ns_options *o, struct hm_runner **ret, hm_error_t *err);
