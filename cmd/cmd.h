@@ -19,6 +19,16 @@ int cmd_reap(int argc, char **argv);
 int cmd_oci(int argc, char **argv, hm_error_t *err);
 int cmd_image(int argc, char **argv, hm_error_t *err);
 
+/*
+ * hm run's quick reap (cmd/reap.c): what dead owners left on the backend of
+ * the runner in use ("ns:STORE" or "docker:SOCKET", the runner's backend_id)
+ * is removed, never a live owner's objects; bounded: two list requests on an
+ * engine, one scan of the store's tmp/ and layer metadata on ns.  Returns one
+ * line (heap) saying what was removed or what failed, NULL when there was
+ * nothing; *ret_us is how long it took.
+ */
+char *cmd_quick_reap(const char *backend_id, int64_t *ret_us);
+
 /* Print "hm: error: <msg>" (one line) and return the error's exit code. */
 int cmd_fail(hm_error_t *err);
 

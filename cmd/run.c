@@ -262,6 +262,10 @@ static int run(struct run_options *o, hm_error_t *err)
                 return r;
         if (strcmp(o->format, "json") || isatty(STDERR_FILENO) || getenv("HM_VERBOSE"))
                 fprintf(stderr, "hm: runner %s\n", runner->description);
+        int64_t reap_us = 0;
+        _cleanup_free_ char *reaped = cmd_quick_reap(runner->backend_id, &reap_us);
+        if (getenv("HM_VERBOSE"))
+                fprintf(stderr, "hm: quick reap: %.1f ms\n", (double) reap_us / 1000.0);
         _cleanup_(ws_freep) struct workspace *ws = NULL;
         r = workspace_build(o->dir, 0, 0, &ws, err);
         if (r < 0)
@@ -281,6 +285,7 @@ static int run(struct run_options *o, hm_error_t *err)
                 .cache = cache,
                 .cache_capacity = o->cache_capacity,
                 .signal_fd = sigfd,
+                .reap_notice = reaped,
         };
         int exit_code = 1;
         r = sched_run(plan, runner, loop, ws, &so, sink, &exit_code, err);

@@ -440,7 +440,10 @@ static void on_create(struct eng_request *req, struct eng_response *resp, void *
                                 return;
                         }
                 }
-                if (s->cancel) {
+                /* no answer: the engine may have made it all the same; try to remove it by name */
+                if (resp->curl_code != CURLE_OK)
+                        s->id = xstrdup(s->name);
+                if (s->cancel && !s->id) {
                         finish(s);
                         return;
                 }
@@ -449,6 +452,7 @@ static void on_create(struct eng_request *req, struct eng_response *resp, void *
         }
         s->id = json_string(&resp->body, "Id");
         if (!s->id) {
+                s->id = xstrdup(s->name); /* it was made: remove it by name */
                 fail(s, "create container: no Id in the answer");
                 return;
         }

@@ -5,6 +5,7 @@
  * no allocation, no stdio.  The order is fixed (style.md lesson 7):
  *
  *  0. (right after clone) reset signal dispositions, block every signal,
+ *     close the parent's end of the sync socket, PR_SET_PDEATHSIG,
  *     install stdin/stdout/stderr
  *  1. sync: wait for the parent's "go" byte; by then the parent has written
  *     uid_map/gid_map (and setgroups) and moved us into our cgroups
@@ -696,6 +697,16 @@ static void step0_signals_stdio(const struct rt_plan *p)
         sigset_t all;
         sigfillset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);
+        /*
+         * clone copied the parent's end of the sync socket: while we hold it, the
+         * parent's death (SIGKILL before "go") is no EOF and step 1 would wait
+         * forever.  Drop it, and die with the parent too (step 2 sets this again:
+         * the credential change clears it).
+         */
+        if (p->sync_peer_fd >= 0)
+                close(p->sync_peer_fd);
+        if (p->exec_fifo_fd < 0)
+                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
         /* exec keeps SIG_IGN: the command must not inherit the caller's ignored signals */
         for (int sig = 1; sig < NSIG; sig++)
                 if (sig != SIGKILL && sig != SIGSTOP)

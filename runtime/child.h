@@ -96,6 +96,7 @@ struct rt_plan {
 
         /* fds, all >= 3 and CLOEXEC in the parent */
         int sync_fd;
+        int sync_peer_fd; /* the parent's end: closed first thing, so the parent's death is an EOF */
         int stdin_fd, stdout_fd, stderr_fd;
         /*
          * Detached create (OCI create/start): >= 0, an O_RDWR end of the

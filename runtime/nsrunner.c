@@ -498,7 +498,7 @@ static void launch_or_fail(struct ns_runner *r, struct ns_step *st)
 {
         hm_error_t e = NULL;
         if (launch(r, st, &e) < 0) {
-                hm_error_wrap(&e, "step '%s'", st->x->step->key);
+                /* the scheduler names the step */
                 /* undo what launch made before reporting, so on_done sees nothing held */
                 for (int i = 0; i < 3; i++)
                         if (st->fds[i] >= 0)
@@ -632,7 +632,7 @@ static void commit(struct ns_step *st)
         char *id = NULL;
         struct oci_store_upper *u = TAKE_PTR(st->u);
         if (oci_store_commit_layer(st->r->store, u, st->chain, st->x->run_id, st->x->cache_tag, &id, &err) < 0) {
-                hm_error_wrap(&err, "step '%s': commit", st->x->step->key);
+                hm_error_wrap(&err, "commit");
                 st->res.runner_error = true;
                 st->res.exit_code = 1;
                 st->res.error_msg = xstrdup(err->msg);
@@ -660,7 +660,6 @@ static void on_exit_fd(struct hm_loop *loop, int fd, short revents, void *data)
         rt_container_free(st->c);
         st->c = NULL;
         if (rc < 0) {
-                hm_error_wrap(&err, "step '%s'", st->x->step->key);
                 st->res.runner_error = true;
                 st->res.exit_code = 1;
                 st->res.error_msg = xstrdup(err->msg);

@@ -204,7 +204,7 @@ static int plan_process(struct rt_plan *p, const struct oci_process *proc, hm_er
 int rt_plan_build(struct rt_plan *p, const struct oci_spec *spec, const struct rt_start_options *o, bool rootless,
                   hm_error_t *err)
 {
-        *p = (struct rt_plan) { .sync_fd = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1 };
+        *p = (struct rt_plan) { .sync_fd = -1, .sync_peer_fd = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1 };
         if (!spec->process_present)
                 return hm_error_set(err, EINVAL, "process: missing");
         p->exec_fifo_fd = -1;
@@ -258,5 +258,5 @@ void rt_plan_release(struct rt_plan *p)
         strv_free(p->argv);
         strv_free(p->envp);
         free(p->cwd);
-        *p = (struct rt_plan) { .sync_fd = -1, .exec_fifo_fd = -1 };
+        *p = (struct rt_plan) { .sync_fd = -1, .sync_peer_fd = -1, .exec_fifo_fd = -1 };
 }

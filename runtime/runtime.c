@@ -358,6 +358,7 @@ static int launch(struct rt_container *c, const struct oci_spec *spec, struct rt
                   struct child_fds *f, const struct rt_start_options *o, hm_error_t *err)
 {
         p->sync_fd = f->sync[1];
+        p->sync_peer_fd = f->sync[0];
         p->stdin_fd = f->in;
         p->stdout_fd = f->out[1];
         p->stderr_fd = f->errp[1];
