@@ -362,7 +362,7 @@ static int write_oom_score_adj(pid_t pid, int v, hm_error_t *err)
 
 /* Between clone and "go": id maps, cgroups, oom score. */
 static int configure_child(struct rt_container *c, const struct oci_spec *spec, const struct rt_plan *p,
-                           const struct rt_idmap *idmap, hm_error_t *err)
+                           const struct rt_idmap *idmap, const struct rt_start_options *o, hm_error_t *err)
 {
         int r = 0;
         if (p->userns)
@@ -371,6 +371,8 @@ static int configure_child(struct rt_container *c, const struct oci_spec *spec, 
                 r = rt_cgroup_enter(&c->cg, c->pid, err);
         if (r >= 0 && spec->process.oom_score_adj_present)
                 r = write_oom_score_adj(c->pid, spec->process.oom_score_adj, err);
+        if (r >= 0 && o->after_clone)
+                r = o->after_clone(c->pid, p->userns, o->after_clone_data, err);
         return r;
 }
 
@@ -470,7 +472,7 @@ static const char *clone_refusal_hint(int e, bool userns)
 }
 
 static int launch(struct rt_container *c, const struct oci_spec *spec, struct rt_plan *p, const struct rt_idmap *idmap,
-                  struct child_fds *f, hm_error_t *err)
+                  struct child_fds *f, const struct rt_start_options *o, hm_error_t *err)
 {
         p->sync_fd = f->sync[1];
         p->sync_peer_fd = f->sync[0];
@@ -491,7 +493,7 @@ static int launch(struct rt_container *c, const struct oci_spec *spec, struct rt
         f->errp[1] = safe_close(f->errp[1]);
         f->fifo = safe_close(f->fifo);
         p->exec_fifo_fd = -1;
-        int r = configure_child(c, spec, p, idmap, err);
+        int r = configure_child(c, spec, p, idmap, o, err);
         if (r < 0)
                 return r;
         char go = RT_SYNC_GO;
@@ -533,7 +535,7 @@ int rt_container_start(const struct oci_spec *spec, const struct rt_start_option
         r = child_fds_open(&fds, o, err);
         if (r < 0)
                 return r;
-        r = launch(c, spec, &plan, &idmap, &fds, err);
+        r = launch(c, spec, &plan, &idmap, &fds, o, err);
         if (r < 0)
                 return r;
         c->stdout_fd = TAKE_FD(fds.out[0]);

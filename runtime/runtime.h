@@ -57,6 +57,13 @@ struct rt_start_options {
          */
         const char *console_socket;
         unsigned preserve_fds; /* fds 3..3+N-1 of the caller stay open in the command (--preserve-fds) */
+        /*
+         * Called after clone, once the id maps are written and the cgroups
+         * joined, before the child goes on (its namespaces exist, nothing of
+         * the command runs yet): the ns runner's network helper (runtime/net.h).
+         */
+        int (*after_clone)(pid_t pid, bool userns, void *data, hm_error_t *err);
+        void *after_clone_data;
 };
 
 int rt_container_start(const struct oci_spec *spec, const struct rt_start_options *o,
