@@ -3,7 +3,13 @@
  * hm doctor: can this host run containers, and how?  One line per check:
  * "ok", "warning" or "error", what was found, and for anything not ok the fix.
  * Checks run for real where they can (a user namespace is created, an overlay
- * mounted inside it), so the answer is the kernel's, not a guess from versions.
+ * mounted inside it, a /proc mounted in a new pid namespace), so the answer is
+ * the kernel's, not a guess from versions.  Lines, in order: container (are
+ * we in one), unshare (the namespaces the runtime needs; a seccomp filter is
+ * named as the cause), user namespaces, overlay in userns, fresh /proc (and
+ * the runtime's fallback when refused), cgroups, seccomp, pidfd, docker,
+ * podman (an error when $DOCKER_HOST / $CONTAINER_HOST names an engine that
+ * does not answer, else a warning), store.  Exit 1 when any line is an error.
  */
 #include "cmd/cmd.h"
 #include "engine/engine.h"
@@ -120,6 +126,164 @@ static int probe_userns(bool overlay, const char *tmp, const char **ret_step)
         return 0;
 }
 
+/* ---------------------------------------------------------------- containers */
+
+/* What says we run inside a container (heap), or NULL: the engines' marker files, then pid 1's $container. */
+static char *container_hint(void)
+{
+        if (access("/.dockerenv", F_OK) == 0)
+                return xstrdup("docker: /.dockerenv exists");
+        if (access("/run/.containerenv", F_OK) == 0)
+                return xstrdup("podman: /run/.containerenv exists");
+        _cleanup_free_ char *env = NULL;
+        size_t len = 0;
+        if (read_file("/proc/1/environ", 1 << 20, &env, &len) >= 0) {
+                for (size_t i = 0; i < len; i += strlen(env + i) + 1)
+                        if (str_has_prefix(env + i, "container=") && env[i + 10])
+                                return xasprintf("pid 1 has %s", env + i);
+        }
+        return NULL;
+}
+
+/* "Seccomp:" of /proc/self/status: 0 none, 1 strict, 2 filter; -1 unknown. */
+static int seccomp_mode(void)
+{
+        _cleanup_free_ char *st = NULL;
+        if (read_file("/proc/self/status", 1 << 16, &st, NULL) < 0)
+                return -1;
+        const char *p = strstr(st, "\nSeccomp:");
+        return p ? (int) strtol(p + 9, NULL, 10) : -1;
+}
+
+static void check_container(void)
+{
+        _cleanup_free_ char *hint = container_hint();
+        if (hint)
+                line(OK, "container", NULL, "hm runs inside a container (%s): the lines below say what it allows", hint);
+        else
+                line(OK, "container", NULL, "not inside a container");
+}
+
+/* Fork a child running fn(arg); its exit status: 0, or the errno it failed with. */
+static int in_child(int (*fn)(void *), void *arg)
+{
+        pid_t pid = fork();
+        if (pid < 0)
+                return errno;
+        if (pid == 0)
+                _exit(fn(arg));
+        int st = 0;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+                ;
+        return WIFEXITED(st) ? WEXITSTATUS(st) : EINTR;
+}
+
+static int map_self(uid_t uid, gid_t gid)
+{
+        char map[64];
+        if (write_str("/proc/self/setgroups", "deny") < 0 && errno != ENOENT)
+                return errno;
+        snprintf(map, sizeof map, "0 %u 1", (unsigned) uid);
+        int e = -write_str("/proc/self/uid_map", map);
+        if (e > 0)
+                return e;
+        snprintf(map, sizeof map, "0 %u 1", (unsigned) gid);
+        e = -write_str("/proc/self/gid_map", map);
+        return e > 0 ? e : 0;
+}
+
+/* The namespaces the runtime unshares: a user namespace when rootless, the others as root. */
+static int unshare_flags(void)
+{
+        return getuid() == 0 ? CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET : CLONE_NEWUSER;
+}
+
+static int probe_unshare(void *arg)
+{
+        return unshare(unshare_flags()) < 0 ? errno : 0;
+}
+
+static void check_unshare(void)
+{
+        int e = in_child(probe_unshare, NULL);
+        const char *what = getuid() == 0 ? "unshare(CLONE_NEWNS|NEWPID|NEWIPC|NEWUTS|NEWNET)" : "unshare(CLONE_NEWUSER)";
+        if (!e) {
+                line(OK, "unshare", NULL, "%s allowed", what);
+                return;
+        }
+        int mode = seccomp_mode();
+        if (mode == 2 && e == EPERM)
+                line(ERR, "unshare", "run hm's container with --security-opt seccomp=unconfined, or a profile that "
+                                      "allows unshare, clone3, mount, umount2, pivot_root and setns",
+                     "%s refused (EPERM) and hm runs under a seccomp filter (Seccomp: 2): steps cannot start", what);
+        else if (getuid() == 0)
+                line(ERR, "unshare", "give hm CAP_SYS_ADMIN (in a container: --cap-add SYS_ADMIN, or --privileged)",
+                     "%s refused: %s: steps cannot start", what, strerror(e));
+        else
+                line(ERR, "unshare", "see 'user namespaces' below, or run hm as root", "%s refused: %s: steps cannot start",
+                     what, strerror(e));
+}
+
+/*
+ * A fresh /proc in a new pid namespace, as the runtime mounts it: in a new
+ * user namespace too when rootless.  The kernel refuses it in a user
+ * namespace when the /proc it can see has masked (over-mounted) paths, as in
+ * an engine's default container.
+ */
+struct proc_probe {
+        const char *dir;
+        uid_t uid;
+        gid_t gid;
+};
+
+static int probe_proc_mount(void *arg)
+{
+        const struct proc_probe *pp = arg;
+        return mount("proc", pp->dir, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 ? errno : 0;
+}
+
+static int probe_proc(void *arg)
+{
+        const struct proc_probe *pp = arg;
+        int flags = CLONE_NEWNS | CLONE_NEWPID | (getuid() == 0 ? 0 : CLONE_NEWUSER);
+        if (unshare(flags) < 0)
+                return 200; /* reported by the unshare line */
+        if ((flags & CLONE_NEWUSER) && map_self(pp->uid, pp->gid) != 0)
+                return 200;
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                return 200;
+        /* the first child in the new pid namespace is its pid 1 */
+        return in_child(probe_proc_mount, arg);
+}
+
+static void check_proc(void)
+{
+        char tmp[] = "/tmp/hm-doctor-proc-XXXXXX";
+        if (!mkdtemp(tmp)) {
+                line(WARN, "fresh /proc", NULL, "cannot make a temp dir: %s", strerror(errno));
+                return;
+        }
+        struct proc_probe pp = { .dir = tmp, .uid = getuid(), .gid = getgid() };
+        int e = in_child(probe_proc, &pp);
+        (void) rmdir(tmp);
+        const char *where = getuid() == 0 ? "a new pid namespace" : "a new user+pid namespace";
+        const char *fix = "give hm's container an unmasked /proc: docker run --security-opt systempaths=unconfined, "
+                          "podman run --security-opt unmask=ALL";
+        if (e == 200)
+                line(WARN, "fresh /proc", "see 'unshare' and 'user namespaces'", "not tried: the namespaces cannot be made");
+        else if (!e)
+                line(OK, "fresh /proc", NULL, "a new /proc mounts in %s", where);
+        else if (getuid() == 0)
+                line(ERR, "fresh /proc", fix, "mounting a new /proc in %s was refused: %s: steps cannot start", where,
+                     strerror(e));
+        else
+                line(WARN, "fresh /proc", fix,
+                     "mounting a new /proc in %s was refused: %s (masked /proc paths?): steps get a read-only bind "
+                     "of the host's /proc instead, host processes visible", where, strerror(e));
+}
+
+/* ---------------------------------------------------------------- user namespaces */
+
 static void check_userns(void)
 {
         long max = read_long("/proc/sys/user/max_user_namespaces", -1);
@@ -129,7 +293,9 @@ static void check_userns(void)
         int e = probe_userns(false, NULL, &step);
         if (e)
                 line(getuid() == 0 ? WARN : ERR, "user namespaces",
-                     max == 0 ? "sysctl -w user.max_user_namespaces=15000"
+                     e == EPERM && seccomp_mode() == 2 && max != 0 && clone != 0 && aa != 1
+                             ? "a seccomp filter refuses it: run hm's container with --security-opt seccomp=unconfined"
+                     : max == 0 ? "sysctl -w user.max_user_namespaces=15000"
                      : clone == 0 ? "sysctl -w kernel.unprivileged_userns_clone=1"
                      : aa == 1 ? "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile allowing userns for hm"
                                : "allow unprivileged user namespaces (or run hm as root)",
@@ -219,9 +385,16 @@ static void check_engines(void)
                 struct hm_runner *r = NULL;
                 hm_error_t err = NULL;
                 struct engine_options o = { .kind = kinds[i] };
+                const char *var = i == 0 ? "DOCKER_HOST" : "CONTAINER_HOST";
+                const char *set = getenv(var);
                 if (engine_runner_new(loop, &o, &r, &err) < 0) {
-                        line(WARN, kinds[i], i == 0 ? "start dockerd or set DOCKER_HOST=unix://PATH (only needed for --runner=docker)"
-                                                    : "start `podman system service` or set CONTAINER_HOST=unix://PATH (only for --runner=podman)",
+                        /* asked for by the environment: it is meant to answer */
+                        _cleanup_free_ char *fix = set && *set ? xasprintf("start the engine at %s, or unset $%s", set, var)
+                                                               : NULL;
+                        line(set && *set ? ERR : WARN, kinds[i],
+                             fix ? fix
+                             : i == 0 ? "start dockerd or set DOCKER_HOST=unix://PATH (only needed for --runner=docker)"
+                                      : "start `podman system service` or set CONTAINER_HOST=unix://PATH (only for --runner=podman)",
                              "%s", err->msg);
                         hm_error_release(&err);
                 } else {
@@ -257,8 +430,11 @@ static void check_store(void)
 int cmd_doctor(int argc, char **argv)
 {
         printf("hm doctor: %s, uid %u\n", getuid() == 0 ? "root" : "unprivileged user", (unsigned) getuid());
+        check_container();
+        check_unshare();
         check_userns();
         check_overlay();
+        check_proc();
         check_cgroups();
         check_seccomp_pidfd();
         check_engines();

@@ -15,7 +15,7 @@ static void usage(FILE *f)
               "commands:\n"
               "  run [SLUG] [-d DIR] [-f FILE|-]   run a pipeline (hm run --help)\n"
               "  cache ls | clean                  list or remove cached step snapshots\n"
-              "  image import SOURCE NAME | ls | rm NAME\n"
+              "  image import SOURCE NAME | pull REF | ls | rm NAME\n"
               "                                    manage images of the built-in runtime\n"
               "  oci create|start|state|kill|delete|run|spec|features ...\n"
               "                                    the built-in runtime as an OCI runtime (also as 'hm-oci')\n"

@@ -16,6 +16,7 @@
 #include "engine/internal.h"
 #include "engine/reap.h"
 #include "oci/store.h"
+#include "lib/strbuf.h"
 #include "lib/util.h"
 
 #include <dirent.h>
@@ -109,7 +110,8 @@ static bool cgroup_empty(const char *dir)
         return read_file(path, 0, &buf, &len) >= 0 && len == 0;
 }
 
-static void reap_cgroup_dir(const struct reap_opts *o, struct reap_tally *t, const char *hm_dir)
+/* Appends "cgroup PATH" for each removed (dry_run: removable) dir to *removed. */
+static void reap_cgroup_dir(bool dry_run, const char *hm_dir, char ***removed)
 {
         _cleanup_closedir_ DIR *d = opendir(hm_dir);
         struct dirent *de;
@@ -122,17 +124,16 @@ static void reap_cgroup_dir(const struct reap_opts *o, struct reap_tally *t, con
                 if (lstat(p, &st) < 0 || !S_ISDIR(st.st_mode) || now - st.st_mtime < CGROUP_REAP_AGE || !cgroup_empty(p))
                         continue;
                 /* EBUSY: a process entered meanwhile; it is live, keep it */
-                if (!o->dry_run && rmdir(p) < 0) {
+                if (!dry_run && rmdir(p) < 0) {
                         if (errno != EBUSY && errno != ENOENT)
                                 fprintf(stderr, "hm: reap: remove cgroup '%s': %s\n", p, strerror(errno));
                         continue;
                 }
-                printf("%s cgroup %s\n", o->dry_run ? "would remove" : "removed", p);
-                t->n++;
+                strv_push_take(removed, xasprintf("cgroup %s", p));
         }
 }
 
-static void reap_cgroups(const struct reap_opts *o, struct reap_tally *t)
+static void reap_cgroups(bool dry_run, char ***removed)
 {
         static const char *const v1[] = { "pids", "devices", "memory", "cpu" };
         for (size_t i = 0; i < ARRAY_SIZE(v1); i++) {
@@ -142,7 +143,7 @@ static void reap_cgroups(const struct reap_opts *o, struct reap_tally *t)
                 if (!own || statfs(mnt, &sf) < 0 || sf.f_type != CGROUP_SUPER_MAGIC)
                         continue;
                 _cleanup_free_ char *dir = xasprintf("%s%s/hm", mnt, strcmp(own, "/") == 0 ? "" : own);
-                reap_cgroup_dir(o, t, dir);
+                reap_cgroup_dir(dry_run, dir, removed);
         }
         static const char *const v2_roots[] = { "/sys/fs/cgroup", "/sys/fs/cgroup/unified" };
         _cleanup_free_ char *own = own_cgroup("");
@@ -151,9 +152,17 @@ static void reap_cgroups(const struct reap_opts *o, struct reap_tally *t)
                 if (statfs(v2_roots[i], &sf) < 0 || sf.f_type != CGROUP2_SUPER_MAGIC)
                         continue;
                 _cleanup_free_ char *dir = xasprintf("%s%s/hm", v2_roots[i], strcmp(own, "/") == 0 ? "" : own);
-                reap_cgroup_dir(o, t, dir);
+                reap_cgroup_dir(dry_run, dir, removed);
                 break;
         }
+}
+
+static void reap_cgroups_print(const struct reap_opts *o, struct reap_tally *t)
+{
+        _cleanup_strv_ char **removed = xcalloc(1, sizeof(char *));
+        reap_cgroups(o->dry_run, &removed);
+        for (size_t i = 0; removed[i]; i++, t->n++)
+                printf("%s %s\n", o->dry_run ? "would remove" : "removed", removed[i]);
 }
 
 /* ---------------------------------------------------------------- engines */
@@ -316,10 +325,62 @@ int cmd_reap(int argc, char **argv)
         if (!o.socket && (strcmp(o.runner, "ns") == 0 || strcmp(o.runner, "all") == 0)) {
                 reap_ns(&o, &t);
                 if (geteuid() == 0)
-                        reap_cgroups(&o, &t);
+                        reap_cgroups_print(&o, &t);
         }
         if (strcmp(o.runner, "ns") != 0)
                 reap_engines(&o, &t);
         printf("%s %zu object(s)\n", o.dry_run ? "would remove" : "removed", t.n);
         return t.failures ? 1 : 0;
+}
+
+/* ---------------------------------------------------------------- hm run's quick reap */
+
+/* Per request: an engine that does not answer must not hold up the run for long. */
+#define QUICK_REAP_TIMEOUT_MS 5000
+#define QUICK_REAP_LISTED 3
+
+static int64_t mono_us(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+char *cmd_quick_reap(const char *backend_id, int64_t *ret_us)
+{
+        int64_t t0 = mono_us();
+        const char *colon = backend_id ? strchr(backend_id, ':') : NULL;
+        _cleanup_strv_ char **removed = NULL;
+        hm_error_t err = NULL;
+        if (!colon || !colon[1]) {
+                /* the null runner: nothing of its own outlives it */
+        } else if (str_has_prefix(backend_id, "ns:")) {
+                _cleanup_oci_store_ struct oci_store *s = NULL;
+                if (oci_store_open(colon + 1, &s, &err) >= 0)
+                        (void) oci_store_reap(s, false, &removed, &err);
+                if (!removed)
+                        removed = xcalloc(1, sizeof(char *));
+                if (geteuid() == 0)
+                        reap_cgroups(false, &removed);
+        } else {
+                /* the runner has just answered on this socket: no discovery, the engine's own API version */
+                (void) engine_reap_at(colon + 1, NULL, QUICK_REAP_TIMEOUT_MS, false, &removed, &err);
+        }
+        *ret_us = mono_us() - t0;
+        size_t n = strv_len(removed);
+        if (!n && !err)
+                return NULL;
+        struct strbuf b = STRBUF_INIT;
+        if (n) {
+                strbuf_addf(&b, "removed %zu object(s) of dead runs in %.1f ms: ", n, (double) *ret_us / 1000.0);
+                for (size_t i = 0; i < n && i < QUICK_REAP_LISTED; i++)
+                        strbuf_addf(&b, "%s%s", i ? ", " : "", removed[i]);
+                if (n > QUICK_REAP_LISTED)
+                        strbuf_addf(&b, " and %zu more", n - QUICK_REAP_LISTED);
+        }
+        if (err) {
+                strbuf_addf(&b, "%sreaping dead runs' objects failed (hm reap retries): %s", n ? "; " : "", err->msg);
+                hm_error_release(&err);
+        }
+        return strbuf_detach(&b, NULL);
 }

@@ -22,6 +22,11 @@ struct eng_request {
         void *data;
         int upload_fd;
         uint64_t upload_size, upload_off;
+        long timeout_ms;      /* the total limit given to libcurl, 0: none */
+        bool streamed;        /* no total limit: the watchdog's ping stands in for it */
+        bool got_headers;     /* the final response's headers arrived */
+        uint64_t head_timer;  /* streamed with a body: deadline for the response headers */
+        char *doom;           /* failed from outside libcurl (deadline, watchdog): completed by sweep_doomed */
         bool added;    /* in the multi handle */
         bool canceled; /* cancelled while libcurl was running: freed by the next sweep */
         struct eng_request *prev, *next;
@@ -38,6 +43,8 @@ struct eng_http {
         unsigned n_reqs;
         int *fds; /* fds registered on the loop for curl */
         size_t n_fds, cap_fds;
+        uint64_t watch_timer;     /* next liveness ping while streamed requests are pending */
+        struct eng_request *ping; /* the watchdog's ping in flight */
 };
 
 #define SETOPT(e, opt, val)                                                                    \
@@ -57,6 +64,37 @@ struct eng_http {
         } while (0)
 
 static void process_events(struct eng_http *h, curl_socket_t fd, int ev);
+static void sweep_doomed(struct eng_http *h);
+static void watch_arm(struct eng_http *h);
+static void on_head_deadline(struct hm_loop *loop, uint64_t id, void *data);
+
+/* ---------------------------------------------------------------- timeouts */
+
+/*
+ * $HM_ENGINE_TIMEOUT (seconds, e.g. "2" or "0.5") caps every limit below:
+ * for slow engines the other way round is not needed (the defaults are
+ * generous), tests use it to see a hang become an error in a second.
+ */
+long eng_timeout_cap_ms(void)
+{
+        static long cap = -1;
+        if (cap < 0) {
+                const char *v = getenv("HM_ENGINE_TIMEOUT");
+                char *end = NULL;
+                double d = v && *v ? strtod(v, &end) : 0;
+                /* not a positive number of seconds: no cap */
+                cap = end && !*end && d > 0 && d < 1e6 ? (long) (d * 1000 + 0.5) : 0;
+                if (cap == 0 && end && !*end && d > 0)
+                        cap = 1;
+        }
+        return cap;
+}
+
+static long capped(long ms)
+{
+        long cap = eng_timeout_cap_ms();
+        return cap > 0 && (ms <= 0 || ms > cap) ? cap : ms;
+}
 
 /* ---------------------------------------------------------------- responses */
 
@@ -86,7 +124,8 @@ static char *transport_error(const struct eng_response *resp)
                 }
         }
         if (resp->curl_code == CURLE_OPERATION_TIMEDOUT)
-                return xasprintf("timed out (%s)", resp->errbuf[0] ? resp->errbuf : "no answer");
+                return str_has_prefix(resp->errbuf, "engine at ") ? xstrdup(resp->errbuf)
+                                                                   : xasprintf("timed out (%s)", resp->errbuf[0] ? resp->errbuf : "no answer");
         if (resp->errbuf[0])
                 return xasprintf("%s", resp->errbuf);
         return xstrdup(curl_easy_strerror((CURLcode) resp->curl_code));
@@ -172,13 +211,22 @@ static size_t header_request(char *ptr, size_t size, size_t nmemb, void *userdat
         if (req->canceled)
                 return n ? 0 : 1;
         bool blank = (n == 2 && ptr[0] == '\r' && ptr[1] == '\n') || (n == 1 && ptr[0] == '\n');
-        if (!req->on_headers || !blank)
+        if (!blank)
                 return n;
         long status = 0;
         if (curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
                 return n;
         /* an interim block (100 Continue) is followed by the real one */
         if (status >= 100 && status < 200 && status != 101)
+                return n;
+        if (!req->got_headers) {
+                req->got_headers = true;
+                if (req->head_timer) {
+                        hm_loop_del_timer(req->h->loop, req->head_timer);
+                        req->head_timer = 0;
+                }
+        }
+        if (!req->on_headers)
                 return n;
         eng_headers_fn fn = req->on_headers;
         req->on_headers = NULL;
@@ -215,8 +263,8 @@ static int setup_common(CURL *e, const char *sock, const char *url, const char *
         SETOPT(e, CURLOPT_URL, url);
         SETOPT(e, CURLOPT_ERRORBUFFER, errbuf);
         SETOPT(e, CURLOPT_NOSIGNAL, 1L);
-        SETOPT(e, CURLOPT_CONNECTTIMEOUT_MS, (long) ENG_CONNECT_TIMEOUT_MS);
-        SETOPT(e, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 0L);
+        SETOPT(e, CURLOPT_CONNECTTIMEOUT_MS, capped(ENG_CONNECT_TIMEOUT_MS));
+        SETOPT(e, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? capped(timeout_ms) : 0L);
         SETOPT(e, CURLOPT_PROTOCOLS_STR, "http");
         if (strcmp(method, "GET") == 0)
                 SETOPT(e, CURLOPT_HTTPGET, 1L);
@@ -230,15 +278,28 @@ static int setup_request(struct eng_request *req, const struct eng_request_opts 
         struct eng_http *h = req->h;
         CURL *e = req->easy;
         long timeout = o->timeout_ms == 0 ? ENG_REQUEST_TIMEOUT_MS : o->timeout_ms;
+        /*
+         * An upload's length is the workspace's: bounded by progress (the low-speed
+         * limit below), not by a total, unless $HM_ENGINE_TIMEOUT asks for one.
+         * (libcurl judges the speed over its last seconds: a stall after a fast
+         * start is seen a few seconds late.)
+         */
+        if (o->upload_fd > 0 && o->timeout_ms == 0)
+                timeout = eng_timeout_cap_ms() > 0 ? eng_timeout_cap_ms() : -1;
+        req->streamed = timeout < 0 && o->upload_fd <= 0;
+        req->timeout_ms = timeout > 0 ? capped(timeout) : 0;
         int r = setup_common(e, h->socket_path, req->url, o->method, req->resp.errbuf, timeout, err);
         if (r < 0)
                 return r;
         SETOPT(e, CURLOPT_PRIVATE, req);
         SETOPT(e, CURLOPT_WRITEFUNCTION, write_request);
         SETOPT(e, CURLOPT_WRITEDATA, req);
-        if (o->on_headers) {
-                SETOPT(e, CURLOPT_HEADERFUNCTION, header_request);
-                SETOPT(e, CURLOPT_HEADERDATA, req);
+        SETOPT(e, CURLOPT_HEADERFUNCTION, header_request);
+        SETOPT(e, CURLOPT_HEADERDATA, req);
+        if (o->upload_fd > 0) {
+                /* less than a byte a second for the request timeout: the engine stopped reading */
+                SETOPT(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+                SETOPT(e, CURLOPT_LOW_SPEED_TIME, (capped(ENG_REQUEST_TIMEOUT_MS) + 999) / 1000);
         }
 
         /* libcurl adds "Expect: 100-continue" to large bodies; both engines handle it, but it costs a round trip */
@@ -291,6 +352,11 @@ static void req_free(struct eng_request *req)
         if (req->next)
                 req->next->prev = req->prev;
         h->n_reqs--;
+        if (req->head_timer)
+                hm_loop_del_timer(h->loop, req->head_timer);
+        if (h->ping == req)
+                h->ping = NULL;
+        free(req->doom);
         curl_easy_cleanup(req->easy);
         curl_slist_free_all(req->headers);
         free(req->url);
@@ -334,6 +400,11 @@ int eng_request_submit(struct eng_http *h, const struct eng_request_opts *o,
         int r = setup_request(req, o, err);
         if (r < 0)
                 return r;
+        if (req->streamed && req->on_data)
+                /* a stream answers with its headers at once (a wait may not: Podman's come at the exit) */
+                req->head_timer = hm_loop_add_timer(h->loop, capped(ENG_REQUEST_TIMEOUT_MS), on_head_deadline, req);
+        if (req->streamed)
+                watch_arm(h);
         /* inside libcurl's callbacks the multi handle must not change: process_events adds it */
         if (h->depth == 0) {
                 r = req_add(req, err);
@@ -354,6 +425,117 @@ void eng_request_cancel(struct eng_request *req)
                 req->canceled = true;
         else
                 req_free(req);
+}
+
+/* ---------------------------------------------------------------- failures from outside libcurl */
+
+/* Fail a pending request with msg (the text of its error); completed by sweep_doomed(). */
+static void doom(struct eng_request *req, const char *msg)
+{
+        if (req->canceled || req->doom)
+                return;
+        req->doom = xstrdup(msg);
+}
+
+/*
+ * Complete every doomed request: its done callback sees a transport failure
+ * with the doom text.  Callbacks may cancel or submit other requests, so the
+ * scan starts over after each.  Never inside libcurl's callbacks.
+ */
+static void sweep_doomed(struct eng_http *h)
+{
+        if (h->depth > 0)
+                return;
+        for (bool again = true; again;) {
+                again = false;
+                for (struct eng_request *req = h->reqs; req; req = req->next) {
+                        if (!req->doom || req->canceled)
+                                continue;
+                        if (req->added) {
+                                curl_multi_remove_handle(h->multi, req->easy);
+                                req->added = false;
+                        }
+                        struct eng_response *resp = &req->resp;
+                        resp->curl_code = CURLE_OPERATION_TIMEDOUT;
+                        snprintf(resp->errbuf, sizeof resp->errbuf, "%s", req->doom);
+                        if (req->on_done)
+                                req->on_done(req, resp, req->data);
+                        req_free(req);
+                        again = true;
+                        break;
+                }
+        }
+}
+
+static void on_head_deadline(struct hm_loop *loop, uint64_t id, void *data)
+{
+        struct eng_request *req = data;
+        struct eng_http *h = req->h;
+        req->head_timer = 0;
+        if (req->got_headers)
+                return;
+        _cleanup_free_ char *m = xasprintf("engine at %s did not answer within %.1f s", h->socket_path,
+                                           (double) capped(ENG_REQUEST_TIMEOUT_MS) / 1000.0);
+        doom(req, m);
+        sweep_doomed(h);
+}
+
+/*
+ * The watchdog: a wait or an output stream may rightly be silent for hours,
+ * so while any is pending the engine is pinged every ENG_WATCH_INTERVAL_MS on
+ * a connection of its own.  A ping that fails in transport (no answer within
+ * ENG_PING_TIMEOUT_MS, connection refused, reset) fails every streamed
+ * request: the daemon is wedged, gone or restarted, and its streams will
+ * never end by themselves.  An HTTP error is an answer: the daemon lives.
+ */
+static bool have_streams(const struct eng_http *h)
+{
+        for (const struct eng_request *req = h->reqs; req; req = req->next)
+                if (req->streamed && !req->canceled && !req->doom)
+                        return true;
+        return false;
+}
+
+static void on_ping(struct eng_request *req, struct eng_response *resp, void *data)
+{
+        struct eng_http *h = data;
+        h->ping = NULL;
+        if (resp->curl_code != CURLE_OK) {
+                _cleanup_free_ char *why = eng_response_error(resp);
+                _cleanup_free_ char *m = str_has_prefix(why, "engine at ")
+                                                 ? xasprintf("%s (liveness ping)", why)
+                                                 : xasprintf("engine at %s stopped answering (liveness ping: %s)",
+                                                             h->socket_path, why);
+                for (struct eng_request *r = h->reqs; r; r = r->next)
+                        if (r->streamed)
+                                doom(r, m);
+                /* swept by process_events once this callback returns */
+        }
+        watch_arm(h);
+}
+
+static void on_watch(struct hm_loop *loop, uint64_t id, void *data)
+{
+        struct eng_http *h = data;
+        h->watch_timer = 0;
+        if (!have_streams(h) || h->ping) {
+                watch_arm(h);
+                return;
+        }
+        struct eng_request_opts o = { .method = "GET", .path = "/_ping", .raw_path = true,
+                                      .timeout_ms = ENG_PING_TIMEOUT_MS, .on_done = on_ping, .data = h };
+        hm_error_t err = NULL;
+        if (eng_request_submit(h, &o, &h->ping, &err) < 0) {
+                hm_error_release(&err);
+                watch_arm(h);
+        }
+}
+
+static void watch_arm(struct eng_http *h)
+{
+        if (h->watch_timer || h->ping || !have_streams(h))
+                return;
+        h->watch_timer = hm_loop_add_timer(h->loop, capped(ENG_WATCH_INTERVAL_MS), on_watch, h);
 }
 
 /* ---------------------------------------------------------------- loop integration */
@@ -444,6 +626,14 @@ static void complete(struct eng_http *h, CURLMsg *msg)
         v = 0;
         if (resp->curl_code != CURLE_OK && curl_easy_getinfo(req->easy, CURLINFO_OS_ERRNO, &v) == CURLE_OK)
                 resp->os_errno = (int) v;
+        if (resp->curl_code == CURLE_OPERATION_TIMEDOUT) {
+                if (req->timeout_ms > 0 && !(req->upload_fd > 0))
+                        snprintf(resp->errbuf, sizeof resp->errbuf, "engine at %s did not answer within %.1f s",
+                                 h->socket_path, (double) req->timeout_ms / 1000.0);
+                else
+                        snprintf(resp->errbuf, sizeof resp->errbuf, "engine at %s stopped reading or answering for %ld s",
+                                 h->socket_path, (capped(ENG_REQUEST_TIMEOUT_MS) + 999) / 1000);
+        }
         /* a response cut short (daemon died mid-body) is a failure even with a status */
         if (resp->curl_code != CURLE_OK && resp->curl_code != CURLE_OPERATION_TIMEDOUT) {
                 /* say whose connection failed: "the engine at X stopped answering" beats a bare curl error */
@@ -498,6 +688,7 @@ static void process_events(struct eng_http *h, curl_socket_t fd, int ev)
                         }
                 }
         }
+        sweep_doomed(h);
 }
 
 /* ---------------------------------------------------------------- the client */
@@ -544,6 +735,8 @@ void eng_http_free(struct eng_http *h)
                 hm_loop_del_fd(h->loop, h->fds[i]);
         if (h->timer_id)
                 hm_loop_del_timer(h->loop, h->timer_id);
+        if (h->watch_timer)
+                hm_loop_del_timer(h->loop, h->watch_timer);
         /* the loop may be gone by now: no more callbacks from the cleanup */
         curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, NULL);
         curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, NULL);
@@ -590,6 +783,9 @@ int eng_http_perform_blocking(const char *socket_path, const char *method, const
                 SETOPT(e, CURLOPT_POSTFIELDS, "");
         }
         resp->curl_code = curl_easy_perform(e);
+        if (resp->curl_code == CURLE_OPERATION_TIMEDOUT)
+                snprintf(resp->errbuf, sizeof resp->errbuf, "engine at %s did not answer within %.1f s", socket_path,
+                         (double) (timeout_ms > 0 ? capped(timeout_ms) : capped(ENG_CONNECT_TIMEOUT_MS)) / 1000.0);
         long v = 0;
         if (curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &v) == CURLE_OK)
                 resp->status = v;

@@ -27,8 +27,25 @@ struct hm_loop;
 struct eng_http;
 struct eng_request;
 
+/*
+ * Limits (each capped by $HM_ENGINE_TIMEOUT seconds when set, see
+ * eng_timeout_cap_ms()):
+ *   connect                         ENG_CONNECT_TIMEOUT_MS
+ *   a request without a stream      its timeout_ms, default ENG_REQUEST_TIMEOUT_MS
+ *   an upload                       no total (but $HM_ENGINE_TIMEOUT); fails when less
+ *                                   than a byte a second moved for ENG_REQUEST_TIMEOUT_MS
+ *   a stream (timeout_ms < 0)       its response headers within ENG_REQUEST_TIMEOUT_MS
+ *                                   when it has on_data (attach, logs, pull); then none
+ *   every stream and wait           the watchdog: while one is pending, GET /_ping every
+ *                                   ENG_WATCH_INTERVAL_MS; a ping that gets no answer within
+ *                                   ENG_PING_TIMEOUT_MS (or a refused or reset connection)
+ *                                   fails them all: "engine at S stopped answering (...)"
+ * A timeout reads "engine at SOCKET did not answer within N s".
+ */
 #define ENG_CONNECT_TIMEOUT_MS 5000
-#define ENG_REQUEST_TIMEOUT_MS 120000
+#define ENG_REQUEST_TIMEOUT_MS 60000
+#define ENG_PING_TIMEOUT_MS 20000
+#define ENG_WATCH_INTERVAL_MS 10000
 #define ENG_BODY_MAX (4u << 20) /* bytes kept of a non-streamed response */
 
 struct eng_response {
@@ -62,6 +79,9 @@ struct eng_request_opts {
         eng_done_fn on_done;
         void *data;
 };
+
+/* $HM_ENGINE_TIMEOUT in ms (0: not set): the cap on every limit above. */
+long eng_timeout_cap_ms(void);
 
 int eng_http_new(struct hm_loop *loop, const char *socket_path, const char *api_prefix,
                  struct eng_http **ret, hm_error_t *err);

@@ -28,7 +28,8 @@ static const char *const cache_repos[] = { "localhost/harmont-cache/", "harmont-
 
 struct reap_ctx {
         const char *socket;
-        const char *prefix; /* "/v1.41" */
+        const char *prefix; /* "/v1.41", or "" for the engine's own version */
+        long timeout_ms;    /* per request */
         bool dry_run;
         char **removed;
         char **live_runs;    /* hm.run of containers whose owner is alive */
@@ -98,7 +99,7 @@ static int get_list(struct reap_ctx *c, const char *what, const char *filter_jso
         _cleanup_free_ char *path = xasprintf("%s/%s/json?%sfilters=%s", c->prefix, what,
                                               strcmp(what, "containers") == 0 ? "all=1&" : "", f);
         struct eng_response resp = { 0 };
-        int r = eng_http_perform_blocking(c->socket, "GET", path, REAP_TIMEOUT_MS, &resp, NULL, err);
+        int r = eng_http_perform_blocking(c->socket, "GET", path, c->timeout_ms, &resp, NULL, err);
         if (r >= 0 && !eng_response_ok(&resp)) {
                 _cleanup_free_ char *m = eng_response_error(&resp);
                 r = hm_error_set(err, resp.os_errno ? resp.os_errno : EPROTO, "list %s on '%s': %s", what, c->socket, m);
@@ -124,7 +125,7 @@ static int delete(struct reap_ctx *c, const char *what, const char *ref, const c
         _cleanup_free_ char *eref = eng_escape(ref);
         _cleanup_free_ char *path = xasprintf("%s/%s/%s?%s", c->prefix, what, eref, query);
         struct eng_response resp = { 0 };
-        int r = eng_http_perform_blocking(c->socket, "DELETE", path, REAP_TIMEOUT_MS, &resp, NULL, err);
+        int r = eng_http_perform_blocking(c->socket, "DELETE", path, c->timeout_ms, &resp, NULL, err);
         if (r >= 0) {
                 if (eng_response_ok(&resp))
                         r = 1;
@@ -330,6 +331,25 @@ static int reap(struct reap_ctx *c, hm_error_t *err)
         return 0;
 }
 
+int engine_reap_at(const char *socket, const char *prefix, long timeout_ms, bool dry_run, char ***ret_removed,
+                   hm_error_t *err)
+{
+        struct reap_ctx c = { .socket = socket, .prefix = prefix ? prefix : "", .dry_run = dry_run,
+                              .timeout_ms = timeout_ms > 0 ? timeout_ms : REAP_TIMEOUT_MS,
+                              .removed = xcalloc(1, sizeof(char *)) };
+        int r = reap(&c, err);
+        if (r >= 0 && c.first) {
+                *err = TAKE_PTR(c.first);
+                r = -((*err)->code) - 1;
+        }
+        hm_error_release(&c.first);
+        strv_free(c.live_runs);
+        if (ret_removed)
+                *ret_removed = TAKE_PTR(c.removed);
+        strv_free(c.removed);
+        return r;
+}
+
 int engine_reap(const char *socket, bool dry_run, char ***ret_removed, hm_error_t *err)
 {
         struct engine_options opts = { .socket = socket };
@@ -340,18 +360,7 @@ int engine_reap(const char *socket, bool dry_run, char ***ret_removed, hm_error_
                         *ret_removed = xcalloc(1, sizeof(char *));
                 return r;
         }
-        struct reap_ctx c = { .socket = f.socket, .prefix = f.prefix, .dry_run = dry_run,
-                              .removed = xcalloc(1, sizeof(char *)) };
-        r = reap(&c, err);
-        if (r >= 0 && c.first) {
-                *err = TAKE_PTR(c.first);
-                r = -((*err)->code) - 1;
-        }
-        hm_error_release(&c.first);
-        strv_free(c.live_runs);
-        if (ret_removed)
-                *ret_removed = TAKE_PTR(c.removed);
-        strv_free(c.removed);
+        r = engine_reap_at(f.socket, f.prefix, REAP_TIMEOUT_MS, dry_run, ret_removed, err);
         eng_found_release(&f);
         return r;
 }

@@ -45,6 +45,16 @@
  */
 int engine_reap(const char *socket, bool dry_run, char ***ret_removed, hm_error_t *err);
 
+/*
+ * The same without discovery, on a socket known to answer: prefix is the API
+ * version prefix ("/v1.41"; NULL or "" for the engine's own), timeout_ms
+ * bounds each request (<= 0: 60 s).  Two list requests (containers,
+ * ephemeral images), then one removal per dead owner's object: what hm run's
+ * quick reap at start uses.
+ */
+int engine_reap_at(const char *socket, const char *prefix, long timeout_ms, bool dry_run, char ***ret_removed,
+                   hm_error_t *err);
+
 /* true when "<pid>:<starttime>" names a process that is alive; false for a malformed value. */
 bool engine_owner_alive(const char *owner);
 

@@ -394,7 +394,10 @@ int oci_store_add_layer_locked(struct oci_store *s, const char *tmpdir, const st
         (void) rm_rf(dest);
         if (rename(tmpdir, dest) < 0)
                 return hm_error_set(err, errno, "rename '%s' to '%s': %s", tmpdir, dest, strerror(errno));
-        return meta_write(s, m, err);
+        int r = meta_write(s, m, err);
+        if (r < 0) /* (ENOSPC) without its meta the layer does not exist: give its space back now */
+                (void) rm_rf(dest);
+        return r;
 }
 
 /* ---- digests and secure unpacking ---- */
@@ -538,6 +541,7 @@ static int open_dir_beneath(int rootfd, const char *rel, bool create)
 
 struct unpacker {
         struct archive *w;
+        const char *dir; /* the layer dir, for messages */
         int rootfd;
         const char *prefix;
         uint64_t limit;
@@ -638,16 +642,19 @@ static int check_parent(struct unpacker *u, const char *path, hm_error_t *err)
                             path);
 }
 
-static int copy_data(struct archive *a, struct archive *w, const char *path, hm_error_t *err)
+static int copy_data(struct unpacker *u, struct archive *a, const char *path, const char *clean, hm_error_t *err)
 {
         const void *buf;
         size_t n;
         la_int64_t off;
         int r;
+        /* libarchive reports a failed write(2) (ENOSPC, EIO) as a mere ARCHIVE_WARN: any warning fails */
         while ((r = archive_read_data_block(a, &buf, &n, &off)) == ARCHIVE_OK)
-                if (archive_write_data_block(w, buf, n, off) < ARCHIVE_WARN)
-                        return hm_error_set(err, archive_errno(w), "layer entry '%s': %s", path,
-                                            archive_error_string(w));
+                if (archive_write_data_block(u->w, buf, n, off) < ARCHIVE_OK) {
+                        int e = archive_errno(u->w) ? archive_errno(u->w) : EIO;
+                        return hm_error_set(err, e, "layer entry '%s': write '%s/%s': %s", path, u->dir, clean,
+                                            strerror(e));
+                }
         if (r != ARCHIVE_EOF)
                 return hm_error_set(err, archive_errno(a), "layer entry '%s': %s", path, archive_error_string(a));
         return 0;
@@ -689,7 +696,7 @@ static int unpack_entry(struct unpacker *u, struct archive *a, struct archive_en
         if (archive_write_header(u->w, e) < ARCHIVE_WARN)
                 return hm_error_set(err, archive_errno(u->w) ? archive_errno(u->w) : EPERM, "layer entry '%s': %s",
                                     raw, archive_error_string(u->w));
-        if (archive_entry_size(e) > 0 && copy_data(a, u->w, raw, err) < 0)
+        if (archive_entry_size(e) > 0 && copy_data(u, a, raw, path, err) < 0)
                 return -1;
         if (archive_write_finish_entry(u->w) < ARCHIVE_WARN)
                 return hm_error_set(err, archive_errno(u->w), "layer entry '%s': %s", raw,
@@ -731,7 +738,7 @@ static int unpack_loop(struct unpacker *u, struct archive *a, hm_error_t *err)
 int oci_unpack_layer(int fd, const char *dir, const char *xattr_prefix, uint64_t size_limit,
                      struct oci_unpack_stats *ret_stats, hm_error_t *err)
 {
-        struct unpacker u = { .prefix = xattr_prefix, .limit = size_limit, .root = geteuid() == 0 };
+        struct unpacker u = { .dir = dir, .prefix = xattr_prefix, .limit = size_limit, .root = geteuid() == 0 };
         _cleanup_close_ int rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (rootfd < 0)
                 return hm_error_set(err, errno, "open '%s': %s", dir, strerror(errno));
@@ -1461,12 +1468,40 @@ bool oci_store_layers_on_host_root(const struct oci_store *s)
 
 /* ---- tags, drop, gc, reap ---- */
 
+/*
+ * A tag that moves (two runs committed the same cache tag at once: the
+ * index keeps the last) leaves its old snapshot to nobody: untagged and not
+ * ephemeral, no GC would ever take it.  It becomes ephemeral instead, still
+ * its committer's: the reaper drops it once that process is gone (while it
+ * lives, its run may still build on it).
+ */
+static void demote_untagged(struct oci_store *s, const char *old_id)
+{
+        _cleanup_meta_ struct oci_layer_meta *m = NULL;
+        hm_error_t e = NULL;
+        if (oci_store_layer_meta(s, old_id, &m, &e) < 0 || m->kind != OCI_LAYER_SNAPSHOT || m->ephemeral ||
+            m->dropped) {
+                hm_error_release(&e);
+                return;
+        }
+        m->ephemeral = true;
+        if (meta_write(s, m, &e) < 0)
+                hm_error_release(&e); /* left as it was: a leak, not an error of this commit */
+}
+
 int oci_store_tag_set_locked(struct oci_store *s, const char *tag, const char *id, hm_error_t *err)
 {
         _cleanup_free_ char *esc = escape_name(tag);
         _cleanup_free_ char *p = xasprintf("%s/tags/%s", s->path, esc);
         _cleanup_free_ char *line = xasprintf("%s\n", id);
-        return write_atomic(s, p, line, strlen(line), err);
+        _cleanup_free_ char *old = NULL;
+        hm_error_t e = NULL;
+        if (oci_store_tag_get(s, tag, &old, &e) < 0)
+                hm_error_release(&e);
+        int r = write_atomic(s, p, line, strlen(line), err);
+        if (r >= 0 && old && strcmp(old, id) != 0)
+                demote_untagged(s, old);
+        return r;
 }
 
 int oci_store_tag_get(struct oci_store *s, const char *tag, char **ret_id, hm_error_t *err)
@@ -1760,6 +1795,23 @@ int oci_store_reap(struct oci_store *s, bool dry_run, char ***ret_removed, hm_er
                 r = reap_tmp(s, dry_run, &removed, err);
                 if (r >= 0)
                         r = reap_layers(s, dry_run, &removed, err);
+                if (r < 0 && (*err)->code == ENOSPC && !dry_run) {
+                        /*
+                         * A full disk: marking a layer dropped needs a block.  Garbage
+                         * (the tmp/ dirs just removed, layers nothing references) goes
+                         * first, then once more.  The layer that failed was listed
+                         * last: the second pass lists it again.
+                         */
+                        hm_error_release(err);
+                        size_t n = strv_len(removed);
+                        if (n && str_has_prefix(removed[n - 1], "layers/")) {
+                                free(removed[n - 1]);
+                                removed[n - 1] = NULL;
+                        }
+                        r = oci_store_gc(s, err);
+                        if (r >= 0)
+                                r = reap_layers(s, dry_run, &removed, err);
+                }
                 if (r < 0)
                         return r;
         }

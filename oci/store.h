@@ -266,7 +266,7 @@ int oci_store_tag_set_locked(struct oci_store *s, const char *tag, const char *i
  */
 int oci_store_reap(struct oci_store *s, bool dry_run, char ***ret_removed, hm_error_t *err);
 
-/* Start time of a process (/proc/PID/stat field 22), 0 if it does not exist. */
+/* Start time of a process (/proc/PID/stat field 22), 0 if it does not exist or is a zombie. */
 uint64_t oci_proc_starttime(int pid);
 
 #endif

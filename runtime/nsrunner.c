@@ -9,10 +9,12 @@
 
 #include "lib/strbuf.h"
 #include "lib/util.h"
+#include "oci/registry.h"
 #include "oci/spec.h"
 #include "oci/store.h"
 #include "pipeline/plan.h"
 #include "pipeline/workspace.h"
+#include "runtime/net.h"
 #include "runtime/runtime.h"
 #include "sched/loop.h"
 #include "sched/runner.h"
@@ -29,11 +31,13 @@ struct ns_step;
 struct ns_runner {
         struct hm_runner base; /* first: the vtable's hm_runner is this */
         struct oci_store *store;
-        bool host_net;
+        struct net_config net; /* --network (runtime/net.h) */
+        char *net_dir;         /* store tmp dir holding the steps' resolv.conf, or NULL */
         bool rootless;
         bool no_seccomp;
         struct step_limits limits;
         struct oci_run_options run; /* borrowed from the caller's ns_options */
+        char pull; /* 'm'issing (default), 'a'lways, 'n'ever */
         void *bpf;
         size_t bpf_len;
         struct oci_seccomp *sc; /* parsed profile, compiled to bpf on the first container start */
@@ -54,6 +58,7 @@ struct ns_step {
         char *stage;  /* tmpfs with copies of the lowers above the host's "/", while mounted here */
         int fds[3];   /* stdout, stderr, pidfd; -1 once unregistered */
         uint64_t timer; /* deferred completion */
+        struct oci_pull *pull; /* the boot image is being pulled */
         bool canceled;
         struct step_result res;
 };
@@ -102,6 +107,7 @@ static void step_release(struct ns_step *st)
                         hm_loop_del_fd(loop, st->fds[i]);
         if (st->timer)
                 hm_loop_del_timer(loop, st->timer);
+        oci_pull_cancel(st->pull);
         if (st->c)
                 rt_container_free(st->c);
         stage_release(st); /* before removing the dir it is mounted on */
@@ -231,8 +237,9 @@ static int resolve_chain(struct ns_runner *r, const struct step_exec *x, char **
         if (rc < 0 && *err && (*err)->code == ENOENT) {
                 hm_error_release(err);
                 return hm_error_set(err, ENOENT,
-                                    "image '%s' is not in the store at %s: import it with `hm image import SOURCE %s`",
-                                    image, oci_store_path(r->store), image);
+                                    "image '%s' is not in the store at %s: pull it with `hm image pull %s` or "
+                                    "import it with `hm image import SOURCE %s`",
+                                    image, oci_store_path(r->store), image, image);
         }
         return rc;
 }
@@ -275,6 +282,23 @@ static void drop_netns(struct oci_spec *spec)
                 }
 }
 
+/* the run's resolv.conf for the mode, read-only (one file shared by every step) */
+static void add_resolv_conf(struct oci_spec *spec, const char *dir)
+{
+        spec->mounts = xreallocarray(spec->mounts, spec->n_mounts + 1, sizeof *spec->mounts);
+        struct oci_mount *m = &spec->mounts[spec->n_mounts++];
+        *m = (struct oci_mount) { .destination = xstrdup("/etc/resolv.conf"), .type = xstrdup("bind"),
+                                  .source = xasprintf("%s/resolv.conf", dir) };
+        const char *opts[] = { "bind", "ro", "nosuid", "nodev", "noexec" };
+        for (size_t i = 0; i < ARRAY_SIZE(opts); i++)
+                strv_push(&m->options, opts[i]);
+}
+
+static int net_hook(pid_t pid, bool userns, void *data, hm_error_t *err)
+{
+        return net_attach(data, pid, userns, err);
+}
+
 static void set_limits(struct oci_resources *res, const struct step_limits *l)
 {
         if (l->memory_bytes > 0) {
@@ -313,8 +337,10 @@ static struct oci_spec *build_spec(struct ns_runner *r, const struct step_exec *
         spec->process.cwd = xstrdup("/workspace");
         free(spec->hostname);
         spec->hostname = hostname_of(x->step->key);
-        if (r->host_net)
+        if (r->net.mode == NET_HOST)
                 drop_netns(spec);
+        if (r->net_dir)
+                add_resolv_conf(spec, r->net_dir);
         if (r->no_seccomp) {
                 oci_seccomp_free(spec->linux_.seccomp);
                 spec->linux_.seccomp = NULL;
@@ -482,7 +508,8 @@ static int launch(struct ns_runner *r, struct ns_step *st, hm_error_t *err)
         struct rt_overlay ov = { .lower = lowers, .upper = st->u->upper, .work = st->u->work, .target = st->u->merged };
         _cleanup_free_ char *id = xasprintf("hm-%.8s-%u", x->run_id, x->step->index);
         struct rt_start_options so = { .rootfs_overlay = &ov, .capture_output = true, .stdin_fd = -1, .id = id,
-                                       .rootless = r->rootless, .seccomp_bpf = r->bpf, .seccomp_bpf_len = r->bpf_len };
+                                       .rootless = r->rootless, .seccomp_bpf = r->bpf, .seccomp_bpf_len = r->bpf_len,
+                                       .after_clone = net_hook, .after_clone_data = &r->net };
         rc = rt_container_start(spec, &so, &st->c, err);
         stage_release(st);
         if (rc < 0)
@@ -498,6 +525,70 @@ static int launch(struct ns_runner *r, struct ns_step *st, hm_error_t *err)
                         st->x->on_notice(st->x, "isolation", *n);
         }
         return watch(st, err);
+}
+
+static void launch_or_fail(struct ns_runner *r, struct ns_step *st)
+{
+        hm_error_t e = NULL;
+        if (launch(r, st, &e) < 0) {
+                /* the scheduler names the step */
+                /* undo what launch made before reporting, so on_done sees nothing held */
+                for (int i = 0; i < 3; i++)
+                        if (st->fds[i] >= 0)
+                                hm_loop_del_fd(r->base.loop, st->fds[i]);
+                st->fds[0] = st->fds[1] = st->fds[2] = -1;
+                if (st->c)
+                        rt_container_free(st->c);
+                st->c = NULL;
+                stage_release(st);
+                oci_store_abort_layer(r->store, st->u);
+                st->u = NULL;
+                fail_later(st, &e);
+        }
+}
+
+/* ---- a missing boot image is pulled from its registry (oci/registry.h) first ---- */
+
+static void on_pull_progress(void *data, const struct oci_pull_progress *p)
+{
+        struct ns_step *st = data;
+        if (!st->x->on_notice || !strcmp(p->phase, "download"))
+                return;
+        _cleanup_free_ char *m = p->layer ? xasprintf("%s: layer %zu/%zu %s %s", p->image, p->layer, p->n_layers,
+                                                      p->digest, p->phase)
+                                          : xasprintf("%s: %s%s%s", p->image, p->phase, p->digest ? " " : "",
+                                                      p->digest ? p->digest : "");
+        st->x->on_notice(st->x, "pull", m);
+}
+
+static void on_pulled(void *data, int rc, hm_error_t *err, const struct oci_pull_result *res)
+{
+        struct ns_step *st = data;
+        st->pull = NULL;
+        if (rc < 0) {
+                const char *img = st->x->image;
+                hm_error_wrap(err, "image '%s' is not in the store at %s and pulling it failed "
+                                   "(or import it with `hm image import SOURCE %s`)",
+                              img, oci_store_path(st->r->store), img);
+                return fail_later(st, err);
+        }
+        launch_or_fail(st->r, st);
+}
+
+static bool pull_first(struct ns_runner *r, const struct step_exec *x)
+{
+        if (x->parent_snapshot || !x->image || !strcmp(x->image, OCI_HOST_IMAGE) || r->pull == 'n')
+                return false;
+        if (r->pull == 'a')
+                return true;
+        struct oci_image *img = NULL;
+        hm_error_t e = NULL;
+        if (oci_store_image_get(r->store, x->image, &img, &e) == 0) {
+                oci_image_free(img);
+                return false;
+        }
+        hm_error_release(&e);
+        return true;
 }
 
 static int ns_start(struct hm_runner *base, struct step_exec *x, hm_error_t *err)
@@ -523,21 +614,18 @@ static int ns_start(struct hm_runner *base, struct step_exec *x, hm_error_t *err
                 if (rc < 0)
                         hm_error_release(&e); /* unreadable tag: run the step */
         }
-        if (launch(r, st, &e) < 0) {
-                hm_error_wrap(&e, "step '%s'", x->step->key);
-                /* undo what launch made before reporting, so on_done sees nothing held */
-                for (int i = 0; i < 3; i++)
-                        if (st->fds[i] >= 0)
-                                hm_loop_del_fd(base->loop, st->fds[i]);
-                st->fds[0] = st->fds[1] = st->fds[2] = -1;
-                if (st->c)
-                        rt_container_free(st->c);
-                st->c = NULL;
-                stage_release(st);
-                oci_store_abort_layer(r->store, st->u);
-                st->u = NULL;
-                fail_later(st, &e);
+        if (pull_first(r, x)) {
+                struct oci_pull_options o = { .ref = x->image, .if_missing = r->pull != 'a',
+                                              .on_progress = on_pull_progress, .data = st };
+                if (x->on_notice) {
+                        _cleanup_free_ char *m = xasprintf("pulling %s", x->image);
+                        x->on_notice(x, "pull", m);
+                }
+                if (oci_pull_start(base->loop, r->store, &o, on_pulled, st, &st->pull, &e) < 0)
+                        fail_later(st, &e);
+                return 0;
         }
+        launch_or_fail(r, st);
         return 0;
 }
 
@@ -577,7 +665,7 @@ static void commit(struct ns_step *st)
         char *id = NULL;
         struct oci_store_upper *u = TAKE_PTR(st->u);
         if (oci_store_commit_layer(st->r->store, u, st->chain, st->x->run_id, st->x->cache_tag, &id, &err) < 0) {
-                hm_error_wrap(&err, "step '%s': commit", st->x->step->key);
+                hm_error_wrap(&err, "commit");
                 st->res.runner_error = true;
                 st->res.exit_code = 1;
                 st->res.error_msg = xstrdup(err->msg);
@@ -605,7 +693,6 @@ static void on_exit_fd(struct hm_loop *loop, int fd, short revents, void *data)
         rt_container_free(st->c);
         st->c = NULL;
         if (rc < 0) {
-                hm_error_wrap(&err, "step '%s'", st->x->step->key);
                 st->res.runner_error = true;
                 st->res.exit_code = 1;
                 st->res.error_msg = xstrdup(err->msg);
@@ -627,6 +714,12 @@ static void ns_cancel(struct hm_runner *base, struct step_exec *x, bool force)
         st->canceled = true;
         if (st->c)
                 (void) rt_container_kill(st->c, force ? SIGKILL : SIGTERM);
+        if (st->pull) { /* nothing ran yet: stop the pull and end the step */
+                oci_pull_cancel(TAKE_PTR(st->pull));
+                st->res.canceled = true;
+                st->res.exit_code = 130;
+                finish_later(st);
+        }
 }
 
 /* ---- drops and lifetime ---- */
@@ -673,6 +766,10 @@ static void ns_free(struct hm_runner *base)
                 free(d);
         }
         ws_drop_idle(r, NULL);
+        if (r->net_dir)
+                (void) rm_rf(r->net_dir);
+        free(r->net_dir);
+        net_config_release(&r->net);
         strv_free(r->isolation_said);
         free(r->ws);
         free(r->bpf);
@@ -691,22 +788,41 @@ static const struct runner_ops ns_ops = {
         .free = ns_free,
 };
 
+static int write_resolv_conf(struct ns_runner *r, hm_error_t *err)
+{
+        int rc = oci_store_mkdtemp(r->store, "net", &r->net_dir, err);
+        if (rc < 0)
+                return rc;
+        (void) chmod(r->net_dir, 0755);
+        _cleanup_free_ char *path = xasprintf("%s/resolv.conf", r->net_dir);
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        rc = fd < 0 ? -errno : write_all(fd, r->net.resolv_conf, strlen(r->net.resolv_conf));
+        if (rc < 0)
+                return hm_error_set(err, -rc, "write '%s': %s", path, strerror(-rc));
+        return 0;
+}
+
 int ns_runner_new(struct hm_loop *loop, const struct ns_options *o, struct hm_runner **ret, hm_error_t *err)
 {
         static const struct ns_options defaults = { 0 };
         if (!o)
                 o = &defaults;
-        if (o->network && strcmp(o->network, "none") && strcmp(o->network, "host"))
-                return hm_error_set(err, EINVAL, "ns runner: network '%s': expected 'none' or 'host'", o->network);
+        struct net_config net;
+        int rc = net_config_parse(o->network, o->network_source, &net, err);
+        if (rc < 0)
+                return rc;
         struct ns_runner *r = xzalloc(sizeof *r);
+        r->net = net;
         r->base.ops = &ns_ops;
         r->base.loop = loop;
-        r->host_net = o->network && !strcmp(o->network, "host");
         r->rootless = o->rootless == NS_ROOTLESS_ON || (o->rootless == NS_ROOTLESS_AUTO && !hm_privileged());
         r->no_seccomp = o->no_seccomp;
         r->limits = o->limits;
         r->run = o->run;
-        int rc = oci_store_open(o->store, &r->store, err);
+        r->pull = !o->pull || !strcmp(o->pull, "never") ? 'n' : !strcmp(o->pull, "always") ? 'a' : 'm';
+        rc = oci_store_open(o->store, &r->store, err);
+        if (rc >= 0 && r->net.resolv_conf)
+                rc = write_resolv_conf(r, err);
         /* the options on a throwaway spec: bad flags fail here, and the profile sees the final caps */
         struct oci_spec *probe = oci_spec_new_default();
         if (rc >= 0)
@@ -726,7 +842,7 @@ int ns_runner_new(struct hm_loop *loop, const struct ns_options *o, struct hm_ru
         r->base.backend_id = xasprintf("ns:%s", oci_store_path(r->store));
         r->base.description = xasprintf("built-in namespace runtime (%s), store %s, network %s",
                                         r->rootless ? "rootless" : "root", oci_store_path(r->store),
-                                        r->host_net ? "host" : "none");
+                                        r->net.name);
         *ret = &r->base;
         return 0;
 }

@@ -32,12 +32,14 @@ enum ns_rootless { NS_ROOTLESS_AUTO, NS_ROOTLESS_ON, NS_ROOTLESS_OFF };
 
 struct ns_options {
         const char *store;      /* NULL: oci_store_default_path() */
-        const char *network;    /* NULL or "none": a private network ns; "host": the host's */
+        const char *network;    /* NULL/"none", "host", "pasta[:OPTS]", "slirp4netns[:OPTS]" (runtime/net.h) */
+        const char *network_source; /* where the mode came from, for errors: NULL = "--network" */
         enum ns_rootless rootless; /* AUTO: rootless unless hm_privileged() */
         bool no_seccomp;        /* the default seccomp profile is on unless set */
         struct step_limits limits; /* per step (sched/runner.h); zero: none */
         const char *seccomp;    /* NULL/"default", "unconfined" or a profile file (OCI or Docker format) */
         struct oci_run_options run; /* --cap-add/--cap-drop/--user/--read-only/--tmpfs-tmp (oci/spec.h) */
+        const char *pull;       /* "missing": pull a boot image not in the store; "always"; NULL/"never": no pulls */
 };
 
 int ns_runner_new(struct hm_loop *loop, const struct ns_options *o, struct hm_runner **ret, hm_error_t *err);

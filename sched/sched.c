@@ -324,7 +324,16 @@ static void step_finished(struct sched *s, struct sstep *st, struct step_result 
                 if (ps->cache_tag && !res->cache_hit && s->o->cache) {
                         hm_error_t e = NULL;
                         if (cache_index_put(s->o->cache, s->runner->backend_id, ps->cache_tag, st->snapshot, &e) < 0) {
-                                on_notice(&st->x, "cache", e->msg);
+                                /*
+                                 * (a full disk) an entry the index does not hold would never be
+                                 * evicted: the snapshot goes at the end of the run, and the run
+                                 * fails so that the user sees it
+                                 */
+                                st->ephemeral = true;
+                                code = 1;
+                                chain_failure = true;
+                                free(msg);
+                                msg = xasprintf("step '%s': cache index: %s", ps->key, e->msg);
                                 hm_error_release(&e);
                         }
                 }
@@ -593,6 +602,12 @@ int sched_run(const struct plan *plan, struct hm_runner *runner, struct hm_loop 
         ev.chain_count = plan->n_chains;
         ev.default_runner = runner->ops->name;
         emit(&s, &ev);
+        if (o->reap_notice) {
+                struct hm_event n = ev_for(&s, EV_NOTICE, NULL);
+                n.notice_kind = "reap";
+                n.message = o->reap_notice;
+                emit(&s, &n);
+        }
 
         /* seed the ready queue in topological order */
         for (size_t i = 0; i < plan->n_steps; i++) {

@@ -35,6 +35,7 @@ struct sched_options {
         struct cache_index *cache; /* NULL: no cache */
         size_t cache_capacity;     /* entries per backend kept after the run */
         int signal_fd;             /* signalfd for SIGINT/SIGTERM/SIGHUP, or -1 */
+        const char *reap_notice;   /* hm run's quick reap: a notice "reap" after build_start, or NULL */
 };
 
 int sched_run(const struct plan *plan, struct hm_runner *runner, struct hm_loop *loop,

@@ -10,6 +10,12 @@ ns store tmp/ entries and live ephemeral layers, mounts under the store, stray p
 (hm-init, anything naming the store, orphans of hm), empty step cgroups hm/hm-*; and
 `hm cache ls` still loads the cache index.
 
+quick reap test, per runner: a run is SIGKILLed while its second step sleeps and another run is
+live; a plain second `hm run` (no `hm reap`) passes, says in one notice "reap" what it removed,
+and afterwards nothing of the killed run is left while every object of the live run is still
+there (control: the killed run's objects are seen before).  HM_REAP_ONLY=kill|live|quick runs
+one part.
+
 live-owner test, per runner: while a run's second step sleeps, `hm reap --dry-run` and
 `hm reap` remove nothing of it (its container / tmp dir, its first step's ephemeral snapshot,
 its cgroups), and the run then passes.
@@ -322,6 +328,113 @@ def snapshot(runner, pid, run_id):
 
 
 # ---------------------------------------------------------------------------------------------
+# quick reap: hm run itself reaps at start
+
+
+def start_json_run(argv, env, out_path):
+    """hm run with its NDJSON events going to a file (read with events_of) while we do other things."""
+    with open(out_path, "wb") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
+                                start_new_session=True, close_fds=True)
+
+
+def events_of(path):
+    evs = []
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                try:
+                    evs.append(json.loads(line))
+                except ValueError:
+                    pass
+    except OSError:
+        pass
+    return evs
+
+
+def started(path, key):
+    return any(e.get("kind") == "step_start" and e.get("key") == key for e in events_of(path))
+
+
+def run_id_of(path):
+    return next((e.get("run_id", "").replace("-", "") for e in events_of(path) if e.get("kind") == "build_start"), "")
+
+
+def quick_test(runner, work):
+    """A run SIGKILLed mid-step, then a plain second hm run (no hm reap): nothing of the first is left,
+    and a run that is live meanwhile keeps all its objects.  Control: the killed run's objects are
+    seen before the second run."""
+    cache_home = os.path.join(work, "cache-quick-" + runner.name)
+    os.makedirs(cache_home, exist_ok=True)
+    env = hm_env(cache_home)
+    src = os.path.join(work, "src")
+    ir_path = os.path.join(work, "quick-%s.json" % runner.name)
+    with open(ir_path, "w") as f:
+        json.dump(chain_ir([("first", "echo one > /one.txt"), ("sleeper", "sleep 120; cat /one.txt")]), f)
+    one_path = os.path.join(work, "quick-one-%s.json" % runner.name)
+    with open(one_path, "w") as f:
+        json.dump(chain_ir([("only", "echo plain")]), f)
+    argv = [HM, "run", "--format", "json", "-d", src, "--grace", "1"] + runner.run_args()
+    settle = 1.0 if runner.engine else 0.3  # the container / tmp dir is made right after step_start
+    live_out, dead_out = os.path.join(work, "quick-live.out"), os.path.join(work, "quick-dead.out")
+    live = start_json_run(argv + ["-f", ir_path], env, live_out)
+    dead = None
+    try:
+        if not tap.check(wait_until(lambda: started(live_out, "sleeper"), 60),
+                         "%s quick: the live run reached its sleeping step" % runner.name,
+                         lambda: open(live_out, errors="replace").read()[-2000:]):
+            return
+        dead = start_json_run(argv + ["-f", ir_path], env, dead_out)
+        ok = wait_until(lambda: started(dead_out, "sleeper"), 60)
+        time.sleep(settle)
+        dead_objs = snapshot(runner, dead.pid, run_id_of(dead_out))
+        live_objs = snapshot(runner, live.pid, run_id_of(live_out))
+        os.kill(dead.pid, signal.SIGKILL)
+        dead.wait()
+        wait_until(lambda: not stray_processes([], exclude_pids=(live.pid,)), 5)
+        # control: the check sees what the killed run left
+        tap.check(ok and dead_objs["objects"], "%s quick: the killed run left objects (%s)"
+                  % (runner.name, ", ".join(dead_objs["objects"])),
+                  lambda: open(dead_out, errors="replace").read()[-2000:])
+        if not runner.engine:
+            time.sleep(CGROUP_REAP_AGE + 0.5)  # cmd/reap.c keeps younger empty step cgroups
+        plain = run_hm([HM, "run", "--format", "json", "-d", src, "-f", one_path] + runner.run_args(),
+                       env=env, timeout=120)
+        notices = [e.get("message", "") for e in plain.ev().kind("notice") if e.get("notice") == "reap"]
+        tap.check(plain.rc == 0 and len(notices) == 1 and notices[0].startswith("removed ")
+                  and " object(s) of dead runs " in notices[0],
+                  "%s quick: a plain hm run passes and says in one notice what it reaped" % runner.name,
+                  plain.describe)
+        tap.diag("%s quick: %s" % (runner.name, notices[0] if notices else "(no notice)"))
+        left = snapshot(runner, dead.pid, run_id_of(dead_out))["objects"]
+        tap.check(not left, "%s quick: nothing of the killed run is left (%d)" % (runner.name, len(left)),
+                  lambda: "\n".join(left))
+        now = snapshot(runner, live.pid, run_id_of(live_out))
+        tap.check(live_objs["objects"] and now["objects"] == live_objs["objects"],
+                  "%s quick: the live run's %s are all still there" % (runner.name, live_objs["what"]),
+                  "before %s\nafter  %s" % (live_objs["objects"], now["objects"]))
+        tap.check(live.poll() is None and started(live_out, "sleeper")
+                  and not [e for e in events_of(live_out) if e.get("kind") == "step_end"
+                           and e.get("key") == "sleeper"],
+                  "%s quick: the live run's step is still running" % runner.name)
+    finally:
+        for p in (live, dead):
+            if p and p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in (live, dead):
+            if p:
+                try:
+                    p.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+    be = [e for e in events_of(live_out) if e.get("kind") == "build_end"]
+    tap.check(live.returncode == 130 and be and be[-1].get("exit_code") == 130,
+              "%s quick: the live run then stops on SIGINT (exit 130)" % runner.name,
+              lambda: "rc %s\n%s" % (live.returncode, open(live_out, errors="replace").read()[-2000:]))
+
+
+# ---------------------------------------------------------------------------------------------
 # what hm reap must never touch on an engine
 
 
@@ -375,8 +488,12 @@ def main():
     try:
         for r in runners:
             t0 = time.monotonic()
-            kill_test(r, work)
-            live_test(r, work)
+            if os.environ.get("HM_REAP_ONLY") in (None, "", "kill"):
+                kill_test(r, work)
+            if os.environ.get("HM_REAP_ONLY") in (None, "", "live"):
+                live_test(r, work)
+            if os.environ.get("HM_REAP_ONLY") in (None, "", "quick"):
+                quick_test(r, work)
             if r.engine:
                 untouchable_test(r, work)
             tap.diag("%s: %.1f s" % (r.name, time.monotonic() - t0))
