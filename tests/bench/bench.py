@@ -707,24 +707,26 @@ def met_text(r):
 ANALYSIS = [
     ("ns step vs bwrap", """\
 Why: an ns step does more than a bwrap run, and on 2 busy CPUs the wall ratio follows the CPU
-ratio (the CPU per step of both is in the profile below). Per step hm forks twice (the container's
-pid 1 from hm, the command from pid 1), and each fork copies hm's address space: 46 shared
-libraries (libcurl and its TLS/LDAP/SSH dependencies, libarchive, yajl, libseccomp), where bwrap
-maps a handful (`copy_process`/`dup_mmap` in the split below). It loads the default seccomp
-allow-list (~350 syscalls as a linear BPF program, JIT-compiled by the kernel at every load:
-`do_seccomp`); bwrap installs none. It mounts an overlay and creates the step's upper, work and
-mount-point directories and the snapshot's metadata on ext4, where this machine's inode allocator
-walks recently deleted inodes (`find_inode_bit`/`recently_deleted`); bwrap binds one directory and
-creates nothing. Already removed: the per-step reading of every layer's metadata at the end of a
-run (one collection per run instead of one per dropped snapshot: the 1000-step chain's 112 s of
-reaping is gone), the fsyncs of ephemeral snapshot metadata, the workspace layer for an empty
-workspace.
+ratio (the CPU per step of both, and where hm's goes, are in the profile below). Per step hm
+creates about six inodes on the store's ext4 (the step's directory, upper, work dir and mount
+point, overlayfs's own work/work, the snapshot's metadata file); on this machine, where other jobs
+create and delete files all the time, each costs up to a millisecond of kernel time in the inode
+allocator's search past recently deleted inodes (`__ext4_new_inode`/`find_inode_bit`/
+`recently_deleted`; overlayfs's share is under `ovl_fill_super`); bwrap binds one directory and
+creates nothing. hm also forks twice per step (the container's pid 1 from hm, the command from
+pid 1), each fork copying hm's address space with its 46 shared libraries (`copy_process`), and
+loads the default seccomp allow-list, which the kernel JIT-compiles at every load
+(`do_seccomp`); bwrap installs no filter. Already removed: the reading of every layer's metadata
+per dropped snapshot at the end of a run (one collection per run: the 1000-step chain's 112 s of
+reaping is now 0.4 s), the fsyncs of ephemeral metadata (2 per step), the workspace layer of an
+empty workspace and the per-step /workspace directory of a chain.
 
-Next change: start the containers of a run from a small static helper (exec'd once per run, or
-forked once as a zygote) so the two forks per step copy a few hundred KiB instead of hm's address
-space; emit a compact seccomp program (allowed syscall numbers as ranges, binary search: a few
-dozen instructions instead of ~700) so each load JITs less; keep a per-run pool of step
-directories (work dir, mount point) instead of creating and removing them per step."""),
+Next change: create fewer inodes per step on the store's filesystem: a per-run pool of step
+directories (step dir, work dir, mount point) reused across steps, so only the upper that becomes
+the snapshot is new; the layer metadata written into the layer directory itself (no temporary file
+and rename). Then start the containers of a run from a small static helper (exec'd once per run)
+so the two forks per step copy a few hundred KiB instead of hm's address space, and emit a compact
+seccomp program (allowed syscall numbers as ranges) so each load JITs less."""),
     ("docker runner step", """\
 Why: per step the engine's own work is the floor for hm and for the CLI script alike: container
 create, init and start (runc), wait, commit, remove (the per-request times are in the profile
@@ -792,9 +794,10 @@ def write_results(mach, total, json_too=True):
     L.append("| # | benchmark | hm | peer | ratio | target | met? |")
     L.append("|---|---|---|---|---|---|---|")
     for r in ROWS:
-        L.append("| %d | %s | %s | %s: %s | %s | %s | %s |" % (
-            r["bench"], r["name"], r["hm_text"], r["peer_name"], r["peer_text"],
-            "-" if r["ratio"] is None else "%.2f" % r["ratio"], r["target"], met_text(r)))
+        L.append("| %s | %s | %s | %s: %s | %s | %s | %s |" % tuple(
+            str(c).replace("|", "\\|") for c in (
+                r["bench"], r["name"], r["hm_text"], r["peer_name"], r["peer_text"],
+                "-" if r["ratio"] is None else "%.2f" % r["ratio"], r["target"], met_text(r))))
     for f in FAILED:
         L.append("| %s | could not run | | | | | **error**: %s |" % (f["bench"], f["error"].replace("|", "/")))
     L.append("\n## Notes per row\n")
