@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * oci/owner.h: label forms and the judgement across pid namespaces.  The
+ * cross-namespace cases need root (a child in a new pid namespace); skipped
+ * otherwise.
+ */
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "oci/owner.h"
+#include "oci/store.h"
+#include "tap.h"
+
+static enum owner_state judge(const char *label)
+{
+        struct hm_owner o;
+        if (!owner_parse(label, &o))
+                return (enum owner_state) -1;
+        return owner_judge(&o, NULL);
+}
+
+int main(void)
+{
+        tap_plan_later();
+        struct hm_owner o;
+        char buf[256];
+
+        /* forms */
+        tap_ok(owner_parse("4242:81234", &o) && o.pid == 4242 && o.start == 81234 && !o.pidns && !o.boot[0],
+               "old label <pid>:<start> parses, no namespace recorded");
+        tap_ok(owner_parse("7:99:4026532451:0b6e2c1a-1111-2222-3333-444455556666", &o) && o.pid == 7 &&
+                       o.start == 99 && o.pidns == 4026532451ULL && strcmp(o.boot, "0b6e2c1a-1111-2222-3333-444455556666") == 0,
+               "new label <pid>:<start>:<pidns>:<boot> parses");
+        tap_ok(owner_parse("7:99:4026532451:", &o) && o.pidns == 4026532451ULL && !o.boot[0],
+               "new label with an empty boot id parses");
+        const char *bad[] = { "", "x", "7", "7:", "0:5", "7:0", "7:5:", "7:5:x:y", "7:5:0:ab", "7:5:12:ZZ", "7:5:12:ab:cd" };
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+                tap_ok(!owner_parse(bad[i], &o), "malformed label '%s' refused", bad[i]);
+
+        /* self */
+        char *self = owner_self_label();
+        tap_ok(owner_parse(self, &o) && o.pid == getpid() && o.pidns == owner_self_pidns() && o.pidns != 0,
+               "own label %s round-trips", self);
+        tap_ok(judge(self) == OWNER_ALIVE, "own label judged alive");
+        snprintf(buf, sizeof buf, "%d:%llu", (int) getpid(), (unsigned long long) oci_proc_starttime(getpid()));
+        tap_ok(judge(buf) == OWNER_ALIVE, "old form of own label judged alive (own namespace)");
+        snprintf(buf, sizeof buf, "%d:%llu:%llu:%s", (int) getpid(), (unsigned long long) oci_proc_starttime(getpid()) + 1,
+                 (unsigned long long) owner_self_pidns(), owner_self_boot());
+        tap_ok(judge(buf) == OWNER_DEAD, "own pid with another start time judged dead");
+        if (owner_self_boot()[0]) {
+                snprintf(buf, sizeof buf, "%d:%llu:%llu:00000000-0000-0000-0000-000000000000", (int) getpid(),
+                         (unsigned long long) oci_proc_starttime(getpid()), (unsigned long long) owner_self_pidns());
+                tap_ok(judge(buf) == OWNER_DEAD, "own pid and start time under another boot id judged dead");
+        }
+        free(self);
+
+        /* another pid namespace: a child of ours in a new one, pid 1 there */
+        if (geteuid() != 0 || unshare(CLONE_NEWPID) < 0) {
+                tap_diag("skip: cross-namespace cases need root (unshare(CLONE_NEWPID))");
+                return tap_done();
+        }
+        int p[2];
+        if (pipe(p) < 0)
+                return 1;
+        pid_t child = fork();
+        if (child == 0) {
+                close(p[0]);
+                char *l = owner_self_label();
+                (void) !write(p[1], l, strlen(l) + 1);
+                close(p[1]);
+                pause();
+                _exit(0);
+        }
+        close(p[1]);
+        char label[256] = "";
+        ssize_t n = read(p[0], label, sizeof label - 1);
+        close(p[0]);
+        tap_ok(n > 0 && owner_parse(label, &o) && o.pid == 1 && o.pidns != owner_self_pidns(),
+               "a child in a new pid namespace labels itself pid 1 there: %s", label);
+        tap_ok(judge(label) == OWNER_ALIVE, "it is judged alive from the parent namespace (found through /proc/*/ns/pid)");
+        /* control: the same pid and start time read as our own namespace: pid 1 here is another process */
+        snprintf(buf, sizeof buf, "%d:%llu", o.pid, (unsigned long long) o.start);
+        tap_ok(judge(buf) == OWNER_DEAD, "control: the old label form (pid 1 in our namespace) would judge it dead");
+        snprintf(buf, sizeof buf, "2:%llu:%llu:%s", (unsigned long long) o.start, (unsigned long long) o.pidns, o.boot);
+        tap_ok(judge(buf) == OWNER_DEAD, "another pid of that live namespace judged dead");
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        enum owner_state gone = judge(label);
+        if (owner_self_pidns() == OWNER_INIT_PIDNS)
+                tap_ok(gone == OWNER_DEAD, "after it died, root in the initial pid namespace judges it dead (namespace gone)");
+        else
+                tap_ok(gone == OWNER_FOREIGN, "after it died, a judge outside the initial pid namespace cannot tell: foreign");
+        return tap_done();
+}
