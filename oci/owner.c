@@ -143,7 +143,7 @@ static int scan_pidns(const struct hm_owner *o, bool *ret_hidden)
                         continue;
                 seen = true;
                 snprintf(path, sizeof path, "/proc/%s", de->d_name);
-                int host_pid = atoi(de->d_name);
+                int host_pid = (int) strtol(de->d_name, NULL, 10); /* /proc entries starting with a digit are pids */
                 if (innermost_pid(path, NULL) == o->pid && oci_proc_starttime(host_pid) == o->start)
                         return 1;
         }
