@@ -439,7 +439,7 @@ static void check_cgroups(void)
                 (void) read_file("/sys/fs/cgroup/cgroup.subtree_control", 4096, &ctl, NULL);
                 bool w = access("/sys/fs/cgroup", W_OK) == 0;
                 line(w ? OK : WARN, "cgroups",
-                     in_container ? "give hm's container --privileged (a writable /sys/fs/cgroup)"
+                     in_container && getuid() == 0 ? "give hm's container --privileged (a writable /sys/fs/cgroup)"
                                   : "run hm in a delegated cgroup (systemd-run --user --scope -p Delegate=yes)",
                      "unified v2; controllers enabled: %s%s", ctl && *ctl ? strtok(ctl, "\n") : "none",
                      w ? "" : "; not writable: limits fall back to rlimits");
@@ -453,7 +453,7 @@ static void check_cgroups(void)
                      hybrid ? "hybrid" : "legacy v1");
         else
                 line(WARN, "cgroups",
-                     in_container ? "give hm's container --privileged (a writable /sys/fs/cgroup)"
+                     in_container && getuid() == 0 ? "give hm's container --privileged (a writable /sys/fs/cgroup)"
                                   : "run as root, or boot with systemd.unified_cgroup_hierarchy=1 and delegate a cgroup",
                      "%s: v1 controllers not writable: --memory/--pids-limit fall back to rlimits, --cpus is not applied",
                      hybrid ? "hybrid" : "legacy v1");
