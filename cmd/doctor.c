@@ -332,7 +332,8 @@ static char *store_dir(void)
         while (stat(probe, &st) < 0) {
                 char *slash = strrchr(probe, '/');
                 if (!slash || slash == probe) {
-                        strcpy(probe, "/");
+                        probe[0] = '/';
+                        probe[1] = 0;
                         break;
                 }
                 *slash = 0;
