@@ -13,7 +13,8 @@ pid namespace (oci/owner.h).  Then:
                 finds the owner through /proc/*/ns/pid and NSpid) leave the live run's container
   quick reap    a host `hm run --runner=docker` (which quick-reaps at start) leaves it too
   sibling       `hm reap --dry-run` in a second container (a sibling pid namespace: it cannot see the
-                owner) lists the container as "left ... in another pid namespace" and removes nothing
+                owner) lists the container as "left ... in another pid namespace" and removes nothing;
+                nor do `hm reap` and a quick-reaping `hm run` there (control: the pid there is not it)
   hm killed     hm inside killed (SIGKILL), its container still up: the host's dry run names the step
                 container as dead ("its pid namespace has no such process"); the sibling still leaves it
   ns gone       the whole container removed: the host's dry run says "its pid namespace is gone", and
@@ -164,6 +165,13 @@ def main():
                   and ("would remove docker:%s container %s" % (SOCK, cid)) not in b.stdout
                   and "whose owner is in another pid namespace" in b.stdout,
                   "hm reap --dry-run in a sibling container leaves it as foreign and says why", lambda: out_of(b))
+        q = docker("exec", ctr_b, "sh", "-c", "cd /tmp && DOCKER_HOST=unix://%s XDG_CACHE_HOME=%s/xdg-b "
+                   "hm run --runner=docker -f %s" % (SOCK, work, ir_file(work, "quick-b", "true")))
+        tap.check(q.returncode == 0 and cid not in q.stdout + q.stderr and [c["Id"][:12] for c in mine()] == [cid],
+                  "a quick-reaping hm run in the sibling leaves it too", lambda: out_of(q))
+        st = docker("exec", ctr_b, "cat", "/proc/%d/stat" % pid)
+        tap.check(st.returncode != 0 or int(st.stdout[st.stdout.rindex(")") + 2:].split()[19]) != start,
+                  "control: pid %d in the sibling's namespace is not that hm either" % pid, lambda: out_of(st))
         r = docker("exec", ctr_b, "hm", "reap", "--runner", "docker", "--socket", SOCK)
         tap.check(r.returncode == 0 and ("removed docker:%s container %s" % (SOCK, cid)) not in r.stdout
                   and ("left docker:%s container %s" % (SOCK, cid)) in r.stdout and len(mine()) == 1,
