@@ -35,8 +35,9 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 HM := $(BUILD)/hm
 LIBHM := $(BUILD)/libhm.a
 INIT := $(BUILD)/hm-test-init
+HM_OCI := $(BUILD)/hm-oci
 
-all: $(HM) $(INIT)
+all: $(HM) $(HM_OCI) $(INIT)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -47,6 +48,11 @@ $(LIBHM): $(LIB_OBJS)
 
 $(HM): $(CMD_OBJS) $(LIBHM)
 	$(QLD)$(CC) $(ALL_CFLAGS) -o $@ $(CMD_OBJS) $(LIBHM) $(LIBS) $(LDFLAGS)
+
+# The OCI runtime command line under its own name (`hm-oci ARGS` == `hm oci ARGS`).
+# A hard link: callers that canonicalise the path (readlink -f) keep the name.
+$(HM_OCI): $(HM)
+	$(Q)rm -f $@ && ln $(HM) $@
 
 # A static multitool for test bundles and security tests (no busybox needed).
 $(INIT): tests/init.c

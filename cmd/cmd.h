@@ -35,7 +35,8 @@ int cmd_fail(hm_error_t *err);
 struct runner_choice {
         const char *kind;    /* "ns" (default), "docker", "podman", "vm", "null" */
         const char *socket;  /* engine socket, or NULL to discover */
-        const char *network; /* engine NetworkMode / ns "none"|"host" */
+        const char *network; /* engine NetworkMode / ns none|host|pasta|slirp4netns (runtime/net.h) */
+        const char *network_source; /* "--network", "HM_NETWORK" or the .hm/config.toml line (errors) */
         const char *pull;    /* missing|always|never */
         struct step_limits limits;
         const char *seccomp;            /* ns: --seccomp */

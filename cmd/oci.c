@@ -39,10 +39,18 @@
 
 static const char usage[] =
         "usage: hm oci [--root DIR] [--log FILE] [--log-format text|json] [--systemd-cgroup] COMMAND\n"
-        "  create [--bundle DIR] [--pid-file F] [--console-socket S] [--preserve-fds 0] ID\n"
-        "  start ID | state ID | kill [--all] ID [SIGNAL] | delete [--force] ID | list [-q]\n"
-        "  run [--bundle DIR] [--rootless] ID   (foreground, no state)\n"
-        "  spec | features\n";
+        "              (also as hm-oci; --root default " DEFAULT_ROOT ", --systemd-cgroup is accepted and ignored)\n"
+        "  create [--bundle DIR] [--pid-file FILE] [--console-socket SOCK] [--preserve-fds N] ID\n"
+        "                      set up, then wait for start (process.terminal: the pty master goes to SOCK)\n"
+        "  start ID            run the created command, then the poststart hooks\n"
+        "  state ID            the state JSON (runtime-spec)\n"
+        "  kill [--all] ID [SIGNAL]   default SIGTERM; names (KILL, SIGKILL) or numbers\n"
+        "  delete [--force] ID stop (with --force) and remove it, then the poststop hooks\n"
+        "  list [-q]           containers under --root\n"
+        "  run [--bundle DIR] [--pid-file FILE] [--console-socket SOCK] [--rootless] ID\n"
+        "                      foreground (hooks refused), exits with the command's status\n"
+        "  spec                a default config.json on stdout\n"
+        "  features            what this runtime supports (JSON)\n";
 
 struct oci_ctx {
         const char *root;
@@ -104,6 +112,8 @@ static int load_bundle(const char *bundle, struct oci_spec **ret, hm_error_t *er
         return 0;
 }
 
+static int write_file_atomic(const char *path, const char *data, mode_t mode, hm_error_t *err);
+
 /* Forward terminal signals to the container's init until it exits. */
 static int wait_foreground(struct rt_container *c, hm_error_t *err)
 {
@@ -133,10 +143,12 @@ static int wait_foreground(struct rt_container *c, hm_error_t *err)
 static int oci_run(int argc, char **argv, hm_error_t *err)
 {
         static const struct option opts[] = { { "bundle", required_argument, NULL, 'b' },
+                                               { "pid-file", required_argument, NULL, 'p' },
+                                               { "console-socket", required_argument, NULL, 'c' },
                                                { "rootless", no_argument, NULL, 'r' },
                                                { "help", no_argument, NULL, 'h' },
                                                {} };
-        const char *bundle = ".";
+        const char *bundle = ".", *pid_file = NULL, *console = NULL;
         bool rootless = false;
         int c;
         optind = 1;
@@ -145,6 +157,10 @@ static int oci_run(int argc, char **argv, hm_error_t *err)
                         bundle = optarg;
                 else if (c == 'r')
                         rootless = true;
+                else if (c == 'p')
+                        pid_file = optarg;
+                else if (c == 'c')
+                        console = optarg;
                 else
                         return hm_error_set_exit(err, 2, EINVAL, "%s", c == 'h' ? usage : "invalid option (see 'hm oci --help')");
         }
@@ -154,14 +170,34 @@ static int oci_run(int argc, char **argv, hm_error_t *err)
         int r = load_bundle(bundle, &spec, err);
         if (r < 0)
                 return r;
-        struct rt_start_options o = { .stdin_fd = STDIN_FILENO, .id = argv[optind], .rootless = rootless };
+        struct rt_start_options o = { .stdin_fd = STDIN_FILENO, .id = argv[optind], .rootless = rootless,
+                                      .console_socket = console };
         _cleanup_rt_container_ struct rt_container *ct = NULL;
         r = rt_container_start(spec, &o, &ct, err);
         if (r < 0)
                 return hm_error_wrap(err, "container '%s'", argv[optind]);
         for (const char *const *n = rt_container_notices(ct); *n; n++)
                 fprintf(stderr, "hm: notice: %s\n", *n);
-        return wait_foreground(ct, err);
+        if (pid_file) {
+                char buf[32];
+                snprintf(buf, sizeof buf, "%d", (int) rt_container_pid(ct));
+                r = write_file_atomic(pid_file, buf, 0644, err);
+                if (r < 0)
+                        return r; /* ct's cleanup kills the container */
+        }
+        r = wait_foreground(ct, err);
+        if (rt_spec_shares_mount_ns(spec)) {
+                /* its mounts were made in a shared namespace: take them back down */
+                const struct oci_namespace *mnt = oci_spec_find_namespace(spec, OCI_NS_MOUNT);
+                _cleanup_close_ int fd = open(mnt ? mnt->path : "/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+                hm_error_t merr = NULL;
+                if (fd < 0 || rt_shared_mounts_release(spec->root.path, fd, &merr) < 0) {
+                        fprintf(stderr, "hm: warning: mounts below '%s' not released: %s\n", spec->root.path,
+                                merr ? merr->msg : strerror(errno));
+                        hm_error_release(&merr);
+                }
+        }
+        return r;
 }
 
 
@@ -173,6 +209,8 @@ struct oci_state {
         unsigned long long starttime; /* /proc/PID/stat field 22: tells a reused pid apart */
         char **cgroups;               /* RT_CGROUP_SLOTS entries, "" = none */
         char **annotations;           /* key, value, key, value, ... */
+        char *shared_root;            /* no mount ns of its own: its mounts below this rootfs ... */
+        char *mntns_path;             /* ... in this joined namespace (NULL: the creator's) */
 };
 
 static void oci_state_release(struct oci_state *st)
@@ -182,6 +220,8 @@ static void oci_state_release(struct oci_state *st)
         free(st->created);
         strv_free(st->cgroups);
         strv_free(st->annotations);
+        free(st->shared_root);
+        free(st->mntns_path);
         *st = (struct oci_state) { 0 };
 }
 
@@ -273,7 +313,16 @@ static char *state_json(const struct oci_state *st, const char *status, bool wit
                                 strbuf_addch(&sb, ',');
                         strbuf_add_json_str(&sb, st->cgroups[i]);
                 }
-                strbuf_addstr(&sb, "]}");
+                strbuf_addstr(&sb, "]");
+                if (st->shared_root) {
+                        strbuf_addstr(&sb, ",\"shared_root\":");
+                        strbuf_add_json_str(&sb, st->shared_root);
+                }
+                if (st->mntns_path) {
+                        strbuf_addstr(&sb, ",\"mntns\":");
+                        strbuf_add_json_str(&sb, st->mntns_path);
+                }
+                strbuf_addstr(&sb, "}");
         }
         strbuf_addstr(&sb, "}");
         return strbuf_detach(&sb, NULL);
@@ -322,7 +371,8 @@ static int state_load(const struct oci_ctx *ctx, const char *id, struct oci_stat
         _cleanup_(yajl_tree_freep) yajl_val root = yajl_tree_parse(buf, ebuf, sizeof ebuf);
         static const char *const p_bundle[] = { "bundle", NULL }, *const p_created[] = { "created", NULL },
                                  *const p_pid[] = { "hm", "pid", NULL }, *const p_start[] = { "hm", "starttime", NULL },
-                                 *const p_cg[] = { "hm", "cgroups", NULL }, *const p_ann[] = { "annotations", NULL };
+                                 *const p_cg[] = { "hm", "cgroups", NULL }, *const p_ann[] = { "annotations", NULL },
+                                 *const p_shared[] = { "hm", "shared_root", NULL }, *const p_mntns[] = { "hm", "mntns", NULL };
         yajl_val pid = root ? yajl_tree_get(root, (const char **) p_pid, yajl_t_number) : NULL;
         yajl_val start = root ? yajl_tree_get(root, (const char **) p_start, yajl_t_number) : NULL;
         const char *bundle = root ? json_str(root, (const char *const *) p_bundle) : NULL;
@@ -332,6 +382,9 @@ static int state_load(const struct oci_ctx *ctx, const char *id, struct oci_stat
                                    .starttime = strtoull(YAJL_GET_NUMBER(start), NULL, 10) };
         const char *created = json_str(root, (const char *const *) p_created);
         st->created = created ? xstrdup(created) : NULL;
+        const char *shared = json_str(root, (const char *const *) p_shared), *mntns = json_str(root, (const char *const *) p_mntns);
+        st->shared_root = shared ? xstrdup(shared) : NULL;
+        st->mntns_path = mntns ? xstrdup(mntns) : NULL;
         yajl_val cg = yajl_tree_get(root, (const char **) p_cg, yajl_t_array);
         for (size_t i = 0; cg && i < YAJL_GET_ARRAY(cg)->len; i++) {
                 yajl_val e = YAJL_GET_ARRAY(cg)->values[i];
@@ -410,11 +463,15 @@ static int run_hooks(const struct oci_spec *spec, enum oci_hook_kind kind, const
 static void run_hooks_warn(const struct oci_ctx *ctx, const struct oci_spec *spec, enum oci_hook_kind kind,
                            const char *name, const char *state)
 {
-        hm_error_t err = NULL;
-        if (run_hooks(spec, kind, name, state, &err) < 0) {
-                fprintf(stderr, "hm: warning: %s\n", err->msg);
-                oci_log(ctx, "warning", "%s", err->msg);
-                hm_error_release(&err);
+        /* a failing one is reported, and the remaining ones still run (runtime-spec) */
+        for (size_t i = 0; i < spec->hooks.n_hooks[kind]; i++) {
+                hm_error_t err = NULL;
+                if (run_hook(&spec->hooks.hooks[kind][i], state, &err) < 0) {
+                        hm_error_wrap(&err, "hooks.%s[%zu]", name, i);
+                        fprintf(stderr, "hm: warning: %s\n", err->msg);
+                        oci_log(ctx, "warning", "%s", err->msg);
+                        hm_error_release(&err);
+                }
         }
 }
 
@@ -426,14 +483,34 @@ static void wait_gone(const struct oci_state *st)
                 nanosleep(&(struct timespec) { 0, 2000000 }, NULL);
 }
 
+/* The mount namespace a container without its own made its mounts in, or -1. */
+static int shared_mntns_open(const struct oci_state *st)
+{
+        char path[64];
+        if (state_alive(st)) {
+                snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int) st->pid);
+                int fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd >= 0)
+                        return fd;
+        }
+        return open(st->mntns_path ? st->mntns_path : "/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+}
+
 static void destroy_container(const struct oci_ctx *ctx, const struct oci_state *st)
 {
+        _cleanup_close_ int mntns = st->shared_root ? shared_mntns_open(st) : -1;
         if (state_alive(st)) {
                 (void) kill(st->pid, SIGKILL); /* pid 1 of its pid namespace: takes every process with it */
                 wait_gone(st);
         }
         if (st->cgroups)
                 rt_cgroups_destroy(st->cgroups);
+        hm_error_t err = NULL;
+        if (st->shared_root && (mntns < 0 || rt_shared_mounts_release(st->shared_root, mntns, &err) < 0)) {
+                oci_log(ctx, "warning", "container '%s': mounts below '%s' not released: %s", st->id, st->shared_root,
+                        err ? err->msg : strerror(errno));
+                hm_error_release(&err);
+        }
         _cleanup_free_ char *dir = state_path(ctx, st->id, NULL);
         (void) rm_rf(dir);
 }
@@ -464,8 +541,12 @@ static int parse_create(int argc, char **argv, struct create_opts *o, hm_error_t
                         o->pid_file = optarg;
                 else if (c == 'c')
                         o->console_socket = optarg;
-                else if (c == 'f')
-                        o->preserve_fds = strtol(optarg, NULL, 10);
+                else if (c == 'f') {
+                        char *end;
+                        o->preserve_fds = strtol(optarg, &end, 10);
+                        if (!*optarg || *end)
+                                o->preserve_fds = -1;
+                }
                 else if (c != 'n')
                         return hm_error_set_exit(err, 2, EINVAL, "create: invalid option (see 'hm oci --help')");
         }
@@ -474,8 +555,8 @@ static int parse_create(int argc, char **argv, struct create_opts *o, hm_error_t
         o->id = argv[optind];
         if (!valid_id(o->id))
                 return hm_error_set_exit(err, 2, EINVAL, "invalid container id '%s'", o->id);
-        if (o->preserve_fds)
-                return hm_error_set(err, EOPNOTSUPP, "--preserve-fds %ld: not supported", o->preserve_fds);
+        if (o->preserve_fds < 0 || o->preserve_fds > 65536)
+                return hm_error_set_exit(err, 2, EINVAL, "--preserve-fds: expected a number of fds (0..65536)");
         return 0;
 }
 
@@ -510,10 +591,11 @@ static int copy_config(const char *bundle, const char *to, hm_error_t *err)
 }
 
 /* Start detached, fill st (pid, start time, cgroups); the container then outlives us. */
-static int create_start(const struct oci_ctx *ctx, const struct oci_spec *spec, const char *fifo, struct oci_state *st,
-                        hm_error_t *err)
+static int create_start(const struct oci_ctx *ctx, const struct create_opts *co, const struct oci_spec *spec,
+                        const char *fifo, struct oci_state *st, hm_error_t *err)
 {
-        struct rt_start_options o = { .stdin_fd = STDIN_FILENO, .id = st->id, .exec_fifo = fifo, .hooks_by_caller = true };
+        struct rt_start_options o = { .stdin_fd = STDIN_FILENO, .id = st->id, .exec_fifo = fifo, .hooks_by_caller = true,
+                                      .console_socket = co->console_socket, .preserve_fds = (unsigned) co->preserve_fds };
         struct rt_container *c = NULL;
         int r = rt_container_start(spec, &o, &c, err);
         if (r < 0)
@@ -548,11 +630,16 @@ static int create_in_dir(const struct oci_ctx *ctx, const struct create_opts *o,
                 return r;
         st->bundle = TAKE_PTR(bundle);
         st->created = iso_now();
+        if (rt_spec_shares_mount_ns(spec)) {
+                const struct oci_namespace *mnt = oci_spec_find_namespace(spec, OCI_NS_MOUNT);
+                st->shared_root = xstrdup(spec->root.path);
+                st->mntns_path = mnt ? xstrdup(mnt->path) : NULL;
+        }
         for (size_t i = 0; i < spec->n_annotations; i++) {
                 strv_push(&st->annotations, spec->annotations[i].key);
                 strv_push(&st->annotations, spec->annotations[i].value);
         }
-        r = create_start(ctx, spec, fifo, st, err);
+        r = create_start(ctx, o, spec, fifo, st, err);
         if (r >= 0)
                 r = state_save(ctx, st, err);
         if (r >= 0 && o->pid_file) {
@@ -575,8 +662,6 @@ static int oci_create(const struct oci_ctx *ctx, int argc, char **argv, hm_error
         int r = parse_create(argc, argv, &o, err);
         if (r < 0)
                 return r;
-        if (o.console_socket)
-                oci_log(ctx, "info", "--console-socket '%s' ignored: process.terminal is not supported", o.console_socket);
         r = mkdir_p(ctx->root, 0700);
         if (r < 0)
                 return hm_error_set(err, -r, "create state root '%s': %s", ctx->root, strerror(-r));
@@ -627,6 +712,17 @@ static int oci_start(const struct oci_ctx *ctx, int argc, char **argv, hm_error_
         _cleanup_close_ int fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0 || write(fd, "0", 1) != 1)
                 return hm_error_set(err, errno, "container '%s': release the command: %s", id, strerror(errno));
+        /*
+         * The command holds its end until execve (CLOEXEC): once no reader is
+         * left it has been executed (or died), and only then may poststart
+         * hooks run.  Bounded, in case something else holds the fifo open.
+         */
+        for (int i = 0; i < 5000 && state_alive(&st); i++) {
+                _cleanup_close_ int probe = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+                if (probe < 0)
+                        break; /* ENXIO: no reader */
+                nanosleep(&(struct timespec) { 0, 1000000 }, NULL);
+        }
         (void) unlink(fifo);
         _cleanup_oci_spec_ struct oci_spec *spec = NULL;
         if (load_saved_config(ctx, id, &spec, err) < 0)

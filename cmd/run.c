@@ -4,6 +4,8 @@
 #include "pipeline/cache.h"
 #include "pipeline/plan.h"
 #include "pipeline/workspace.h"
+#include "runtime/net.h"
+#include "runtime/sealed.h"
 #include "sched/events.h"
 #include "sched/loop.h"
 #include "sched/runner.h"
@@ -36,16 +38,17 @@ static void run_usage(FILE *f)
               "      --parallelism N     steps at once (default: online CPUs)\n"
               "      --grace SECONDS     SIGTERM to SIGKILL delay when stopping steps (default 5)\n"
               "      --pull POLICY       missing (default), always, never\n"
-              "      --network MODE      engine network mode; ns: none (default) or host\n"
+              "      --network MODE      none (default), host, pasta[:--map-gw], slirp4netns[:allow_host_loopback=true]\n"
+              "                          (default from HM_NETWORK or network = \"MODE\" in .hm/config.toml)\n"
               "      --memory SIZE       memory limit per step (e.g. 512m, 2g)\n"
               "      --pids-limit N      process limit per step\n"
               "      --cpus N            CPU limit per step (e.g. 1.5)\n"
-              "      --seccomp PROFILE   ns: default, unconfined or a JSON file (OCI or Docker format)\n"
-              "      --cap-add CAP       ns: add a capability (NET_ADMIN, CAP_SYS_PTRACE, ALL); repeatable\n"
-              "      --cap-drop CAP      ns: drop a capability (or ALL); repeatable\n"
-              "      --user UID[:GID]    ns: run steps as this numeric user\n"
-              "      --read-only         ns: the step's root filesystem is read-only\n"
-              "      --tmpfs-tmp         ns: a fresh tmpfs on /tmp\n"
+              "      --seccomp PROFILE   default, unconfined or a JSON file (ns: OCI or Docker format; engines: Docker)\n"
+              "      --cap-add CAP       add a capability (NET_ADMIN, CAP_SYS_PTRACE, ALL); repeatable\n"
+              "      --cap-drop CAP      drop a capability (or ALL); repeatable\n"
+              "      --user UID[:GID]    run steps as this numeric user\n"
+              "      --read-only         the step's root filesystem is read-only\n"
+              "      --tmpfs-tmp         a fresh tmpfs on /tmp\n"
               "      --no-cache          neither use nor store cached snapshots\n"
               "      --cache-capacity N  cached snapshots kept per backend (default 64)\n"
               "      --dry-run           print the plan, run nothing\n"
@@ -228,13 +231,26 @@ static void cache_freep(struct cache_index **c) { cache_index_free(*c); }
 
 static int run(struct run_options *o, hm_error_t *err)
 {
+        int r;
+        /* steps see forks of this process: from here on hm runs from a sealed copy (runtime/sealed.h) */
+        if (!o->dry_run && !strcmp(o->runner.kind, "ns") && (r = rt_exec_sealed_self(err)) < 0)
+                return r;
         _cleanup_plan_ struct plan *plan = NULL;
-        int r = plan_load(o->dir, o->file, o->slug, &plan, err);
+        r = plan_load(o->dir, o->file, o->slug, &plan, err);
         if (r < 0)
                 return r;
         if (o->dry_run) {
                 plan_print(plan, o->runner.kind, stdout);
                 return 0;
+        }
+        /* no --network: the pipeline's default (HM_NETWORK, .hm/config.toml), else the runner's (none) */
+        _cleanup_free_ char *net_mode = NULL, *net_source = NULL;
+        if (!o->runner.network) {
+                r = net_pipeline_default(o->dir, &net_mode, &net_source, err);
+                if (r < 0)
+                        return r;
+                o->runner.network = net_mode;
+                o->runner.network_source = net_source;
         }
         _cleanup_close_ int sigfd = setup_signals(err);
         if (sigfd < 0)

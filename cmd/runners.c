@@ -15,13 +15,13 @@ int cmd_make_runner(struct hm_loop *loop, const struct runner_choice *c, struct 
                 return 0;
         }
         if (!strcmp(kind, "ns")) {
-                struct ns_options o = { .network = c->network, .limits = c->limits, .seccomp = c->seccomp,
-                                        .run = c->sandbox, .pull = c->pull };
+                struct ns_options o = { .network = c->network, .network_source = c->network_source, .limits = c->limits,
+                                        .seccomp = c->seccomp, .run = c->sandbox, .pull = c->pull };
                 return ns_runner_new(loop, &o, ret, err);
         }
         if (!strcmp(kind, "docker") || !strcmp(kind, "podman") || !strcmp(kind, "vm")) {
                 struct engine_options o = { .kind = kind, .socket = c->socket, .network = c->network, .pull = c->pull,
-                                           .limits = c->limits };
+                                           .limits = c->limits, .seccomp = c->seccomp, .sandbox = c->sandbox };
                 return engine_runner_new(loop, &o, ret, err);
         }
         return hm_error_set_exit(err, 2, EINVAL, "unknown runner '%s' (available: ns, docker, podman, vm)", kind);

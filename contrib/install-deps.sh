@@ -13,6 +13,7 @@ libclang-rt-14-dev
 docker.io podman runc catatonit tini uidmap busybox-static bubblewrap docker-registry
 curl ca-certificates iproute2 util-linux mount procps passwd file tar gzip xz-utils
 skopeo openssl apache2-utils zstd
+passt slirp4netns
 "
 
 SUDO=

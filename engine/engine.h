@@ -28,6 +28,7 @@
 #define HM_ENGINE_H
 
 #include "lib/error.h"
+#include "oci/spec.h"
 #include "sched/runner.h"
 
 struct hm_loop;
@@ -45,6 +46,16 @@ struct engine_options {
          * (millicpus * 1e6); 0 leaves the engine's default.
          */
         struct step_limits limits;
+        /*
+         * The sandbox flags, as on the ns runner: --seccomp (NULL/"default":
+         * the engine's own profile; "unconfined"; a Docker-format JSON file,
+         * sent inline to Docker and as its path to Podman, engine-api.md §5.1),
+         * --cap-add/--cap-drop (HostConfig.CapAdd/CapDrop), --user
+         * (Config.User), --read-only (HostConfig.ReadonlyRootfs), --tmpfs-tmp
+         * (HostConfig.Tmpfs /tmp).
+         */
+        const char *seccomp;
+        struct oci_run_options sandbox;
 };
 
 /*

@@ -17,6 +17,7 @@
  * message>"; the container is still removed and a removal failure is
  * appended to that message.
  */
+#include <ctype.h>
 #include <curl/curl.h>
 #include <yajl/yajl_tree.h>
 
@@ -72,6 +73,10 @@ struct eng_runner {
         char *owner;  /* oci/owner.h label */
         bool no_init; /* Podman without an init binary: create without Init */
         struct step_limits limits;
+        char *security_opt;  /* "seccomp=..." or NULL (the engine's default profile) */
+        char **cap_add, **cap_drop; /* "CAP_NET_RAW", "ALL" */
+        char *user;          /* "UID:GID" or NULL */
+        bool readonly, tmpfs_tmp;
         struct eng_step *steps;
         struct eng_drop *drops;
 };
@@ -352,6 +357,34 @@ static void add_limits(struct strbuf *b, const struct step_limits *l)
                 strbuf_addf(b, ",\"NanoCpus\":%lld", (long long) l->millicpus * 1000000LL);
 }
 
+static void add_str_array(struct strbuf *b, const char *key, char *const *v)
+{
+        if (!v || !*v)
+                return;
+        strbuf_addf(b, ",\"%s\":[", key);
+        for (size_t i = 0; v[i]; i++) {
+                if (i)
+                        strbuf_addch(b, ',');
+                strbuf_add_json_str(b, v[i]);
+        }
+        strbuf_addch(b, ']');
+}
+
+/* HostConfig members for the sandbox flags (engine_options). */
+static void add_sandbox(struct strbuf *b, const struct eng_runner *r)
+{
+        add_str_array(b, "CapAdd", r->cap_add);
+        add_str_array(b, "CapDrop", r->cap_drop);
+        /* no_new_privs as on the ns runner (its default), and the seccomp choice */
+        char *opts[] = { "no-new-privileges", r->security_opt, NULL };
+        add_str_array(b, "SecurityOpt", opts);
+        if (r->readonly)
+                strbuf_addstr(b, ",\"ReadonlyRootfs\":true");
+        if (r->tmpfs_tmp)
+                /* exec: Docker's tmpfs default is noexec, the ns runner's is not */
+                strbuf_addstr(b, ",\"Tmpfs\":{\"/tmp\":\"rw,nosuid,nodev,exec,mode=1777,size=65536k\"}");
+}
+
 static char *create_body(struct eng_step *s)
 {
         const struct step_exec *x = s->x;
@@ -366,7 +399,13 @@ static char *create_body(struct eng_step *s)
                         strbuf_addch(&b, ',');
                 strbuf_add_json_str(&b, x->env[i]);
         }
-        strbuf_addstr(&b, "],\"WorkingDir\":\"/workspace\",\"Labels\":{\"hm.run\":");
+        strbuf_addstr(&b, "],\"WorkingDir\":\"/workspace\",");
+        if (s->r->user) {
+                strbuf_addstr(&b, "\"User\":");
+                strbuf_add_json_str(&b, s->r->user);
+                strbuf_addch(&b, ',');
+        }
+        strbuf_addstr(&b, "\"Labels\":{\"hm.run\":");
         strbuf_add_json_str(&b, x->run_id);
         strbuf_addstr(&b, ",\"hm.owner\":");
         strbuf_add_json_str(&b, s->r->owner);
@@ -381,6 +420,7 @@ static char *create_body(struct eng_step *s)
                 strbuf_add_json_str(&b, s->r->network);
         }
         add_limits(&b, &s->r->limits);
+        add_sandbox(&b, s->r);
         strbuf_addstr(&b, "}}");
         return strbuf_detach(&b, NULL);
 }
@@ -1141,6 +1181,10 @@ static void eng_free(struct hm_runner *hr)
         free(r->base.description);
         free(r->version);
         free(r->network);
+        free(r->security_opt);
+        strv_free(r->cap_add);
+        strv_free(r->cap_drop);
+        free(r->user);
         free(r->owner);
         free(r);
 }
@@ -1180,6 +1224,84 @@ static int parse_pull(const char *pull, enum pull_policy *ret, hm_error_t *err)
         return 0;
 }
 
+/* "net_raw", "CAP_NET_RAW", "all" -> "CAP_NET_RAW", "ALL" (both engines take either form) */
+static int cap_names(char *const *in, const char *flag, char ***ret, hm_error_t *err)
+{
+        for (size_t i = 0; in && in[i]; i++) {
+                if (!strcasecmp(in[i], "all")) {
+                        strv_push(ret, "ALL");
+                        continue;
+                }
+                hm_error_t e = NULL;
+                if (oci_cap_parse(in[i], &e) < 0) {
+                        int r = hm_error_set_exit(err, 2, EINVAL, "%s '%s': %s", flag, in[i], e->msg);
+                        hm_error_release(&e);
+                        return r;
+                }
+                _cleanup_free_ char *up = xstrdup(in[i]);
+                for (char *c = up; *c; c++)
+                        *c = (char) toupper((unsigned char) *c);
+                strv_push_take(ret, str_has_prefix(up, "CAP_") ? xstrdup(up) : xasprintf("CAP_%s", up));
+        }
+        return 0;
+}
+
+/* --seccomp FILE: Docker takes the profile inline, Podman a path it opens itself (engine-api.md §5.1) */
+static int seccomp_option(struct eng_runner *er, const char *opt, hm_error_t *err)
+{
+        if (!opt || !strcmp(opt, "default"))
+                return 0;
+        if (!strcmp(opt, "unconfined")) {
+                er->security_opt = xstrdup("seccomp=unconfined");
+                return 0;
+        }
+        /* the same checks as on ns: a profile that does not parse fails here, with its JSON path */
+        struct oci_seccomp *sc = NULL;
+        int r = oci_seccomp_from_option(opt, UINT64_MAX, &sc, err);
+        oci_seccomp_free(sc);
+        if (r < 0)
+                return r;
+        if (er->kind == ENG_PODMAN) {
+                _cleanup_free_ char *abs = realpath(opt, NULL);
+                if (!abs)
+                        return hm_error_set_exit(err, 2, errno, "--seccomp '%s': %s", opt, strerror(errno));
+                er->security_opt = xasprintf("seccomp=%s", abs);
+                return 0;
+        }
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        r = read_file(opt, 1 << 22, &text, &len);
+        if (r < 0)
+                return hm_error_set_exit(err, 2, -r, "--seccomp '%s': %s", opt, strerror(-r));
+        er->security_opt = xasprintf("seccomp=%s", text);
+        return 0;
+}
+
+static int sandbox_options(struct eng_runner *er, const struct engine_options *opts, hm_error_t *err)
+{
+        const struct oci_run_options *o = &opts->sandbox;
+        int r = cap_names(o->cap_add, "--cap-add", &er->cap_add, err);
+        if (r >= 0)
+                r = cap_names(o->cap_drop, "--cap-drop", &er->cap_drop, err);
+        if (r < 0)
+                return r;
+        if (o->user) {
+                uid_t uid;
+                gid_t gid;
+                if ((r = oci_parse_user(o->user, &uid, &gid, err)) < 0)
+                        return r;
+                er->user = xasprintf("%u:%u", (unsigned) uid, (unsigned) gid);
+        }
+        if (o->readonly_rootfs && er->kind == ENG_DOCKER)
+                /* engine-api.md §6.1: every archive PUT into a ReadonlyRootfs container is refused */
+                return hm_error_set_exit(err, 2, EROFS,
+                                         "--read-only: Docker refuses to upload the workspace into a read-only "
+                                         "container; use --runner=podman or --runner=ns");
+        er->readonly = o->readonly_rootfs;
+        er->tmpfs_tmp = o->tmpfs_tmp;
+        return seccomp_option(er, opts->seccomp, err);
+}
+
 int engine_runner_new(struct hm_loop *loop, const struct engine_options *opts, struct hm_runner **ret,
                       hm_error_t *err)
 {
@@ -1209,6 +1331,11 @@ int engine_runner_new(struct hm_loop *loop, const struct engine_options *opts, s
         er->limits = opts->limits;
         er->owner = owner_label();
         eng_found_release(&f);
+        r = sandbox_options(er, opts, err);
+        if (r < 0) {
+                er->base.ops->free(&er->base);
+                return r;
+        }
         *ret = &er->base;
         return 0;
 }

@@ -273,6 +273,41 @@ static int p_unsupported_unless_empty(struct pctx *c, yajl_val v, void *base, co
         return is_empty_value(v) ? 0 : p_unsupported(c, v, base, f);
 }
 
+/* Go engines write unset numbers as 0 (Docker: "blockIO":{"weight":0}): zeros count as empty. */
+static bool is_zero_value(yajl_val v)
+{
+        if (is_empty_value(v) || (YAJL_IS_NUMBER(v) && !strcmp(YAJL_GET_NUMBER(v), "0")))
+                return true;
+        if (YAJL_IS_OBJECT(v)) {
+                for (size_t i = 0; i < v->u.object.len; i++)
+                        if (!is_zero_value(v->u.object.values[i]))
+                                return false;
+                return true;
+        }
+        if (YAJL_IS_ARRAY(v)) {
+                for (size_t i = 0; i < v->u.array.len; i++)
+                        if (!is_zero_value(v->u.array.values[i]))
+                                return false;
+                return true;
+        }
+        return false;
+}
+
+static int p_unsupported_unless_zero(struct pctx *c, yajl_val v, void *base, const struct oci_field *f)
+{
+        return is_zero_value(v) ? 0 : p_unsupported(c, v, base, f);
+}
+
+/* cpu.shares 0 is "unset" (the kernel would clamp a written 0 to the minimum, 2) */
+static int p_shares(struct pctx *c, yajl_val v, void *base, const struct oci_field *f)
+{
+        uint64_t *dst = (uint64_t *) FIELD_PTR(base, f);
+        int r = get_u64(c, v, UINT64_MAX, dst);
+        if (r >= 0 && *dst)
+                set_present(base, f);
+        return r;
+}
+
 /* ---- objects and arrays of objects ---- */
 
 static int dispatch(struct pctx *c, yajl_val v, const struct oci_field *table, void *base);
@@ -413,15 +448,8 @@ static int p_uid(struct pctx *c, yajl_val v, void *base, const struct oci_field 
         if (r < 0)
                 return r;
         *(uint32_t *) FIELD_PTR(base, f) = (uint32_t) n;
+        set_present(base, f);
         return 0;
-}
-
-static int p_terminal(struct pctx *c, yajl_val v, void *base, const struct oci_field *f)
-{
-        int r = p_bool(c, v, base, f);
-        if (r >= 0 && *(bool *) FIELD_PTR(base, f))
-                return fail(c, EOPNOTSUPP, "a terminal is not supported");
-        return r;
 }
 
 static int p_ns_type(struct pctx *c, yajl_val v, void *base, const struct oci_field *f)
@@ -480,7 +508,66 @@ static int p_sysctl(struct pctx *c, yajl_val v, void *base, const struct oci_fie
 static int p_annotations(struct pctx *c, yajl_val v, void *base, const struct oci_field *f);
 static int p_mount_options(struct pctx *c, yajl_val v, void *base, const struct oci_field *f);
 static int p_version(struct pctx *c, yajl_val v, void *base, const struct oci_field *f);
-static int p_propagation(struct pctx *c, yajl_val v, void *base, const struct oci_field *f);
+static int p_propagation(struct pctx *c, yajl_val v, void *base, const struct oci_field *f)
+{
+        const char *s = NULL;
+        int r = get_string(c, v, &s);
+        if (r < 0)
+                return r;
+        unsigned long flags = *s ? oci_propagation_from_string(s) : 0;
+        if (*s && !flags)
+                return fail(c, EINVAL, "'%s' is not one of [r]private, [r]slave, [r]shared, [r]unbindable", s);
+        *(unsigned long *) FIELD_PTR(base, f) = flags;
+        return 0;
+}
+
+/* cpuset lists: "0-3,5" (digits, '-' and ','), written as is to cpuset.cpus/mems */
+static int p_cpuset_list(struct pctx *c, yajl_val v, void *base, const struct oci_field *f)
+{
+        const char *s = NULL;
+        int r = get_string(c, v, &s);
+        if (r < 0)
+                return r;
+        if (!*s)
+                return 0;
+        bool digit = false;
+        for (const char *p = s; *p; p++) {
+                bool d = *p >= '0' && *p <= '9';
+                if (!d && (!digit || (*p != '-' && *p != ',') || !p[1]))
+                        return fail(c, EINVAL, "'%s' is not a list like \"0-3,5\"", s);
+                digit = d;
+        }
+        return p_string(c, v, base, f);
+}
+
+static int p_node_type(struct pctx *c, yajl_val v, void *base, const struct oci_field *f)
+{
+        const char *s = NULL;
+        int r = get_string(c, v, &s);
+        if (r < 0)
+                return r;
+        if (strcmp(s, "c") && strcmp(s, "u") && strcmp(s, "b") && strcmp(s, "p"))
+                return fail(c, EINVAL, "'%s' is not one of c, u, b, p", s);
+        *FIELD_PTR(base, f) = s[0] == 'u' ? 'c' : s[0];
+        return 0;
+}
+
+static int p_node_num(struct pctx *c, yajl_val v, void *base, const struct oci_field *f)
+{
+        return get_i64(c, v, 0, UINT32_MAX, (int64_t *) FIELD_PTR(base, f));
+}
+
+static int p_file_mode(struct pctx *c, yajl_val v, void *base, const struct oci_field *f)
+{
+        uint64_t n = 0;
+        int r = get_u64(c, v, 07777, &n);
+        if (r < 0)
+                return r;
+        *(mode_t *) FIELD_PTR(base, f) = (mode_t) n;
+        set_present(base, f);
+        return 0;
+}
+
 static int p_device_type(struct pctx *c, yajl_val v, void *base, const struct oci_field *f);
 static int p_device_access(struct pctx *c, yajl_val v, void *base, const struct oci_field *f);
 static int p_device_num(struct pctx *c, yajl_val v, void *base, const struct oci_field *f);
@@ -518,13 +605,13 @@ static const struct oci_field caps_fields[] = {
 };
 
 static const struct oci_field console_fields[] = {
-        { "height", p_unsupported_unless_empty, 0 }, /* only meaningful with a terminal */
-        { "width", p_unsupported_unless_empty, 0 },
+        { "height", p_u32, OFF(struct oci_process, console_height) },
+        { "width", p_u32, OFF(struct oci_process, console_width) },
         {}
 };
 
 static const struct oci_field process_fields[] = {
-        { "terminal", p_terminal, OFF(struct oci_process, terminal) },
+        { "terminal", p_bool, OFF(struct oci_process, terminal) },
         { "consoleSize", p_object, 0, 0, 0, console_fields },
         { "args", p_strv, OFF(struct oci_process, args), F_MANDATORY },
         { "env", p_env, OFF(struct oci_process, env) },
@@ -621,12 +708,12 @@ static const struct oci_field pids_fields[] = {
 static const struct oci_field cpu_fields[] = {
         { "quota", p_i64, OFF(struct oci_resources, cpu_quota), PRESENT(struct oci_resources, cpu_quota_present) },
         { "period", p_u64, OFF(struct oci_resources, cpu_period), PRESENT(struct oci_resources, cpu_period_present) },
-        { "shares", p_u64, OFF(struct oci_resources, cpu_shares), PRESENT(struct oci_resources, cpu_shares_present) },
+        { "shares", p_shares, OFF(struct oci_resources, cpu_shares), PRESENT(struct oci_resources, cpu_shares_present) },
         { "burst", p_unsupported, 0 },
         { "realtimeRuntime", p_unsupported, 0 },
         { "realtimePeriod", p_unsupported, 0 },
-        { "cpus", p_unsupported_unless_empty, 0 },
-        { "mems", p_unsupported_unless_empty, 0 },
+        { "cpus", p_cpuset_list, OFF(struct oci_resources, cpu_cpus) },
+        { "mems", p_cpuset_list, OFF(struct oci_resources, cpu_mems) },
         { "idle", p_unsupported_unless_empty, 0 },
         {}
 };
@@ -637,6 +724,17 @@ static const struct oci_field device_fields[] = {
         { "major", p_device_num, OFF(struct oci_device_rule, major) },
         { "minor", p_device_num, OFF(struct oci_device_rule, minor) },
         { "access", p_device_access, OFF(struct oci_device_rule, access) },
+        {}
+};
+
+static const struct oci_field linux_device_fields[] = {
+        { "path", p_abspath, OFF(struct oci_device, path), F_MANDATORY },
+        { "type", p_node_type, OFF(struct oci_device, type), F_MANDATORY },
+        { "major", p_node_num, OFF(struct oci_device, major) },
+        { "minor", p_node_num, OFF(struct oci_device, minor) },
+        { "fileMode", p_file_mode, OFF(struct oci_device, file_mode), PRESENT(struct oci_device, file_mode_present) },
+        { "uid", p_uid, OFF(struct oci_device, uid), PRESENT(struct oci_device, uid_present) },
+        { "gid", p_uid, OFF(struct oci_device, gid), PRESENT(struct oci_device, gid_present) },
         {}
 };
 
@@ -658,7 +756,7 @@ static const struct oci_field resources_fields[] = {
         { "cpu", p_resources_nested, 0, 0, 0, cpu_fields },
         { "devices", OBJECTS(struct oci_resources, devices, n_devices, struct oci_device_rule, device_fields),
           .elem_init = device_rule_init },
-        { "blockIO", p_unsupported_unless_empty, 0 },
+        { "blockIO", p_unsupported_unless_zero, 0 },
         { "hugepageLimits", p_unsupported_unless_empty, 0 },
         { "network", p_unsupported_unless_empty, 0 },
         { "rdma", p_unsupported_unless_empty, 0 },
@@ -676,9 +774,9 @@ static const struct oci_field linux_fields[] = {
         { "resources", p_object, OFF(struct oci_linux, resources), 0, 0, resources_fields },
         { "sysctl", p_sysctl, 0 },
         { "cgroupsPath", p_string, OFF(struct oci_linux, cgroups_path) },
-        { "rootfsPropagation", p_propagation, 0 },
+        { "rootfsPropagation", p_propagation, OFF(struct oci_linux, rootfs_propagation) },
         { "mountLabel", p_unsupported_unless_empty, 0 },
-        { "devices", p_unsupported_unless_empty, 0 },
+        { "devices", OBJECTS(struct oci_linux, devices, n_devices, struct oci_device, linux_device_fields) },
         { "intelRdt", p_unsupported, 0 },
         { "personality", p_unsupported, 0 },
         { "timeOffsets", p_unsupported, 0 },
@@ -814,18 +912,6 @@ static int p_mount_options(struct pctx *c, yajl_val v, void *base, const struct 
                 return r;
         }
         oci_mount_flags_release(&mf);
-        return 0;
-}
-
-static int p_propagation(struct pctx *c, yajl_val v, void *base, const struct oci_field *f)
-{
-        const char *s = NULL;
-        int r = get_string(c, v, &s);
-        if (r < 0)
-                return r;
-        /* the runtime always makes the container's mounts rprivate */
-        if (*s && strcmp(s, "private") && strcmp(s, "rprivate"))
-                return fail(c, EOPNOTSUPP, "'%s' not supported (only private/rprivate)", s);
         return 0;
 }
 

@@ -82,6 +82,13 @@ static void write_process(yajl_gen g, const struct oci_process *p)
         g_str(g, "process");
         yajl_gen_map_open(g);
         g_key_bool(g, "terminal", p->terminal);
+        if (p->console_height || p->console_width) {
+                g_str(g, "consoleSize");
+                yajl_gen_map_open(g);
+                g_key_u64(g, "height", p->console_height);
+                g_key_u64(g, "width", p->console_width);
+                yajl_gen_map_close(g);
+        }
         write_user(g, &p->user);
         g_strv(g, "args", p->args);
         g_strv(g, "env", p->env);
@@ -223,7 +230,7 @@ static void write_resources(yajl_gen g, const struct oci_resources *r)
                 g_key_i64(g, "limit", r->pids_limit);
                 yajl_gen_map_close(g);
         }
-        if (r->cpu_quota_present || r->cpu_period_present || r->cpu_shares_present) {
+        if (r->cpu_quota_present || r->cpu_period_present || r->cpu_shares_present || r->cpu_cpus || r->cpu_mems) {
                 g_str(g, "cpu");
                 yajl_gen_map_open(g);
                 if (r->cpu_quota_present)
@@ -232,6 +239,10 @@ static void write_resources(yajl_gen g, const struct oci_resources *r)
                         g_key_u64(g, "period", r->cpu_period);
                 if (r->cpu_shares_present)
                         g_key_u64(g, "shares", r->cpu_shares);
+                if (r->cpu_cpus)
+                        g_key_str(g, "cpus", r->cpu_cpus);
+                if (r->cpu_mems)
+                        g_key_str(g, "mems", r->cpu_mems);
                 yajl_gen_map_close(g);
         }
         write_devices(g, r);
@@ -266,6 +277,31 @@ static void write_linux(yajl_gen g, const struct oci_linux *l)
         }
         if (l->cgroups_path)
                 g_key_str(g, "cgroupsPath", l->cgroups_path);
+        if (l->rootfs_propagation)
+                g_key_str(g, "rootfsPropagation", oci_propagation_to_string(l->rootfs_propagation));
+        if (l->n_devices) {
+                g_str(g, "devices");
+                yajl_gen_array_open(g);
+                for (size_t i = 0; i < l->n_devices; i++) {
+                        const struct oci_device *d = &l->devices[i];
+                        char type[2] = { d->type, 0 };
+                        yajl_gen_map_open(g);
+                        g_key_str(g, "path", d->path);
+                        g_key_str(g, "type", type);
+                        if (d->type != 'p') {
+                                g_key_i64(g, "major", d->major);
+                                g_key_i64(g, "minor", d->minor);
+                        }
+                        if (d->file_mode_present)
+                                g_key_u64(g, "fileMode", d->file_mode);
+                        if (d->uid_present)
+                                g_key_u64(g, "uid", d->uid);
+                        if (d->gid_present)
+                                g_key_u64(g, "gid", d->gid);
+                        yajl_gen_map_close(g);
+                }
+                yajl_gen_array_close(g);
+        }
         if (l->seccomp)
                 write_seccomp(g, l->seccomp);
         yajl_gen_map_close(g);

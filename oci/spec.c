@@ -77,6 +77,32 @@ const char *oci_cap_to_name(int cap)
         return cap >= 0 && (size_t) cap < ARRAY_SIZE(cap_names) ? cap_names[cap] : NULL;
 }
 const char *oci_ns_type_to_string(enum oci_ns_type t) { return t < _OCI_NS_MAX ? ns_names[t] : NULL; }
+
+static const struct {
+        const char *name;
+        unsigned long flags;
+} propagations[] = {
+        { "private", MS_PRIVATE },     { "rprivate", MS_PRIVATE | MS_REC },
+        { "slave", MS_SLAVE },         { "rslave", MS_SLAVE | MS_REC },
+        { "shared", MS_SHARED },       { "rshared", MS_SHARED | MS_REC },
+        { "unbindable", MS_UNBINDABLE }, { "runbindable", MS_UNBINDABLE | MS_REC },
+};
+
+unsigned long oci_propagation_from_string(const char *s)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(propagations); i++)
+                if (!strcmp(s, propagations[i].name))
+                        return propagations[i].flags;
+        return 0;
+}
+
+const char *oci_propagation_to_string(unsigned long flags)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(propagations); i++)
+                if (flags == propagations[i].flags)
+                        return propagations[i].name;
+        return NULL;
+}
 int oci_ns_type_from_string(const char *s) { return lookup(ns_names, _OCI_NS_MAX, s); }
 const char *oci_seccomp_action_to_string(enum oci_seccomp_action a)
 {
@@ -217,6 +243,11 @@ static void linux_release(struct oci_linux *l)
         }
         free(l->sysctl);
         free(l->cgroups_path);
+        free(l->resources.cpu_cpus);
+        free(l->resources.cpu_mems);
+        for (size_t i = 0; i < l->n_devices; i++)
+                free(l->devices[i].path);
+        free(l->devices);
 }
 
 struct oci_spec *oci_spec_free(struct oci_spec *s)

@@ -45,7 +45,8 @@ struct oci_capabilities {
 };
 
 struct oci_process {
-        bool terminal; /* always false: a terminal is refused */
+        bool terminal; /* a pty: needs OCI create --console-socket (the master goes there) */
+        uint32_t console_height, console_width; /* consoleSize; 0: unset */
         char **args;
         char **env;
         char *cwd;
@@ -169,8 +170,23 @@ struct oci_resources {
         bool cpu_period_present;
         uint64_t cpu_shares;
         bool cpu_shares_present;
+        char *cpu_cpus;       /* cpuset list ("0-3,5"), NULL: unchanged */
+        char *cpu_mems;       /* memory nodes, NULL: unchanged */
         struct oci_device_rule *devices;
         size_t n_devices;
+};
+
+/* linux.devices[]: a node created in the container's /dev (or anywhere). */
+struct oci_device {
+        char *path;     /* absolute, inside the container */
+        char type;      /* 'c' (also for "u"), 'b' or 'p' */
+        int64_t major, minor;
+        mode_t file_mode; /* permission bits; default 0666 */
+        bool file_mode_present;
+        uid_t uid;
+        bool uid_present;
+        gid_t gid;
+        bool gid_present;
 };
 
 struct oci_sysctl {
@@ -192,6 +208,10 @@ struct oci_linux {
         struct oci_sysctl *sysctl;
         size_t n_sysctl;
         char *cgroups_path; /* NULL: runtime default */
+        struct oci_device *devices;
+        size_t n_devices;
+        /* linux.rootfsPropagation: 0 (default, rprivate) or MS_PRIVATE/MS_SLAVE/MS_SHARED/MS_UNBINDABLE, | MS_REC */
+        unsigned long rootfs_propagation;
 };
 
 struct oci_hook {
@@ -266,6 +286,9 @@ void oci_mount_flags_release(struct oci_mount_flags *f);
 /* Lookups shared by the parser, the writer and the runtime. */
 const struct oci_namespace *oci_spec_find_namespace(const struct oci_spec *s, enum oci_ns_type t);
 const char *oci_ns_type_to_string(enum oci_ns_type t);
+/* "rshared" -> MS_SHARED|MS_REC ...; 0 if unknown.  And back (NULL if none). */
+unsigned long oci_propagation_from_string(const char *s);
+const char *oci_propagation_to_string(unsigned long flags);
 int oci_rlimit_from_name(const char *name); /* -1 if unknown */
 const char *oci_rlimit_to_name(int type);
 int oci_cap_from_name(const char *name);    /* "CAP_CHOWN" -> 0; -1 if unknown */

@@ -14,7 +14,7 @@
 #include "oci/spec.h"
 
 static const char *const v1_names[] = { [RT_CG_PIDS] = "pids", [RT_CG_DEVICES] = "devices",
-                                        [RT_CG_MEMORY] = "memory", [RT_CG_CPU] = "cpu" };
+                                        [RT_CG_MEMORY] = "memory", [RT_CG_CPU] = "cpu", [RT_CG_CPUSET] = "cpuset" };
 
 /* The nodes child.c binds into /dev, plus mknod of anything (useless without open). */
 static const char *const default_device_allow[] = {
@@ -151,11 +151,58 @@ static int setup_devices(struct rt_cgroup *cg, const char *rel, const struct oci
         return r;
 }
 
+/*
+ * A new v1 cpuset cgroup starts with empty cpus and mems and refuses tasks
+ * until both are set: every directory from the hierarchy root down to the
+ * leaf inherits its parent's values where it has none yet.
+ */
+static int cpuset_fill_from_parents(const char *mnt, const char *dir, hm_error_t *err)
+{
+        static const char *const files[] = { "cpuset.cpus", "cpuset.mems" };
+        size_t len = strlen(dir), parent_end = strlen(mnt);
+        for (size_t end = parent_end + 1; end <= len; end++) {
+                if (dir[end] != '/' && dir[end] != 0)
+                        continue;
+                _cleanup_free_ char *cur = xstrndup(dir, end), *parent = xstrndup(dir, parent_end);
+                parent_end = end;
+                for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+                        _cleanup_free_ char *path = xasprintf("%s/%s", cur, files[i]), *mine = NULL, *theirs = NULL;
+                        _cleanup_free_ char *ppath = xasprintf("%s/%s", parent, files[i]);
+                        if (read_file(path, 0, &mine, NULL) < 0 || strspn(mine, " \n") != strlen(mine))
+                                continue; /* already set (or not a cgroup dir) */
+                        int r = read_file(ppath, 0, &theirs, NULL);
+                        if (r < 0)
+                                return hm_error_set(err, -r, "read '%s': %s", ppath, strerror(-r));
+                        theirs[strcspn(theirs, "\n")] = 0;
+                        r = write_file(cur, files[i], theirs, err);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+static int v1_cpuset(struct rt_cgroup *cg, const char *rel, const struct oci_resources *res, hm_error_t *err)
+{
+        int r = v1_dir(cg, RT_CG_CPUSET, rel, err);
+        if (r < 0)
+                return r;
+        const char *d = cg->dirs[RT_CG_CPUSET];
+        r = cpuset_fill_from_parents("/sys/fs/cgroup/cpuset", d, err);
+        if (r >= 0 && res->cpu_cpus)
+                r = write_file(d, "cpuset.cpus", res->cpu_cpus, err);
+        if (r >= 0 && res->cpu_mems)
+                r = write_file(d, "cpuset.mems", res->cpu_mems, err);
+        return r < 0 ? hm_error_wrap(err, "linux.resources.cpu.%s", res->cpu_cpus ? "cpus" : "mems") : r;
+}
+
 static int v1_limits(struct rt_cgroup *cg, const char *rel, const struct oci_resources *res, hm_error_t *err)
 {
         char buf[32];
         int r = 0;
-        if (res->memory_limit_present && res->memory_limit >= 0) {
+        if (res->cpu_cpus || res->cpu_mems)
+                r = v1_cpuset(cg, rel, res, err);
+        if (r >= 0 && res->memory_limit_present && res->memory_limit >= 0) {
                 r = v1_dir(cg, RT_CG_MEMORY, rel, err);
                 snprintf(buf, sizeof buf, "%" PRId64, res->memory_limit);
                 if (r >= 0)
@@ -185,13 +232,14 @@ static int v2_limits(struct rt_cgroup *cg, const char *rel, const struct oci_res
 {
         bool mem = res->memory_limit_present && res->memory_limit >= 0;
         bool cpu = res->cpu_quota_present || res->cpu_shares_present;
+        bool cpuset = res->cpu_cpus || res->cpu_mems;
         *ret_used = false;
         _cleanup_free_ char *root = v2_root();
-        if (!root || (!mem && !cpu))
+        if (!root || (!mem && !cpu && !cpuset))
                 return 0;
         _cleanup_free_ char *own = own_cgroup("");
         _cleanup_free_ char *own_dir = join_dir(root, own, ".");
-        const char *want = mem && cpu ? "memory cpu" : mem ? "memory" : "cpu";
+        _cleanup_free_ char *want = xasprintf("%s%s%s", mem ? "memory " : "", cpu ? "cpu " : "", cpuset ? "cpuset" : "");
         if (!v2_delegated(own_dir, want))
                 return 0;
         _cleanup_free_ char *dir = join_dir(root, own, rel);
@@ -202,7 +250,7 @@ static int v2_limits(struct rt_cgroup *cg, const char *rel, const struct oci_res
         /* the intermediate directory must pass the controllers down */
         _cleanup_free_ char *parent = xstrdup(cg->dirs[RT_CG_V2]);
         *strrchr(parent, '/') = 0;
-        _cleanup_free_ char *enable = xasprintf("%s%s", mem ? "+memory " : "", cpu ? "+cpu" : "");
+        _cleanup_free_ char *enable = xasprintf("%s%s%s", mem ? "+memory " : "", cpu ? "+cpu " : "", cpuset ? "+cpuset" : "");
         if (strcmp(parent, own_dir))
                 (void) write_file(parent, "cgroup.subtree_control", enable, NULL);
         char buf[64];
@@ -224,6 +272,10 @@ static int v2_limits(struct rt_cgroup *cg, const char *rel, const struct oci_res
                 snprintf(buf, sizeof buf, "%" PRIu64, 1 + ((s - 2) * 9999) / 262142);
                 r = write_file(cg->dirs[RT_CG_V2], "cpu.weight", buf, err);
         }
+        if (r >= 0 && res->cpu_cpus)
+                r = write_file(cg->dirs[RT_CG_V2], "cpuset.cpus", res->cpu_cpus, err);
+        if (r >= 0 && res->cpu_mems)
+                r = write_file(cg->dirs[RT_CG_V2], "cpuset.mems", res->cpu_mems, err);
         *ret_used = r >= 0;
         return r;
 }
@@ -233,7 +285,7 @@ static void add_fallbacks(const struct oci_resources *res, char ***notices, stru
 {
         bool mem = res->memory_limit_present && res->memory_limit >= 0;
         bool pids = res->pids_limit_present && res->pids_limit > 0;
-        bool cpu = res->cpu_quota_present || res->cpu_shares_present;
+        bool cpu = res->cpu_quota_present || res->cpu_shares_present || res->cpu_cpus || res->cpu_mems;
         if (mem)
                 fb[(*n)++] = (struct rt_rlimit) { RLIMIT_AS, (uint64_t) res->memory_limit, (uint64_t) res->memory_limit };
         if (pids)

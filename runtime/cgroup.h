@@ -4,8 +4,8 @@
  *   - a v1 "pids" cgroup always (free() kills every process listed in its
  *     cgroup.procs, even when pid 1 is gone) and a v1 "devices" cgroup
  *     (deny all, then the spec's rules, then the nodes the runtime binds);
- *   - memory/cpu limits in cgroup v2 when its controllers are delegated and
- *     enabled for our cgroup, else in v1 memory/cpu, else (not writable) the
+ *   - memory/cpu limits and cpuset cpus/mems in cgroup v2 when its controllers are delegated and
+ *     enabled for our cgroup, else in v1 memory/cpu/cpuset, else (not writable) the
  *     limits become rlimits (RLIMIT_AS, RLIMIT_NPROC) with a notice.
  * Paths are relative to the caller's own cgroup in each hierarchy.
  */
@@ -20,7 +20,8 @@
 
 struct oci_resources;
 
-enum { RT_CG_PIDS, RT_CG_DEVICES, RT_CG_MEMORY, RT_CG_CPU, RT_CG_V2, _RT_CG_MAX };
+/* new slots go last: OCI state files list the directories by slot */
+enum { RT_CG_PIDS, RT_CG_DEVICES, RT_CG_MEMORY, RT_CG_CPU, RT_CG_V2, RT_CG_CPUSET, _RT_CG_MAX };
 
 struct rt_cgroup {
         char *dirs[_RT_CG_MAX]; /* created directories, NULL if none */

@@ -12,12 +12,17 @@
  *  2. namespaces: become root of the new user ns; setns() into joined
  *     namespaces; loopback up in a new network ns; PR_SET_PDEATHSIG
  *     (after the credential change, which clears it)
- *  3. mounts: MS_REC|MS_PRIVATE on /, the rootfs (bind or overlay), the
- *     spec's mounts (proc/sysfs fall back to a read-only rbind of the host's
- *     inside a user ns, reported as a notice), /dev nodes,
- *     pivot_root(".", ".") + umount2(MNT_DETACH), sysctls, masked paths,
- *     read-only paths, read-only root
- *  4. hostname (refused by a filter around hm: kept, reported as a notice)
+ *  3. mounts: MS_REC|MS_PRIVATE (MS_SLAVE for a slave/shared
+ *     rootfsPropagation) on / unless the mount ns is shared, the rootfs (bind,
+ *     via the cwd the parent cloned us with when root maps to another uid,
+ *     or overlay), the spec's mounts (proc/sysfs fall back to a read-only
+ *     rbind of the host's inside a user ns, reported as a notice), /dev
+ *     nodes, linux.devices, pivot_root(".", ".") + umount2(MNT_DETACH) (chroot
+ *     in a shared mount ns), rootfsPropagation on the new /, sysctls, masked
+ *     paths, read-only paths, read-only root
+ *  4. hostname (refused by a filter around hm: kept, reported as a notice);
+ *     process.terminal: a pty of the container's devpts, master sent to the
+ *     console socket (the slave becomes stdio at step 6, after setsid)
  *  4b. fork: this process stays behind as the container's pid 1 (init.c:
  *     reaps, forwards signals, exits with the command's status); the
  *     new child (pid 2) goes on.  Forking here, after the mounts, gives
@@ -33,8 +38,8 @@
  *     be inside it (CVE-2024-21626 class)
  *  7. PR_SET_NO_NEW_PRIVS
  *  8. unblock signals, PR_SET_PDEATHSIG(SIGKILL) (pid 1 is our parent now)
- *  9. close every fd >= 3 but the CLOEXEC sync fd, so seccomp need not
- *     allow close_range
+ *  9. close every fd >= 3 (>= 3+N with --preserve-fds N) but the CLOEXEC
+ *     sync fd, so seccomp need not allow close_range
  * 9b. detached create (OCI create/start) only: check the command can be
  *     found, send RT_MSG_READY, block reading one byte from the exec fifo
  *     (OCI start writes it); everything is set up by then, so the state's
@@ -57,6 +62,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <termios.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -395,13 +401,73 @@ static void populate_dev(const struct rt_plan *p, int rootfd)
         close(devfd);
 }
 
+/*
+ * linux.devices: mknod with the spec's mode and owner; where mknod is
+ * refused (a user namespace) the host's node of the same path is bound
+ * instead, after checking it is the same device (crun's fallback).  FIFOs
+ * can always be made.
+ */
+static void make_device(const struct rt_plan *p, int rootfd, const struct rt_device *d)
+{
+        char dir[4096], fdpath[64];
+        str_copy(dir, sizeof dir, d->path);
+        char *slash = strrchr(dir, '/');
+        const char *base = d->path + (slash - dir) + 1;
+        *slash = 0;
+        int dfd = open_in_root(rootfd, slash == dir ? "/" : dir, true);
+        if (dfd < 0)
+                die3(p, "create the directory of device", d->path, NULL);
+        /* replace what the image or /dev population put there (a bound node: unmount first) */
+        if (unlinkat(dfd, base, 0) < 0 && errno == EBUSY) {
+                int nfd = openat(dfd, base, O_PATH | O_CLOEXEC | O_NOFOLLOW); /* base: one component */
+                if (nfd >= 0) {
+                        fmt_fd_path(fdpath, nfd);
+                        (void) umount2(fdpath, MNT_DETACH);
+                        close(nfd);
+                }
+                (void) unlinkat(dfd, base, 0);
+        }
+        if (mknodat(dfd, base, d->mode, d->rdev) == 0) {
+                /* mknod applied our umask; owner and exact mode as the spec says */
+                if (fchownat(dfd, base, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0)
+                        die3(p, "chown device", d->path, NULL);
+                if (fchmodat(dfd, base, d->mode & 07777, 0) < 0)
+                        die3(p, "chmod device", d->path, NULL);
+                close(dfd);
+                return;
+        }
+        if (errno != EPERM || !p->userns)
+                die3(p, "mknod device", d->path, NULL);
+        struct stat st;
+        if (stat(d->path, &st) < 0 || (st.st_mode & S_IFMT) != (d->mode & S_IFMT) || st.st_rdev != d->rdev) {
+                errno = ENODEV;
+                die3(p, "device", d->path, ": mknod is not permitted in a user namespace and the host has no such node to bind");
+        }
+        int fd = openat(dfd, base, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+        close(dfd);
+        if (fd < 0)
+                die3(p, "create the bind target of device", d->path, NULL);
+        fmt_fd_path(fdpath, fd);
+        if (mount(d->path, fdpath, NULL, MS_BIND, NULL) < 0)
+                die3(p, "bind the host's device", d->path, NULL);
+        close(fd);
+}
+
 static void mount_rootfs(const struct rt_plan *p)
 {
-        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-                die(p, "make '/' rprivate", NULL);
+        /* a shared (joined or the caller's) mount namespace keeps its propagation */
+        if (!p->shared_mntns && mount(NULL, "/", NULL, p->tree_propagation, NULL) < 0)
+                die(p, p->tree_propagation & MS_SLAVE ? "make '/' rslave" : "make '/' rprivate", NULL);
         if (p->overlay_data) {
                 if (mount("overlay", p->rootfs, "overlay", 0, p->overlay_data) < 0)
                         die3(p, "mount overlay rootfs on", p->rootfs, NULL);
+        } else if (p->rootfs_via_cwd) {
+                /* cwd is the rootfs: clone it (recursively) and put the copy on top of it, then step in */
+                int t = (int) syscall(SYS_open_tree, AT_FDCWD, "", AT_EMPTY_PATH | AT_RECURSIVE | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+                if (t < 0 || syscall(SYS_move_mount, t, "", AT_FDCWD, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0 ||
+                    fchdir(t) < 0)
+                        die(p, "bind mount rootfs", p->rootfs);
+                close(t);
         } else if (mount(p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
                 die(p, "bind mount rootfs", p->rootfs);
         }
@@ -409,8 +475,16 @@ static void mount_rootfs(const struct rt_plan *p)
 
 static void pivot(const struct rt_plan *p)
 {
-        if (chdir(p->rootfs) < 0)
+        if (!p->rootfs_via_cwd && chdir(p->rootfs) < 0)
                 die(p, "chdir to rootfs", p->rootfs);
+        if (p->shared_mntns) {
+                /* pivot_root would move the root of every process in that namespace */
+                if (chroot(".") < 0)
+                        die(p, "chroot to", p->rootfs);
+                if (chdir("/") < 0)
+                        die(p, "chdir to '/'", NULL);
+                return;
+        }
         if (rt_pivot_root(".", ".") < 0)
                 die(p, "pivot_root to", p->rootfs);
         /* the old root is now stacked on "."; detach it */
@@ -466,20 +540,82 @@ static void readonly_paths(const struct rt_plan *p)
 static void step3_mounts(const struct rt_plan *p)
 {
         mount_rootfs(p);
-        int rootfd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        int rootfd = open(p->rootfs_via_cwd ? "." : p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (rootfd < 0)
                 die(p, "open rootfs", p->rootfs);
         for (size_t i = 0; i < p->n_mounts; i++)
                 do_mount(p, rootfd, &p->mounts[i]);
         if (p->dev_is_tmpfs)
                 populate_dev(p, rootfd);
+        for (size_t i = 0; i < p->n_devices; i++)
+                make_device(p, rootfd, &p->devices[i]);
         close(rootfd);
         pivot(p);
+        if (p->root_propagation && mount(NULL, "/", NULL, p->root_propagation, NULL) < 0)
+                die(p, "set linux.rootfsPropagation on '/'", NULL);
         write_sysctls(p);
         mask_paths(p);
         readonly_paths(p);
         if (p->root_readonly && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | locked_flags("/"), NULL) < 0)
                 die(p, "remount '/' read-only", NULL);
+}
+
+/* ---- 4a. terminal ---- */
+
+static int pty_slave = -1; /* this process only (after clone): the command's terminal */
+
+/*
+ * process.terminal: a pty of the container's own devpts (opened after
+ * pivot_root, so /dev/ptmx is the container's); the master goes to the
+ * console socket with SCM_RIGHTS (runc's protocol: the payload is a name),
+ * the slave becomes the command's stdio and controlling terminal at step 6.
+ */
+static void setup_console(const struct rt_plan *p)
+{
+        int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (master < 0)
+                die(p, "open '/dev/ptmx' of the container (process.terminal needs a devpts on /dev/pts)", NULL);
+        int unlock = 0;
+        if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
+                die(p, "unlock the pty", NULL);
+        if (p->console_rows || p->console_cols) {
+                struct winsize ws = { .ws_row = p->console_rows, .ws_col = p->console_cols };
+                if (ioctl(master, TIOCSWINSZ, &ws) < 0)
+                        die(p, "set process.consoleSize", NULL);
+        }
+        pty_slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (pty_slave < 0)
+                die(p, "open the pty's slave", NULL);
+        static const char name[] = "/dev/ptmx";
+        struct iovec iov = { (void *) name, sizeof name - 1 };
+        union {
+                char buf[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+        } u;
+        memset(&u, 0, sizeof u);
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &master, sizeof(int));
+        if (sendmsg(p->console_fd, &mh, MSG_NOSIGNAL) < 0)
+                die(p, "send the pty master to the console socket", NULL);
+        close(master);
+        close(p->console_fd);
+}
+
+/* step 6, right after setsid: the pty becomes our controlling terminal and stdio */
+static void attach_console(const struct rt_plan *p)
+{
+        if (pty_slave < 0)
+                return;
+        if (ioctl(pty_slave, TIOCSCTTY, 0) < 0)
+                die(p, "make the pty the controlling terminal", NULL);
+        if (dup2(pty_slave, 0) < 0 || dup2(pty_slave, 1) < 0 || dup2(pty_slave, 2) < 0)
+                die(p, "make the pty stdio", NULL);
+        close(pty_slave);
+        pty_slave = -1;
 }
 
 /* ---- 5./6. process attributes ---- */
@@ -588,6 +724,7 @@ static void step6_identity(const struct rt_plan *p)
 {
         if (setsid() < 0)
                 die(p, "setsid", NULL);
+        attach_console(p);
         if (!p->no_new_privs)
                 load_seccomp(p);
         switch_user(p);
@@ -596,21 +733,25 @@ static void step6_identity(const struct rt_plan *p)
 
 static void step9_close_fds(const struct rt_plan *p)
 {
-        /* keep the sync fd and the exec fifo (if any), both >= 3 */
+        /* --preserve-fds: 3..first-1 stay, and across exec */
+        unsigned first = 3 + p->preserve_fds;
+        for (unsigned fd = 3; fd < first; fd++)
+                (void) fcntl((int) fd, F_SETFD, 0);
+        /* keep the sync fd and the exec fifo (if any), both >= first */
         unsigned keep[2] = { (unsigned) p->sync_fd, p->exec_fifo_fd >= 0 ? (unsigned) p->exec_fifo_fd : (unsigned) p->sync_fd };
         if (keep[0] > keep[1]) {
                 unsigned t = keep[0];
                 keep[0] = keep[1];
                 keep[1] = t;
         }
-        if (rt_close_range(3, keep[0] - 1, 0) == 0 &&
+        if ((keep[0] == first || rt_close_range(first, keep[0] - 1, 0) == 0) &&
             (keep[1] == keep[0] || keep[1] == keep[0] + 1 || rt_close_range(keep[0] + 1, keep[1] - 1, 0) == 0) &&
             rt_close_range(keep[1] + 1, ~0U, 0) == 0)
                 return;
         /* before 5.9: close one by one up to the fd limit */
         struct rlimit rl;
         int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int) rl.rlim_cur : 65536;
-        for (int fd = 3; fd < max; fd++)
+        for (int fd = (int) first; fd < max; fd++)
                 if (fd != p->sync_fd && fd != p->exec_fifo_fd)
                         close(fd);
 }
@@ -658,7 +799,7 @@ static void wait_for_start(const struct rt_plan *p)
         while (n < 0 && errno == EINTR);
         if (n != 1)
                 _exit(127);
-        close(p->exec_fifo_fd);
+        /* kept open (CLOEXEC) until exec: OCI start sees the fifo lose its last reader then */
 }
 
 /* ---- 11. exec ---- */
@@ -748,6 +889,8 @@ _Noreturn void rt_child_run(const struct rt_plan *p)
         step2_namespaces(p);
         step3_mounts(p);
         step4_hostname(p);
+        if (p->terminal)
+                setup_console(p);
 
         pid_t main_pid = fork();
         if (main_pid < 0)

@@ -47,6 +47,15 @@ struct rt_rlimit {
         uint64_t soft, hard;
 };
 
+/* linux.devices[]: mknod (else, in a user namespace, a bind of the host's same path) */
+struct rt_device {
+        char *path;               /* absolute inside the container */
+        mode_t mode;              /* S_IFCHR/S_IFBLK/S_IFIFO | permission bits */
+        dev_t rdev;
+        uid_t uid;
+        gid_t gid;
+};
+
 struct rt_join {
         int nstype; /* CLONE_NEW* */
         int fd;
@@ -56,17 +65,36 @@ struct rt_plan {
         unsigned long clone_flags;  /* CLONE_NEW* */
         bool userns;
         bool setgroups_allowed;     /* false when "deny" was written (rootless, no newgidmap) */
-        struct rt_join joins[8];    /* setns() into existing namespaces (no user ns only) */
+        struct rt_join joins[8];    /* setns() into existing namespaces (no user ns only); not pid */
         size_t n_joins;
+        int pidns_fd;               /* linux.namespaces pid with a path: the parent clones into it, or -1 */
+        /*
+         * No mount namespace of the container's own (none asked for, or one
+         * joined by path): the mounts are made in that shared namespace below
+         * the rootfs (cleaned up by the OCI delete) and the root is entered
+         * with chroot, not pivot_root; "/" of that namespace is left alone.
+         */
+        bool shared_mntns;
+        unsigned long tree_propagation; /* applied to "/" of a new mount ns first: MS_REC|MS_PRIVATE or MS_REC|MS_SLAVE */
+        unsigned long root_propagation; /* linux.rootfsPropagation, applied to the new root; 0: none */
 
         /* rootfs */
         char *rootfs;               /* host dir that becomes "/" (bind source or overlay mountpoint) */
         char *overlay_data;         /* NULL: bind rootfs; else overlay mount options */
+        /*
+         * Root with a user namespace: the parent clones with its cwd on the
+         * rootfs, so the child reaches it through its copy of the mounts
+         * without walking the path (a 0700 parent directory would stop the
+         * namespace's root, an unprivileged uid on the host).
+         */
+        bool rootfs_via_cwd;
         bool root_readonly;
         struct rt_mount_op *mounts;
         size_t n_mounts;
         bool dev_is_tmpfs;          /* populate /dev with the standard nodes */
         bool dev_has_pts;
+        struct rt_device *devices;
+        size_t n_devices;
         char **masked;
         char **readonly;
         char **sysctl_paths;        /* "/proc/sys/net/ipv4/ip_forward" */
@@ -93,6 +121,12 @@ struct rt_plan {
         /* seccomp: a struct sock_fprog's pieces; NULL = no filter */
         const void *bpf;
         size_t bpf_len;             /* in bytes */
+
+        /* process.terminal: a connected console socket for the pty master; -1 without */
+        bool terminal;
+        int console_fd;
+        unsigned short console_rows, console_cols;
+        unsigned preserve_fds;      /* 3..3+N-1 stay open across exec */
 
         /* fds, all >= 3 and CLOEXEC in the parent */
         int sync_fd;

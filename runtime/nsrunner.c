@@ -14,6 +14,7 @@
 #include "oci/store.h"
 #include "pipeline/plan.h"
 #include "pipeline/workspace.h"
+#include "runtime/net.h"
 #include "runtime/runtime.h"
 #include "sched/loop.h"
 #include "sched/runner.h"
@@ -30,7 +31,8 @@ struct ns_step;
 struct ns_runner {
         struct hm_runner base; /* first: the vtable's hm_runner is this */
         struct oci_store *store;
-        bool host_net;
+        struct net_config net; /* --network (runtime/net.h) */
+        char *net_dir;         /* store tmp dir holding the steps' resolv.conf, or NULL */
         bool rootless;
         bool no_seccomp;
         struct step_limits limits;
@@ -271,6 +273,23 @@ static void drop_netns(struct oci_spec *spec)
                 }
 }
 
+/* the run's resolv.conf for the mode, read-only (one file shared by every step) */
+static void add_resolv_conf(struct oci_spec *spec, const char *dir)
+{
+        spec->mounts = xreallocarray(spec->mounts, spec->n_mounts + 1, sizeof *spec->mounts);
+        struct oci_mount *m = &spec->mounts[spec->n_mounts++];
+        *m = (struct oci_mount) { .destination = xstrdup("/etc/resolv.conf"), .type = xstrdup("bind"),
+                                  .source = xasprintf("%s/resolv.conf", dir) };
+        const char *opts[] = { "bind", "ro", "nosuid", "nodev", "noexec" };
+        for (size_t i = 0; i < ARRAY_SIZE(opts); i++)
+                strv_push(&m->options, opts[i]);
+}
+
+static int net_hook(pid_t pid, bool userns, void *data, hm_error_t *err)
+{
+        return net_attach(data, pid, userns, err);
+}
+
 static void set_limits(struct oci_resources *res, const struct step_limits *l)
 {
         if (l->memory_bytes > 0) {
@@ -309,8 +328,10 @@ static struct oci_spec *build_spec(struct ns_runner *r, const struct step_exec *
         spec->process.cwd = xstrdup("/workspace");
         free(spec->hostname);
         spec->hostname = hostname_of(x->step->key);
-        if (r->host_net)
+        if (r->net.mode == NET_HOST)
                 drop_netns(spec);
+        if (r->net_dir)
+                add_resolv_conf(spec, r->net_dir);
         if (r->no_seccomp) {
                 oci_seccomp_free(spec->linux_.seccomp);
                 spec->linux_.seccomp = NULL;
@@ -454,7 +475,8 @@ static int launch(struct ns_runner *r, struct ns_step *st, hm_error_t *err)
         struct rt_overlay ov = { .lower = lowers, .upper = st->u->upper, .work = st->u->work, .target = st->u->merged };
         _cleanup_free_ char *id = xasprintf("hm-%.8s-%u", x->run_id, x->step->index);
         struct rt_start_options so = { .rootfs_overlay = &ov, .capture_output = true, .stdin_fd = -1, .id = id,
-                                       .rootless = r->rootless, .seccomp_bpf = r->bpf, .seccomp_bpf_len = r->bpf_len };
+                                       .rootless = r->rootless, .seccomp_bpf = r->bpf, .seccomp_bpf_len = r->bpf_len,
+                                       .after_clone = net_hook, .after_clone_data = &r->net };
         rc = rt_container_start(spec, &so, &st->c, err);
         stage_release(st);
         if (rc < 0)
@@ -719,6 +741,10 @@ static void ns_free(struct hm_runner *base)
                 free(d);
         }
         ws_drop_idle(r);
+        if (r->net_dir)
+                (void) rm_rf(r->net_dir);
+        free(r->net_dir);
+        net_config_release(&r->net);
         strv_free(r->isolation_said);
         free(r->ws);
         free(r->bpf);
@@ -737,23 +763,41 @@ static const struct runner_ops ns_ops = {
         .free = ns_free,
 };
 
+static int write_resolv_conf(struct ns_runner *r, hm_error_t *err)
+{
+        int rc = oci_store_mkdtemp(r->store, "net", &r->net_dir, err);
+        if (rc < 0)
+                return rc;
+        (void) chmod(r->net_dir, 0755);
+        _cleanup_free_ char *path = xasprintf("%s/resolv.conf", r->net_dir);
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        rc = fd < 0 ? -errno : write_all(fd, r->net.resolv_conf, strlen(r->net.resolv_conf));
+        if (rc < 0)
+                return hm_error_set(err, -rc, "write '%s': %s", path, strerror(-rc));
+        return 0;
+}
+
 int ns_runner_new(struct hm_loop *loop, const struct ns_options *o, struct hm_runner **ret, hm_error_t *err)
 {
         static const struct ns_options defaults = { 0 };
         if (!o)
                 o = &defaults;
-        if (o->network && strcmp(o->network, "none") && strcmp(o->network, "host"))
-                return hm_error_set(err, EINVAL, "ns runner: network '%s': expected 'none' or 'host'", o->network);
+        struct net_config net;
+        int rc = net_config_parse(o->network, o->network_source, &net, err);
+        if (rc < 0)
+                return rc;
         struct ns_runner *r = xzalloc(sizeof *r);
+        r->net = net;
         r->base.ops = &ns_ops;
         r->base.loop = loop;
-        r->host_net = o->network && !strcmp(o->network, "host");
         r->rootless = o->rootless == NS_ROOTLESS_ON || (o->rootless == NS_ROOTLESS_AUTO && !hm_privileged());
         r->no_seccomp = o->no_seccomp;
         r->limits = o->limits;
         r->run = o->run;
         r->pull = !o->pull || !strcmp(o->pull, "never") ? 'n' : !strcmp(o->pull, "always") ? 'a' : 'm';
-        int rc = oci_store_open(o->store, &r->store, err);
+        rc = oci_store_open(o->store, &r->store, err);
+        if (rc >= 0 && r->net.resolv_conf)
+                rc = write_resolv_conf(r, err);
         /* the options on a throwaway spec: bad flags fail here, and the profile sees the final caps */
         struct oci_spec *probe = oci_spec_new_default();
         if (rc >= 0)
@@ -773,7 +817,7 @@ int ns_runner_new(struct hm_loop *loop, const struct ns_options *o, struct hm_ru
         r->base.backend_id = xasprintf("ns:%s", oci_store_path(r->store));
         r->base.description = xasprintf("built-in namespace runtime (%s), store %s, network %s",
                                         r->rootless ? "rootless" : "root", oci_store_path(r->store),
-                                        r->host_net ? "host" : "none");
+                                        r->net.name);
         *ret = &r->base;
         return 0;
 }

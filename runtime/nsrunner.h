@@ -32,7 +32,8 @@ enum ns_rootless { NS_ROOTLESS_AUTO, NS_ROOTLESS_ON, NS_ROOTLESS_OFF };
 
 struct ns_options {
         const char *store;      /* NULL: oci_store_default_path() */
-        const char *network;    /* NULL or "none": a private network ns; "host": the host's */
+        const char *network;    /* NULL/"none", "host", "pasta[:OPTS]", "slirp4netns[:OPTS]" (runtime/net.h) */
+        const char *network_source; /* where the mode came from, for errors: NULL = "--network" */
         enum ns_rootless rootless; /* AUTO: rootless unless hm_privileged() */
         bool no_seccomp;        /* the default seccomp profile is on unless set */
         struct step_limits limits; /* per step (sched/runner.h); zero: none */

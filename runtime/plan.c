@@ -7,7 +7,12 @@
 #include "runtime/child.h"
 
 #include <fcntl.h>
+#include <linux/nsfs.h>
 #include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/sysmacros.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
@@ -15,6 +20,19 @@
 #include "lib/util.h"
 #include "oci/spec.h"
 #include "runtime/runtime.h"
+
+/* The namespace type behind an fd (NS_GET_NSTYPE, 4.11); EINVAL when it differs. */
+static int setns_check(int fd, int flag)
+{
+        int t = ioctl(fd, NS_GET_NSTYPE);
+        if (t < 0)
+                return errno == ENOTTY ? (errno = EINVAL, -1) : (errno == ENOSYS ? 0 : -1);
+        if (t != flag) {
+                errno = EINVAL;
+                return -1;
+        }
+        return 0;
+}
 
 static const int ns_clone_flags[_OCI_NS_MAX] = {
         [OCI_NS_PID] = CLONE_NEWPID,   [OCI_NS_NETWORK] = CLONE_NEWNET, [OCI_NS_MOUNT] = CLONE_NEWNS,
@@ -25,9 +43,14 @@ static const int ns_clone_flags[_OCI_NS_MAX] = {
 static int plan_namespaces(struct rt_plan *p, const struct oci_spec *spec, bool rootless, hm_error_t *err)
 {
         const struct oci_linux *l = &spec->linux_;
-        p->userns = rootless || oci_spec_find_namespace(spec, OCI_NS_USER);
+        const struct oci_namespace *user = oci_spec_find_namespace(spec, OCI_NS_USER);
+        if (user && user->path)
+                return hm_error_set(err, EOPNOTSUPP, "linux.namespaces[%zu].path: joining an existing user namespace is not supported",
+                                    (size_t) (user - l->namespaces));
+        p->userns = rootless || user;
         if (p->userns)
                 p->clone_flags |= CLONE_NEWUSER;
+        bool mount_joined = false;
         for (size_t i = 0; i < l->n_namespaces; i++) {
                 const struct oci_namespace *ns = &l->namespaces[i];
                 int flag = ns_clone_flags[ns->type];
@@ -38,17 +61,30 @@ static int plan_namespaces(struct rt_plan *p, const struct oci_spec *spec, bool 
                         p->clone_flags |= (unsigned long) flag;
                         continue;
                 }
-                if (p->userns || ns->type == OCI_NS_MOUNT || ns->type == OCI_NS_PID || ns->type == OCI_NS_USER)
+                /* a namespace owned by the host's user ns: setns needs capabilities there */
+                if (p->userns)
                         return hm_error_set(err, EOPNOTSUPP,
-                                            "linux.namespaces[%zu].path: joining an existing '%s' namespace is not supported%s",
-                                            i, oci_ns_type_to_string(ns->type), p->userns ? " with a user namespace" : "");
+                                            "linux.namespaces[%zu].path: joining an existing '%s' namespace is not supported with a new user namespace",
+                                            i, oci_ns_type_to_string(ns->type));
                 int fd = open(ns->path, O_RDONLY | O_CLOEXEC);
                 if (fd < 0)
                         return hm_error_set(err, errno, "linux.namespaces[%zu].path: open '%s': %s", i, ns->path, strerror(errno));
+                if (setns_check(fd, flag) < 0) {
+                        int e = errno;
+                        close(fd);
+                        return hm_error_set(err, e, "linux.namespaces[%zu].path: '%s' is not a %s namespace", i, ns->path,
+                                            oci_ns_type_to_string(ns->type));
+                }
+                if (ns->type == OCI_NS_PID) {
+                        p->pidns_fd = fd; /* joined by the parent around clone: pid 1 of the container must be in it */
+                        continue;
+                }
+                mount_joined |= ns->type == OCI_NS_MOUNT;
                 p->joins[p->n_joins++] = (struct rt_join) { flag, fd };
         }
-        if (!(p->clone_flags & CLONE_NEWNS))
-                return hm_error_set(err, EINVAL, "linux.namespaces: a new mount namespace is required");
+        p->shared_mntns = !(p->clone_flags & CLONE_NEWNS);
+        if (p->shared_mntns && !mount_joined && p->userns)
+                return hm_error_set(err, EINVAL, "linux.namespaces: a user namespace needs a mount namespace of its own");
         return 0;
 }
 
@@ -135,6 +171,38 @@ static int plan_mount(struct rt_plan *p, const struct oci_mount *m, size_t i, hm
         return 0;
 }
 
+static int plan_devices(struct rt_plan *p, const struct oci_linux *l, hm_error_t *err)
+{
+        p->devices = xcalloc(l->n_devices + 1, sizeof *p->devices);
+        for (size_t i = 0; i < l->n_devices; i++) {
+                const struct oci_device *d = &l->devices[i];
+                if (!strcmp(d->path, "/") || strstr(d->path, "/../") || str_has_suffix(d->path, "/.."))
+                        return hm_error_set(err, EINVAL, "linux.devices[%zu].path: '%s' is not a file path", i, d->path);
+                mode_t type = d->type == 'b' ? S_IFBLK : d->type == 'p' ? S_IFIFO : S_IFCHR;
+                struct rt_device *rd = &p->devices[p->n_devices++];
+                *rd = (struct rt_device) { .path = xstrdup(d->path),
+                                           .mode = type | (d->file_mode_present ? d->file_mode & 07777 : 0666),
+                                           .rdev = type == S_IFIFO ? 0 : makedev((unsigned) d->major, (unsigned) d->minor),
+                                           .uid = d->uid_present ? d->uid : 0,
+                                           .gid = d->gid_present ? d->gid : 0 };
+        }
+        return 0;
+}
+
+/*
+ * linux.rootfsPropagation.  A new mount namespace starts as a copy of the
+ * host's, in the same peer groups: its "/" is first made rprivate (default,
+ * private, unbindable) or rslave (slave, shared: host mounts still arrive),
+ * so nothing the container mounts ever propagates back to the host.  The
+ * requested mode is then set on the container's root after pivot_root.
+ */
+static void plan_propagation(struct rt_plan *p, const struct oci_linux *l)
+{
+        unsigned long want = l->rootfs_propagation;
+        p->tree_propagation = MS_REC | (want & (MS_SLAVE | MS_SHARED) ? MS_SLAVE : MS_PRIVATE);
+        p->root_propagation = want;
+}
+
 /* Only namespaced sysctls: anything else would change the host. */
 static int plan_sysctls(struct rt_plan *p, const struct oci_linux *l, hm_error_t *err)
 {
@@ -172,8 +240,9 @@ static int plan_process(struct rt_plan *p, const struct oci_process *proc, hm_er
                 return hm_error_set(err, EINVAL, "process.args: empty");
         if (!proc->cwd || proc->cwd[0] != '/')
                 return hm_error_set(err, EINVAL, "process.cwd: not an absolute path");
-        if (proc->terminal)
-                return hm_error_set(err, EOPNOTSUPP, "process.terminal: not supported");
+        p->terminal = proc->terminal;
+        p->console_rows = (unsigned short) (proc->console_height > 65535 ? 65535 : proc->console_height);
+        p->console_cols = (unsigned short) (proc->console_width > 65535 ? 65535 : proc->console_width);
         p->argv = strv_copy(proc->args);
         p->envp = strv_copy(proc->env);
         for (char **e = p->envp; *e; e++)
@@ -201,10 +270,40 @@ static int plan_process(struct rt_plan *p, const struct oci_process *proc, hm_er
         return 0;
 }
 
+/* The console socket (a path the caller listens on) connected now, above stdio. */
+static int plan_console(struct rt_plan *p, const struct rt_start_options *o, hm_error_t *err)
+{
+        if (!p->terminal) {
+                if (o->console_socket)
+                        return hm_error_set(err, EINVAL, "--console-socket given but process.terminal is false");
+                return 0;
+        }
+        if (!o->console_socket)
+                return hm_error_set(err, EINVAL, "process.terminal: needs a console socket (hm oci create --console-socket PATH)");
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        if (strlen(o->console_socket) >= sizeof sa.sun_path)
+                return hm_error_set(err, ENAMETOOLONG, "--console-socket '%s': path too long", o->console_socket);
+        memcpy(sa.sun_path, o->console_socket, strlen(o->console_socket) + 1);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0) {
+                int e = errno;
+                safe_close(fd);
+                return hm_error_set(err, e, "--console-socket '%s': connect: %s", o->console_socket, strerror(e));
+        }
+        if (fd <= 2) { /* dup2 onto stdio in the child must not clobber it */
+                int n = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                close(fd);
+                fd = n;
+        }
+        p->console_fd = fd;
+        return fd < 0 ? hm_error_set(err, errno, "--console-socket: %s", strerror(errno)) : 0;
+}
+
 int rt_plan_build(struct rt_plan *p, const struct oci_spec *spec, const struct rt_start_options *o, bool rootless,
                   hm_error_t *err)
 {
-        *p = (struct rt_plan) { .sync_fd = -1, .sync_peer_fd = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1 };
+        *p = (struct rt_plan) { .sync_fd = -1, .sync_peer_fd = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
+                                .pidns_fd = -1, .console_fd = -1 };
         if (!spec->process_present)
                 return hm_error_set(err, EINVAL, "process: missing");
         p->exec_fifo_fd = -1;
@@ -216,19 +315,30 @@ int rt_plan_build(struct rt_plan *p, const struct oci_spec *spec, const struct r
                 r = plan_rootfs(p, spec, o->rootfs_overlay, err);
         if (r >= 0)
                 r = plan_process(p, &spec->process, err);
+        if (r >= 0)
+                r = plan_console(p, o, err);
         if (r < 0)
                 return r;
+        for (unsigned fd = 3; fd < 3 + o->preserve_fds; fd++)
+                if (fcntl((int) fd, F_GETFD) < 0)
+                        return hm_error_set(err, EBADF, "--preserve-fds %u: fd %u is not open", o->preserve_fds, fd);
+        p->preserve_fds = o->preserve_fds;
         p->mounts = xcalloc(spec->n_mounts + 1, sizeof *p->mounts);
         for (size_t i = 0; r >= 0 && i < spec->n_mounts; i++)
                 r = plan_mount(p, &spec->mounts[i], i, err);
         if (r >= 0)
                 r = plan_sysctls(p, &spec->linux_, err);
+        if (r >= 0)
+                r = plan_devices(p, &spec->linux_, err);
         if (r < 0)
                 return r;
+        plan_propagation(p, &spec->linux_);
         p->masked = strv_copy(spec->linux_.masked_paths);
         p->readonly = strv_copy(spec->linux_.readonly_paths);
-        const char *hostname = spec->hostname ? spec->hostname : o->id;
-        if (hostname && (p->clone_flags & CLONE_NEWUTS))
+        /* a uts namespace of its own, or one joined by path (runc's rule) */
+        bool uts = oci_spec_find_namespace(spec, OCI_NS_UTS) != NULL;
+        const char *hostname = spec->hostname ? spec->hostname : (p->clone_flags & CLONE_NEWUTS) ? o->id : NULL;
+        if (hostname && uts)
                 p->hostname = xstrdup(hostname);
         else if (spec->hostname)
                 return hm_error_set(err, EINVAL, "hostname: needs a uts namespace");
@@ -239,6 +349,11 @@ void rt_plan_release(struct rt_plan *p)
 {
         for (size_t i = 0; i < p->n_joins; i++)
                 safe_close(p->joins[i].fd);
+        safe_close(p->pidns_fd);
+        safe_close(p->console_fd);
+        for (size_t i = 0; i < p->n_devices; i++)
+                free(p->devices[i].path);
+        free(p->devices);
         free(p->rootfs);
         free(p->overlay_data);
         for (size_t i = 0; i < p->n_mounts; i++) {
@@ -258,5 +373,5 @@ void rt_plan_release(struct rt_plan *p)
         strv_free(p->argv);
         strv_free(p->envp);
         free(p->cwd);
-        *p = (struct rt_plan) { .sync_fd = -1, .sync_peer_fd = -1, .exec_fifo_fd = -1 };
+        *p = (struct rt_plan) { .sync_fd = -1, .sync_peer_fd = -1, .exec_fifo_fd = -1, .pidns_fd = -1, .console_fd = -1 };
 }

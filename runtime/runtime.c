@@ -10,7 +10,9 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "lib/util.h"
@@ -120,6 +122,91 @@ void rt_cgroups_destroy(char *const *cgroups)
         rt_cgroup_destroy(&cg);
 }
 
+bool rt_spec_shares_mount_ns(const struct oci_spec *spec)
+{
+        const struct oci_namespace *ns = oci_spec_find_namespace(spec, OCI_NS_MOUNT);
+        return !ns || ns->path;
+}
+
+/* mountinfo escapes ' ', '\t', '\n' and '\\' as \ooo */
+static void unescape_octal(char *s)
+{
+        char *w = s;
+        for (char *r = s; *r; r++) {
+                if (r[0] == '\\' && r[1] >= '0' && r[1] <= '7' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+                        *w++ = (char) ((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+                        r += 3;
+                } else {
+                        *w++ = *r;
+                }
+        }
+        *w = 0;
+}
+
+/* Mount points at or below root, in mountinfo order (parents before children). */
+static char **mounts_below(const char *root)
+{
+        char **list = NULL;
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
+        size_t n = strlen(root);
+        char *line = NULL;
+        size_t cap = 0;
+        while (f && getline(&line, &cap, f) > 0) {
+                char *save = NULL, *tok = strtok_r(line, " ", &save);
+                for (int field = 1; tok && field < 5; field++)
+                        tok = strtok_r(NULL, " ", &save);
+                if (!tok)
+                        continue;
+                unescape_octal(tok);
+                if (!strncmp(tok, root, n) && (tok[n] == 0 || tok[n] == '/'))
+                        strv_push(&list, tok);
+        }
+        free(line);
+        return list;
+}
+
+static int detach_below(const char *root)
+{
+        int total = 0;
+        for (int round = 0; round < 16; round++) { /* stacked mounts show up again */
+                _cleanup_strv_ char **list = mounts_below(root);
+                size_t n = strv_len(list);
+                int done = 0;
+                for (size_t i = n; i-- > 0;)
+                        done += umount2(list[i], MNT_DETACH | UMOUNT_NOFOLLOW) == 0;
+                total += done;
+                if (!done)
+                        break;
+        }
+        return total;
+}
+
+int rt_shared_mounts_release(const char *rootfs, int mntns_fd, hm_error_t *err)
+{
+        struct stat own, theirs;
+        if (stat("/proc/self/ns/mnt", &own) < 0 || fstat(mntns_fd, &theirs) < 0)
+                return hm_error_set(err, errno, "compare mount namespaces: %s", strerror(errno));
+        if (own.st_ino == theirs.st_ino && own.st_dev == theirs.st_dev)
+                return detach_below(rootfs);
+        /* setns(CLONE_NEWNS) wants a single-threaded caller and would move us for good: a helper */
+        pid_t pid = fork();
+        if (pid < 0)
+                return hm_error_set(err, errno, "fork: %s", strerror(errno));
+        if (pid == 0) {
+                if (setns(mntns_fd, CLONE_NEWNS) < 0)
+                        _exit(255);
+                int n = detach_below(rootfs);
+                _exit(n > 254 ? 254 : n);
+        }
+        int status;
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return hm_error_set(err, errno, "wait: %s", strerror(errno));
+        if (!WIFEXITED(status) || WEXITSTATUS(status) == 255)
+                return hm_error_set(err, EPERM, "enter the container's mount namespace to release its mounts below '%s'", rootfs);
+        return WEXITSTATUS(status);
+}
+
 static void container_freep(struct rt_container **c) { rt_container_free(*c); }
 static void plan_releasep(struct rt_plan *p) { rt_plan_release(p); }
 static void idmap_releasep(struct rt_idmap *m) { rt_idmap_release(m); }
@@ -189,7 +276,7 @@ static int child_fds_open(struct child_fds *f, const struct rt_start_options *o,
 
 /* ---- the start sequence ---- */
 
-static pid_t clone_child(const struct rt_plan *p, int *ret_pidfd)
+static pid_t clone_child_here(const struct rt_plan *p, int *ret_pidfd)
 {
         int pidfd = -1;
         struct rt_clone_args a = { .flags = p->clone_flags | CLONE_PIDFD, .pidfd = (uint64_t) (uintptr_t) &pidfd,
@@ -201,6 +288,36 @@ static pid_t clone_child(const struct rt_plan *p, int *ret_pidfd)
                 rt_child_run(p);
         *ret_pidfd = pidfd;
         return (pid_t) pid;
+}
+
+static pid_t clone_child(const struct rt_plan *p, int *ret_pidfd)
+{
+        /*
+         * Joining a pid namespace by path: setns(CLONE_NEWPID) only moves our
+         * future children, so the container's init is cloned straight into
+         * it, and we step back into our own afterwards.
+         */
+        _cleanup_close_ int own_pidns = -1;
+        if (p->pidns_fd >= 0) {
+                own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+                if (own_pidns < 0 || setns(p->pidns_fd, CLONE_NEWPID) < 0)
+                        return -1;
+        }
+        /* rootfs_via_cwd: the child starts with its cwd on the rootfs (copy_mnt_ns moves it to its own mounts) */
+        _cleanup_close_ int own_cwd = -1;
+        if (p->rootfs_via_cwd) {
+                own_cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (own_cwd < 0 || chdir(p->rootfs) < 0)
+                        return -1;
+        }
+        pid_t pid = clone_child_here(p, ret_pidfd);
+        int e = errno;
+        if (own_cwd >= 0 && fchdir(own_cwd) < 0)
+                abort(); /* relative paths of the caller would now resolve in the container's rootfs */
+        if (own_pidns >= 0 && setns(own_pidns, CLONE_NEWPID) < 0)
+                abort(); /* our later children would land in the container's pid namespace */
+        errno = e;
+        return pid;
 }
 
 /* Read the child's messages until EOF (= exec done) or an error. */
@@ -245,7 +362,7 @@ static int write_oom_score_adj(pid_t pid, int v, hm_error_t *err)
 
 /* Between clone and "go": id maps, cgroups, oom score. */
 static int configure_child(struct rt_container *c, const struct oci_spec *spec, const struct rt_plan *p,
-                           const struct rt_idmap *idmap, hm_error_t *err)
+                           const struct rt_idmap *idmap, const struct rt_start_options *o, hm_error_t *err)
 {
         int r = 0;
         if (p->userns)
@@ -254,6 +371,8 @@ static int configure_child(struct rt_container *c, const struct oci_spec *spec, 
                 r = rt_cgroup_enter(&c->cg, c->pid, err);
         if (r >= 0 && spec->process.oom_score_adj_present)
                 r = write_oom_score_adj(c->pid, spec->process.oom_score_adj, err);
+        if (r >= 0 && o->after_clone)
+                r = o->after_clone(c->pid, p->userns, o->after_clone_data, err);
         return r;
 }
 
@@ -353,7 +472,7 @@ static const char *clone_refusal_hint(int e, bool userns)
 }
 
 static int launch(struct rt_container *c, const struct oci_spec *spec, struct rt_plan *p, const struct rt_idmap *idmap,
-                  struct child_fds *f, hm_error_t *err)
+                  struct child_fds *f, const struct rt_start_options *o, hm_error_t *err)
 {
         p->sync_fd = f->sync[1];
         p->sync_peer_fd = f->sync[0];
@@ -374,7 +493,7 @@ static int launch(struct rt_container *c, const struct oci_spec *spec, struct rt
         f->errp[1] = safe_close(f->errp[1]);
         f->fifo = safe_close(f->fifo);
         p->exec_fifo_fd = -1;
-        int r = configure_child(c, spec, p, idmap, err);
+        int r = configure_child(c, spec, p, idmap, o, err);
         if (r < 0)
                 return r;
         char go = RT_SYNC_GO;
@@ -399,6 +518,7 @@ int rt_container_start(const struct oci_spec *spec, const struct rt_start_option
         if (plan.userns && (r = rt_idmap_prepare(&idmap, spec, rootless, err)) < 0)
                 return r;
         plan.setgroups_allowed = !plan.userns || idmap.method != RT_IDMAP_SELF;
+        plan.rootfs_via_cwd = plan.userns && !rootless && !plan.overlay_data && !plan.shared_mntns;
         _cleanup_free_ void *bpf = NULL;
         r = prepare_seccomp(&plan, spec, o, &bpf, err);
         if (r < 0)
@@ -415,7 +535,7 @@ int rt_container_start(const struct oci_spec *spec, const struct rt_start_option
         r = child_fds_open(&fds, o, err);
         if (r < 0)
                 return r;
-        r = launch(c, spec, &plan, &idmap, &fds, err);
+        r = launch(c, spec, &plan, &idmap, &fds, o, err);
         if (r < 0)
                 return r;
         c->stdout_fd = TAKE_FD(fds.out[0]);

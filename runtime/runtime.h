@@ -50,6 +50,20 @@ struct rt_start_options {
          */
         const char *exec_fifo;
         bool hooks_by_caller; /* spec hooks are run by the caller (OCI front end), not refused */
+        /*
+         * process.terminal: the command gets a new pty (of the container's
+         * devpts) as stdio and controlling terminal; its master is sent over
+         * this AF_UNIX socket (SCM_RIGHTS), as runc's --console-socket.
+         */
+        const char *console_socket;
+        unsigned preserve_fds; /* fds 3..3+N-1 of the caller stay open in the command (--preserve-fds) */
+        /*
+         * Called after clone, once the id maps are written and the cgroups
+         * joined, before the child goes on (its namespaces exist, nothing of
+         * the command runs yet): the ns runner's network helper (runtime/net.h).
+         */
+        int (*after_clone)(pid_t pid, bool userns, void *data, hm_error_t *err);
+        void *after_clone_data;
 };
 
 int rt_container_start(const struct oci_spec *spec, const struct rt_start_options *o,
@@ -71,10 +85,20 @@ static inline void rt_container_freep(struct rt_container **c) { if (*c) rt_cont
  * controller slot (RT_CGROUP_SLOTS), for rt_cgroups_destroy() later.
  * Frees c.
  */
-#define RT_CGROUP_SLOTS 5
+#define RT_CGROUP_SLOTS 6
 void rt_container_detach(struct rt_container *c, char ***ret_cgroups);
 /* SIGKILL everything in the pids cgroup, then remove the directories ("" skipped). */
 void rt_cgroups_destroy(char *const *cgroups);
+
+/*
+ * A container without a mount namespace of its own (none, or one joined by
+ * path) made its mounts in that shared namespace below its rootfs: detach
+ * every mount at or below `rootfs` in the namespace `mntns_fd` refers to
+ * (our own, or entered in a forked helper).  Returns the number detached.
+ */
+int rt_shared_mounts_release(const char *rootfs, int mntns_fd, hm_error_t *err);
+/* Does the spec give the container no mount namespace of its own? */
+bool rt_spec_shares_mount_ns(const struct oci_spec *spec);
 
 /*
  * Reduced isolation and fallbacks taken for this container, one line each

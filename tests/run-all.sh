@@ -110,6 +110,7 @@ leftover_check() {
 }
 
 finished=
+tun_mode=
 finish() {
         local rc=$?
         [ -n "$finished" ] && return
@@ -145,6 +146,7 @@ finish() {
                 say "logs were in $logs (removed); rerun a phase by hand to inspect"
         fi
         rm -rf --one-file-system "$work" 2>/dev/null || true
+        [ -n "$tun_mode" ] && chmod "$tun_mode" /dev/net/tun 2>/dev/null
         summary="$passed passed, $failed failed"
         [ "$skipped" -gt 0 ] && summary="$summary, $skipped skipped"
         echo "$summary"
@@ -163,6 +165,18 @@ if [ ! -x "$BUILD/hm" ]; then
         echo "run-all: $BUILD/hm is missing: run make first" >&2
         one "hm built" 1
         exit 1
+fi
+
+# Rootless user-mode networking (pasta, slirp4netns, and so rootless Podman's
+# default network) opens /dev/net/tun as the user.  Debian's udev makes it
+# 0666; a host without udev (a CI container) may have 0600.  Open it for the
+# tests and put the old mode back at the end.
+if [ -c /dev/net/tun ]; then
+        m=$(stat -c %a /dev/net/tun)
+        if [ "$m" != 666 ] && chmod 0666 /dev/net/tun; then
+                tun_mode=$m
+                say "/dev/net/tun was mode $m: 0666 for the tests (restored at the end)"
+        fi
 fi
 
 # 1. Unit tests ------------------------------------------------------------------------------

@@ -150,6 +150,7 @@ class Runner:
         self.env["XDG_CACHE_HOME"] = self.cache_home
         self.env["TMPDIR"] = ctx.mktemp("tmpdir-%s-" % name)
         self.flags = ["--runner=" + name]
+        self.run_ids = set()  # build_start.run_id of every run: scopes the step cgroup check
 
     def hm_env(self, extra=None):
         env = dict(self.env)
@@ -161,8 +162,12 @@ class Runner:
         if ir_path is not None:
             argv += ["-f", ir_path]
         # Without -d hm archives its working directory: give it an empty one, not the checkout.
-        return run_hm(argv, env=self.hm_env(extra_env), timeout=timeout or self.ctx.args.timeout,
-                      on_event=on_event, stdin_data=stdin_data, cwd=cwd or self.ctx.empty_cwd)
+        res = run_hm(argv, env=self.hm_env(extra_env), timeout=timeout or self.ctx.args.timeout,
+                     on_event=on_event, stdin_data=stdin_data, cwd=cwd or self.ctx.empty_cwd)
+        for _, ev in res.events:
+            if ev.get("kind") == "build_start" and isinstance(ev.get("run_id"), str):
+                self.run_ids.add(ev["run_id"].replace("-", ""))
+        return res
 
     def hm(self, *args, timeout=60):
         # cwd: a dir the test owns (an --hm wrapper running hm in a container mounts only those)
@@ -212,7 +217,11 @@ class Runner:
             eph = self.ephemeral_layers()
             tap.check(not eph, prefix + ": no ephemeral snapshot layer left in the store", lambda: eph)
             if not self.ctx.args.no_host_cgroups:
-                cg = sorted(step_cgroups() - before.get("cgroups", set()))
+                # Step cgroups are named hm-<first 8 of the run id>-<step>: only this
+                # runner's runs count (other hm runs on the machine make their own).
+                mine = tuple("hm-%s-" % r[:8] for r in self.run_ids)
+                cg = sorted(c for c in step_cgroups() - before.get("cgroups", set())
+                            if os.path.basename(c).startswith(mine))
                 tap.check(not cg, prefix + ": no step cgroup left", lambda: cg)
 
     def ephemeral_layers(self):

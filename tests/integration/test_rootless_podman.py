@@ -163,13 +163,33 @@ def start_service(u):
     return proc, eng if up else None
 
 
+def group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except OSError:
+        return False
+
+
 def stop_service(u, proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+    # Rootless podman re-executes itself inside the user namespace: the
+    # process we started may exit on SIGTERM before the re-executed service
+    # does.  Stop the whole session (start_new_session), as systemd would.
+    pgid = proc.pid
+    if proc.poll() is None or group_alive(pgid):
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except OSError:
+            pass
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            pass
+        if not wait_until(lambda: not group_alive(pgid), 30, 0.2):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except OSError:
+                pass
             proc.wait()
     # the rootless pause process (holds the user namespace) outlives the service by design
     pause = os.path.join(u.run, "libpod", "tmp", "pause.pid")

@@ -42,10 +42,10 @@ class Case:
     ns verdict must contain (e.g. the seccomp errno)."""
 
     def __init__(self, name, desc, cmd=None, control=None, host_check=None, require=None, special=None,
-                 parent=None, engines=True):
+                 parent=None, engines=True, flags=()):
         self.name, self.desc, self.cmd, self.control = name, desc, cmd, control
         self.host_check, self.require, self.special, self.parent = host_check, require, special, parent
-        self.engines = engines
+        self.engines, self.flags = engines, tuple(flags)
 
 
 # ---------------------------------------------------------------- helpers
@@ -144,6 +144,336 @@ def orig_control(args, expect_escape=True):
         v, why = oci_run(ORIG, ["/init", "attack"] + args)
         return v == ESCAPED, "unhardened hm: %s %s" % (v, why)
     return f
+
+
+# ---------------------------------------------------------------- the runtime's own binary (CVE-2019-5736)
+
+SELF_EXE_PROBE = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+/* Preloaded (the image's /etc/ld.so.preload) into hm's binary, which the
+   kernel runs as the interpreter of the image's "#!/proc/self/exe" /bin/sh. */
+__attribute__((constructor)) static void probe(void)
+{
+        char self[512] = "";
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        self[n > 0 ? n : 0] = 0;
+        int w = open("/proc/self/exe", O_WRONLY | O_APPEND | O_CLOEXEC);
+        int we = errno;
+        if (w >= 0) {
+                ssize_t k = write(w, "HMPWN", 5);
+                printf("VERDICT: ESCAPED appended %zd bytes to the runtime's binary %s\n", k, self);
+        } else {
+                int r = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+                int seals = r >= 0 ? fcntl(r, F_GET_SEALS) : -1;
+                if (r >= 0 && seals < 0)
+                        printf("VERDICT: ESCAPED the runtime's binary %s is the host's file, open for reading; "
+                               "writing it is refused only while an hm process runs it (%s)\n", self, strerror(we));
+                else
+                        printf("VERDICT: BLOCKED /proc/self/exe is %s, seals 0x%x; open for writing: %s\n",
+                               self, seals, strerror(we));
+        }
+        fflush(stdout);
+        _exit(0);
+}
+"""
+
+
+def self_exe_image(work):
+    """busybox + the loader and libraries of hm + a preloaded probe; /bin/sh is '#!/proc/self/exe'."""
+    root = os.path.join(work, "selfexe-root")
+    shutil.copytree(BUNDLE_ROOT, root, symlinks=True)
+    libs = subprocess.run(["ldd", HM], capture_output=True, text=True, check=True).stdout
+    for w in libs.split():
+        if w.startswith("/") and os.path.exists(w):
+            dst = root + w
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copy2(os.path.realpath(w), dst)
+    src = os.path.join(work, "probe.c")
+    with open(src, "w") as f:
+        f.write(SELF_EXE_PROBE)
+    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", os.path.join(root, "probe.so"), src], check=True)
+    # an ASan hm needs its runtime first among the preloaded libraries
+    asan = [w for w in libs.split() if w.startswith("/") and "libasan" in w]
+    with open(os.path.join(root, "etc/ld.so.preload"), "w") as f:
+        f.write("".join(a + "\n" for a in asan) + "/probe.so\n")
+    os.unlink(os.path.join(root, "bin/sh"))
+    with open(os.path.join(root, "bin/sh"), "w") as f:
+        f.write("#!/proc/self/exe\n")
+    os.chmod(os.path.join(root, "bin/sh"), 0o755)
+    tar = os.path.join(work, "selfexe.tar")
+    subprocess.run(["tar", "-C", root, "-cf", tar, "."], check=True)
+    shutil.rmtree(root)
+    subprocess.run([HM, "image", "import", tar, "hm-sec-selfexe:1"], check=True, capture_output=True)
+    os.unlink(tar)
+
+
+def sha256(path):
+    import hashlib
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def self_exe_run(unsealed):
+    """A copy of hm (so that a successful control damages only the copy) runs one step on the image."""
+    work = tempfile.mkdtemp(prefix="hm-sec-selfexe-")
+    try:
+        hm = os.path.join(work, "hm")
+        shutil.copy2(HM, hm)
+        before = sha256(hm)
+        ir = {"graph": {"nodes": [{"env": {}, "step": {"key": "selfexe", "cmd": "true", "image": "hm-sec-selfexe:1"}}],
+                        "node_holes": [], "edge_property": "directed", "edges": []}}
+        f = os.path.join(work, "p.json")
+        with open(f, "w") as fh:
+            json.dump(ir, fh)
+        env = dict(os.environ)
+        env.pop("HM_INSECURE_NO_SEALED_EXE", None)
+        if unsealed:
+            env["HM_INSECURE_NO_SEALED_EXE"] = "1"
+        p = subprocess.run([hm, "run", "--runner=ns", "--format", "json", "--no-cache", "-d", SRC, "-f", f],
+                           capture_output=True, text=True, timeout=120, env=env)
+        lines = [json.loads(l).get("line", "") for l in p.stdout.splitlines() if '"step_log"' in l]
+        v, why = parse_verdict(lines)
+        if sha256(hm) != before:
+            return ESCAPED, "the hm binary on the host changed; step said: %s" % why
+        if v is None:
+            return ERROR, "no verdict (hm exit %d): %s %s" % (p.returncode, lines[-3:], p.stderr.strip()[-200:])
+        return v, why + " (host binary unchanged)"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def special_self_exe(hm):
+    return self_exe_run(unsealed=False)
+
+
+def control_self_exe():
+    v, why = self_exe_run(unsealed=True)
+    return v == ESCAPED, "hm without the sealed copy (HM_INSECURE_NO_SEALED_EXE=1): %s %s" % (v, why)
+
+
+# ---------------------------------------------------------------- network
+
+NET_TOKEN = "hm-net-" + secrets.token_hex(8)
+ABSTRACT = "hm-sec-abstract-" + secrets.token_hex(4)
+UCONN = r"""
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+/* uconn NAME TOKEN: connect to the abstract Unix socket @NAME, look for TOKEN */
+int main(int argc, char **argv)
+{
+        struct sockaddr_un a = { .sun_family = AF_UNIX };
+        size_t n = strlen(argv[1]);
+        memcpy(a.sun_path + 1, argv[1], n);
+        int s = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (s < 0 || connect(s, (struct sockaddr *) &a, sizeof(sa_family_t) + 1 + n) < 0) {
+                printf("VERDICT: BLOCKED connect @%s: %m\n", argv[1]);
+                return 0;
+        }
+        char buf[128] = "";
+        ssize_t k = read(s, buf, sizeof buf - 1);
+        buf[k > 0 ? k : 0] = 0;
+        printf(strstr(buf, argv[2]) ? "VERDICT: ESCAPED the host's abstract socket @%s answered\n"
+                                    : "VERDICT: BLOCKED @%s answered without the token\n", argv[1]);
+        return 0;
+}
+"""
+
+
+class TokenServers:
+    """A TCP server on the host's 127.0.0.1 and an abstract Unix socket in the host's network
+    namespace; both send NET_TOKEN to whoever connects."""
+
+    def __init__(self):
+        import socket, threading
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp.listen(16)
+        self.port = self.tcp.getsockname()[1]
+        self.unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.unix.bind("\0" + ABSTRACT)
+        self.unix.listen(16)
+        for srv in (self.tcp, self.unix):
+            threading.Thread(target=self._serve, args=(srv,), daemon=True).start()
+
+    @staticmethod
+    def _serve(srv):
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            try:
+                c.sendall((NET_TOKEN + "\n").encode())
+            except OSError:
+                pass
+            c.close()
+
+    def close(self):
+        self.tcp.close()
+        self.unix.close()
+
+
+def tcp_probe(addr_expr, port, tries=1):
+    """Shell: connect to addr:port (addr may be a shell expression), ESCAPED when the token comes back.
+    `timeout` bounds each try (the packaged pasta sometimes loses the server's FIN)."""
+    return ("a=%s; i=0; out=; while [ $i -lt %d ]; do i=$((i+1)); out=$(timeout 2 nc $a %d </dev/null 2>&1); "
+            "case \"$out\" in *%s*) break;; esac; done; case \"$out\" in *%s*) "
+            "echo \"VERDICT: ESCAPED $a:%d (the host's loopback) answered\";; "
+            "*) echo \"VERDICT: BLOCKED $a:%d: ${out:-no answer}\";; esac"
+            % (addr_expr, tries, port, NET_TOKEN, NET_TOKEN, port, port))
+
+
+GW = "$(ip route | awk '/^default/ {print $3; exit}')"
+
+
+def any_probe(*probes):
+    """Shell: run each probe; ESCAPED if any escaped, else BLOCKED with every reason."""
+    files = ["/tmp/hm-sec-r%d" % i for i in range(len(probes))]
+    runs = "; ".join("(%s) >%s 2>&1" % (p, f) for p, f in zip(probes, files))
+    fs = " ".join(files)
+    return ("%s; if grep -q 'VERDICT: ESCAPED' %s; then grep -h 'VERDICT: ESCAPED' %s | head -n 1; "
+            "else echo \"VERDICT: BLOCKED $(sed 's/VERDICT: BLOCKED //' %s | tr '\\n' ' ')\"; fi" % (runs, fs, fs, fs))
+
+
+def host_tcp_control(port):
+    def f():
+        import socket
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as c:
+                got = c.recv(128).decode()
+        except OSError as e:
+            return False, "host: connect 127.0.0.1:%d: %s" % (port, e)
+        return NET_TOKEN in got, "host: 127.0.0.1:%d answers with the token" % port
+    return f
+
+
+def host_abstract_control():
+    p = subprocess.run([os.path.join(SRC, "uconn"), ABSTRACT, NET_TOKEN], capture_output=True, text=True, timeout=10)
+    v, why = parse_verdict(p.stdout.splitlines())
+    return v == ESCAPED, "host: " + why
+
+
+def net_step(mode, cmd):
+    """One step on --network MODE (ns only); its verdict."""
+    ir = {"graph": {"nodes": [{"env": {}, "step": {"key": "net", "cmd": cmd, "image": "alpine:3.20"}}],
+                    "node_holes": [], "edge_property": "directed", "edges": []}}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(ir, f)
+    try:
+        p = subprocess.run([HM, "run", "--runner=ns", "--format", "json", "--no-cache", "-d", SRC, "-f", f.name,
+                            "--network", mode], capture_output=True, text=True, timeout=120)
+    finally:
+        os.unlink(f.name)
+    lines, errs = [], []
+    for l in p.stdout.splitlines():
+        e = json.loads(l)
+        if e.get("kind") == "step_log":
+            lines.append(e["line"])
+        elif e.get("kind") == "chain_failed":
+            errs.append(e.get("message", ""))
+    v, why = parse_verdict(lines)
+    if v is None:
+        return ERROR, "no verdict (hm exit %d): %s %s" % (p.returncode, errs, p.stderr.strip()[-200:])
+    return v, why
+
+
+def net_special(mode, cmd):
+    return lambda hm: net_step(mode, cmd)
+
+
+def net_control(mode, cmd):
+    def f():
+        v, why = net_step(mode, cmd)
+        return v == ESCAPED, "--network %s: %s %s" % (mode, v, why)
+    return f
+
+
+def net_cases(port):
+    helper_setns = ("pid=; for d in /proc/[0-9]*; do case $(cat $d/comm 2>/dev/null) in pasta*|passt*|slirp4netns) "
+                    "pid=${d#/proc/};; esac; done; [ -n \"$pid\" ] || { echo 'VERDICT: ERROR no helper seen'; exit 0; }; "
+                    "out=$(timeout 3 nsenter -t $pid -n timeout 2 nc 127.0.0.1 %d </dev/null 2>&1); "
+                    "case \"$out\" in *%s*) echo \"VERDICT: ESCAPED through the helper $pid's network namespace\";; "
+                    "*) echo \"VERDICT: BLOCKED nsenter -t $pid -n: ${out:-no answer}\";; esac" % (port, NET_TOKEN))
+    host_setns = ("out=$(timeout 3 nsenter -t %d -n timeout 2 nc 127.0.0.1 %d </dev/null 2>&1); "
+                  "case \"$out\" in *%s*) echo VERDICT: ESCAPED;; *) echo \"VERDICT: BLOCKED $out\";; esac")
+
+    def helper_setns_control():
+        p = subprocess.run(["busybox", "sh", "-c", host_setns % (os.getpid(), port, NET_TOKEN)],
+                           capture_output=True, text=True, timeout=20)
+        v, why = parse_verdict(p.stdout.splitlines())
+        return v == ESCAPED, "host: nsenter -n into a host process and connect: %s %s" % (v, why)
+
+    return [
+        Case("net-loopback-default", "default network: reach a TCP service on the host's 127.0.0.1",
+             tcp_probe("127.0.0.1", port), host_tcp_control(port)),
+        Case("net-abstract-default", "default network: connect to an abstract Unix socket of the host",
+             "./uconn %s %s" % (ABSTRACT, NET_TOKEN), host_abstract_control),
+        Case("net-loopback-pasta", "--network pasta: the host's loopback through the gateway or 127.0.0.1",
+             special=net_special("pasta", any_probe(tcp_probe("127.0.0.1", port), tcp_probe(GW, port, 2))),
+             control=net_control("pasta:--map-gw", tcp_probe(GW, port, 3)), engines=False),
+        Case("net-loopback-slirp4netns", "--network slirp4netns: the host's loopback through 10.0.2.2 or 127.0.0.1",
+             special=net_special("slirp4netns", any_probe(tcp_probe("127.0.0.1", port), tcp_probe("10.0.2.2", port))),
+             control=net_control("slirp4netns:allow_host_loopback=true", tcp_probe("10.0.2.2", port, 3)),
+             engines=False),
+        Case("net-abstract-pasta", "--network pasta: connect to an abstract Unix socket of the host",
+             special=net_special("pasta", "./uconn %s %s" % (ABSTRACT, NET_TOKEN)), control=host_abstract_control,
+             engines=False),
+        Case("net-helper-setns-pasta", "--network pasta: setns into the pasta helper's (host) network namespace",
+             special=net_special("pasta", helper_setns), control=helper_setns_control, engines=False),
+        Case("net-helper-setns-slirp4netns", "--network slirp4netns: setns into the slirp4netns helper's namespace",
+             special=net_special("slirp4netns", helper_setns), control=helper_setns_control, engines=False),
+    ]
+
+
+# ---------------------------------------------------------------- sandbox flags, on every runner
+
+DENY_MKDIR = {"defaultAction": "SCMP_ACT_ALLOW",
+              "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}
+FLAG_PROBES = {
+    "flag-user": ("--user 1000:1000: the step's uid",
+                  'u=$(id -u); [ "$u" = 1000 ] && echo "VERDICT: BLOCKED runs as uid $u" '
+                  '|| echo "VERDICT: ESCAPED runs as uid $u"'),
+    "flag-cap-drop-all": ("--cap-drop all: effective capabilities",
+                          "c=$(awk '/^CapEff/ {print $2}' /proc/self/status); [ \"$c\" = 0000000000000000 ] "
+                          "&& echo \"VERDICT: BLOCKED CapEff $c\" || echo \"VERDICT: ESCAPED CapEff $c\""),
+    "flag-tmpfs-tmp": ("--tmpfs-tmp: /tmp is a fresh tmpfs",
+                       "grep -q ' /tmp tmpfs ' /proc/mounts && echo 'VERDICT: BLOCKED /tmp is a tmpfs' "
+                       "|| echo 'VERDICT: ESCAPED /tmp is the image filesystem'"),
+    "flag-seccomp-file": ("--seccomp FILE (a profile denying mkdir): mkdir in /tmp",
+                          "d=/tmp/hm-sec-$$; mkdir $d 2>/tmp/hm-sec-err && echo 'VERDICT: ESCAPED mkdir allowed' "
+                          "|| echo \"VERDICT: BLOCKED $(cat /tmp/hm-sec-err)\"; rmdir $d 2>/dev/null; true"),
+    "flag-read-only": ("--read-only: write to the root filesystem",
+                       "e=$(touch /hm-sec-ro 2>&1) && echo 'VERDICT: ESCAPED / is writable' "
+                       "|| echo \"VERDICT: BLOCKED $e\""),
+}
+_flag_controls = {}
+
+
+def flag_control(name):
+    """The probe in a step without the flag (ns): it must see what the flag takes away."""
+    def f():
+        if not _flag_controls:
+            probes = [Case(n, d, cmd) for n, (d, cmd) in FLAG_PROBES.items()]
+            p, logs, ends = run_pipeline("ns", None, probes)
+            for c in probes:
+                _flag_controls[c.name] = judge(c, logs, ends, p)
+        v, why = _flag_controls[name]
+        return v == ESCAPED, "without the flag (ns): %s %s" % (v, why)
+    return f
+
+
+def flag_cases(profile):
+    a = ("--user", "1000:1000", "--cap-drop", "all", "--tmpfs-tmp", "--seccomp", profile)
+    return [Case(n, FLAG_PROBES[n][0], FLAG_PROBES[n][1], flag_control(n),
+                 flags=("--read-only",) if n == "flag-read-only" else a) for n in FLAG_PROBES]
 
 
 # ---------------------------------------------------------------- hm oci run bundles (ns only)
@@ -400,6 +730,10 @@ def build_cases(helper, disk):
              special=special_cwd_fd, control=control_cwd_fd, engines=False),
         Case("ptrace-init-unconfined", "ptrace hm's pid 1 with seccomp off (hm oci run)",
              special=special_ptrace_init, control=control_ptrace_init, engines=False),
+    ] + net_cases(NET_PORT) + flag_cases(SECCOMP_PROFILE) + [
+        Case("self-exe-shebang", "CVE-2019-5736: the image's /bin/sh is '#!/proc/self/exe', so the kernel runs "
+             "hm's binary in the step, with a preloaded probe that opens it for writing",
+             special=special_self_exe, control=control_self_exe, engines=False),
     ]
     for name in layer_tars():
         cases.append(Case(name, "hm image import of a layer tar with a %s entry" % name[4:],
@@ -412,7 +746,7 @@ HELPERS = {"workspace-symlink-parent", "workspace-flipper", "workspace-symlink-f
 
 # ---------------------------------------------------------------- running steps
 
-def run_pipeline(runner, socket, cases):
+def run_pipeline(runner, socket, cases, flags=()):
     idx = {c.name: i for i, c in enumerate(cases)}
     nodes, edges = [], []
     for c in cases:
@@ -429,6 +763,7 @@ def run_pipeline(runner, socket, cases):
            "-d", SRC, "-f", f.name]
     if socket:
         cmd += ["--socket", socket]
+    cmd += list(flags)
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     finally:
@@ -462,7 +797,7 @@ def judge(c, logs, ends, p):
 
 
 def main():
-    global SRC, HOST_DIRFD, BUNDLE_ROOT
+    global SRC, HOST_DIRFD, BUNDLE_ROOT, NET_PORT, SECCOMP_PROFILE
     ap = argparse.ArgumentParser()
     ap.add_argument("--runners", default="ns")
     ap.add_argument("--socket", action="append", default=[], help="RUNNER=PATH")
@@ -496,6 +831,17 @@ def main():
         tar = os.path.join(work, "rootfs.tar")
         subprocess.run(["tar", "-C", BUNDLE_ROOT, "-cf", tar, "."], check=True)
         subprocess.run([HM, "image", "import", tar, "alpine:3.20"], check=True, capture_output=True)
+    self_exe_image(work)
+    uc = os.path.join(work, "uconn.c")
+    with open(uc, "w") as f:
+        f.write(UCONN)
+    subprocess.run(["cc", "-static", "-O1", "-o", os.path.join(SRC, "uconn"), uc], check=True)
+    SECCOMP_PROFILE = os.path.join(work, "deny-mkdir.json")
+    with open(SECCOMP_PROFILE, "w") as f:
+        json.dump(DENY_MKDIR, f)
+    os.chmod(work, 0o755)
+    servers = TokenServers()
+    NET_PORT = servers.port
     src_before = sorted(os.listdir(SRC))
     helper = Helper()
     try:
@@ -516,8 +862,18 @@ def main():
                 for c in cases:
                     table[c.name][r] = (NA, "no socket for " + r)
                 continue
-            p, logs, ends = run_pipeline(r, sockets.get(r), sel)
+            p, logs, ends = run_pipeline(r, sockets.get(r), [c for c in sel if not c.flags])
+            # the sandbox-flag cases: one run per set of flags, same flags on every runner
+            for fl in sorted({c.flags for c in sel if c.flags}):
+                fp, flogs, fends = run_pipeline(r, sockets.get(r), [c for c in sel if c.flags == fl], fl)
+                for c in sel:
+                    if c.flags == fl:
+                        table[c.name][r] = judge(c, flogs, fends, fp)
+                        if c.name not in flogs and fp.returncode == 2:
+                            table[c.name][r] = (NA, "flags refused: " + fp.stderr.strip()[-200:])
             for c in cases:
+                if c.flags and c in sel:
+                    continue
                 if c.special:
                     table[c.name][r] = c.special(HM) if r == "ns" else (NA, "ns runtime only")
                     restore_canary()
@@ -535,6 +891,8 @@ def main():
                     table[c.name]["ns"] = (ESCAPED, "the host source tree changed")
     finally:
         helper.stop()
+        servers.close()
+        subprocess.run([HM, "image", "rm", "hm-sec-selfexe:1"], capture_output=True)
         os.close(HOST_DIRFD)
         shutil.rmtree(CANARY_DIR, ignore_errors=True)
         shutil.rmtree("/tmp/hm-chroot-jail", ignore_errors=True)

@@ -12,8 +12,11 @@
 #include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -418,6 +421,267 @@ static void test_cgroups(const char *rootfs)
         result_release(&r);
 }
 
+/* ---- OCI fields: linux.devices, rootfsPropagation, cpu.cpus, pid ns by path, terminal ---- */
+
+static char *line_with(const char *text, const char *needle)
+{
+        const char *h = text ? strstr(text, needle) : NULL;
+        if (!h)
+                return xstrdup("");
+        while (h > text && h[-1] != '\n')
+                h--;
+        return xstrndup(h, strcspn(h, "\n"));
+}
+
+/* the mountinfo line whose mount point (field 5) is "/" */
+static char *root_mount_line(const char *mountinfo)
+{
+        for (const char *l = mountinfo; l && *l; l += strcspn(l, "\n") + (l[strcspn(l, "\n")] ? 1 : 0)) {
+                _cleanup_free_ char *line = xstrndup(l, strcspn(l, "\n"));
+                char *save = NULL, *f = strtok_r(line, " ", &save);
+                for (int i = 1; f && i < 5; i++)
+                        f = strtok_r(NULL, " ", &save);
+                if (f && !strcmp(f, "/"))
+                        return xstrndup(l, strcspn(l, "\n"));
+        }
+        return xstrdup("");
+}
+
+static void test_devices(const char *rootfs)
+{
+        _cleanup_free_ char *node = xasprintf("%s/devtest/null2", rootfs), *fifo = xasprintf("%s/devtest/fifo", rootfs);
+        _cleanup_free_ char *dir = xasprintf("%s/devtest", rootfs);
+        tap_ok(!exists(node) && !exists(fifo), "devices: no node before the run (control)");
+        _cleanup_oci_spec_ struct oci_spec *s = spec_for(rootfs, (const char *[]) { "/init", "true", NULL });
+        s->linux_.devices = xcalloc(2, sizeof *s->linux_.devices);
+        s->linux_.n_devices = 2;
+        s->linux_.devices[0] = (struct oci_device) { .path = xstrdup("/devtest/fifo"), .type = 'p', .file_mode = 0604,
+                                                     .file_mode_present = true };
+        s->linux_.devices[1] = (struct oci_device) { .path = xstrdup("/devtest/null2"), .type = 'c', .major = 1, .minor = 3,
+                                                     .file_mode = 0640, .file_mode_present = true, .uid = 7, .uid_present = true,
+                                                     .gid = 9, .gid_present = true };
+        struct result r;
+        run_full(s, NULL, "hm-dev", 0, -1, &r);
+        struct stat st;
+        if (rootless_mode) {
+                /* mknod of a char device is refused in a user ns; the host has no /devtest/null2 to bind */
+                TAP_IS_STR(r.error,
+                           "device '/devtest/null2': mknod is not permitted in a user namespace and the host has no such node to bind: "
+                           "No such device",
+                           "devices (user ns): no host node to bind -> one-line error naming the device");
+                tap_ok(stat(fifo, &st) == 0 && S_ISFIFO(st.st_mode) && (st.st_mode & 07777) == 0604,
+                       "devices (user ns): a fifo is made with its mode");
+        } else {
+                tap_ok(r.status == 0 && !r.error, "devices: the container ran%s%s", r.error ? ": " : "", r.error ? r.error : "");
+                tap_ok(stat(node, &st) == 0 && S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 && minor(st.st_rdev) == 3 &&
+                               (st.st_mode & 07777) == 0640 && st.st_uid == 7 && st.st_gid == 9,
+                       "devices: c 1:3 made with mode 0640 (umask not applied), uid 7, gid 9");
+                tap_ok(stat(fifo, &st) == 0 && S_ISFIFO(st.st_mode) && (st.st_mode & 07777) == 0604, "devices: a fifo, mode 0604");
+        }
+        result_release(&r);
+        unlink(node);
+        unlink(fifo);
+        rmdir(dir);
+}
+
+static void test_propagation(const char *rootfs)
+{
+        struct result r;
+        _cleanup_oci_spec_ struct oci_spec *s = spec_for(rootfs, (const char *[]) { "/init", "cat", "/proc/self/mountinfo", NULL });
+        run_full(s, NULL, "hm-prop", 0, -1, &r);
+        _cleanup_free_ char *deflt = root_mount_line(r.out);
+        tap_ok(*deflt && !strstr(deflt, "shared:") && !strstr(deflt, "master:"), "rootfsPropagation unset: '/' private (control): %s",
+               deflt);
+        result_release(&r);
+        s->linux_.rootfs_propagation = MS_SHARED | MS_REC;
+        run_full(s, NULL, "hm-prop", 0, -1, &r);
+        _cleanup_free_ char *shared = root_mount_line(r.out);
+        tap_ok(strstr(shared, "shared:") != NULL, "rootfsPropagation rshared: '/' is shared: %s", shared);
+        /* slave of the host's tree, and not one of its peers: nothing propagates back */
+        tap_ok(!r.error, "rshared run%s%s", r.error ? ": " : "", r.error ? r.error : "");
+        result_release(&r);
+        s->linux_.rootfs_propagation = MS_SLAVE | MS_REC;
+        run_full(s, NULL, "hm-prop", 0, -1, &r);
+        _cleanup_free_ char *slave = root_mount_line(r.out);
+        /* a slave of the host's mount only when that one is shared (here: '/', the rootfs is on it) */
+        _cleanup_free_ char *host_info = mountinfo();
+        _cleanup_free_ char *host_root = root_mount_line(host_info);
+        bool host_shared = strstr(host_root, "shared:") != NULL;
+        tap_ok(!strstr(slave, "shared:") && (!host_shared || strstr(slave, "master:")),
+               "rootfsPropagation rslave: '/' is not shared%s: %s", host_shared ? " and a slave of the host's" : "", slave);
+        result_release(&r);
+}
+
+static void test_cpuset(const char *rootfs)
+{
+        if (rootless_mode || !exists("/sys/fs/cgroup/cpuset/cpuset.cpus") || sysconf(_SC_NPROCESSORS_ONLN) < 2) {
+                tap_ok(true, "# SKIP cpuset: root, a v1 cpuset hierarchy and 2 cpus needed");
+                return;
+        }
+        struct result r;
+        _cleanup_oci_spec_ struct oci_spec *s = spec_for(rootfs, (const char *[]) { "/init", "cat", "/proc/self/status", NULL });
+        run_full(s, NULL, "hm-cpuset", 0, -1, &r);
+        _cleanup_free_ char *all = line_with(r.out, "Cpus_allowed_list:");
+        tap_ok(strcmp(all, "Cpus_allowed_list:\t0") != 0, "cpu.cpus unset: more than cpu 0 (control): %s", all);
+        result_release(&r);
+        s->linux_.resources.cpu_cpus = xstrdup("0");
+        s->linux_.resources.cpu_mems = xstrdup("0");
+        run_full(s, NULL, "hm-cpuset", 0, -1, &r);
+        _cleanup_free_ char *one = line_with(r.out, "Cpus_allowed_list:");
+        TAP_IS_STR(one, "Cpus_allowed_list:\t0", "cpu.cpus \"0\": the command may run on cpu 0 only");
+        tap_ok(!exists("/sys/fs/cgroup/cpuset/hm/hm-cpuset"), "no cpuset cgroup left");
+        result_release(&r);
+}
+
+static void test_pidns_join(const char *rootfs)
+{
+        if (rootless_mode) {
+                _cleanup_oci_spec_ struct oci_spec *s = spec_for(rootfs, (const char *[]) { "/init", "pid", NULL });
+                for (size_t i = 0; i < s->linux_.n_namespaces; i++)
+                        if (s->linux_.namespaces[i].type == OCI_NS_PID)
+                                s->linux_.namespaces[i].path = xstrdup("/proc/1/ns/pid");
+                struct result r;
+                run_full(s, NULL, "hm-pidjoin", 0, -1, &r);
+                tap_ok(r.error && strstr(r.error, ".path: joining an existing 'pid' namespace is not supported with a new user namespace"),
+                       "pid ns by path with a user ns: refused naming the field (%s)", r.error ? r.error : "no error");
+                result_release(&r);
+                return;
+        }
+        pid_t holder;
+        char *argv[] = { "unshare", "--pid", "--fork", "--kill-child", "sleep", "60", NULL };
+        if (posix_spawnp(&holder, "unshare", NULL, NULL, argv, environ) != 0) {
+                tap_ok(true, "# SKIP unshare(1) not available");
+                return;
+        }
+        _cleanup_free_ char *path = xasprintf("/proc/%d/ns/pid_for_children", (int) holder);
+        char own[64] = "", theirs[64] = "";
+        readlink("/proc/self/ns/pid", own, sizeof own - 1);
+        for (int i = 0; i < 500 && (readlink(path, theirs, sizeof theirs - 1) < 0 || !strcmp(own, theirs)); i++)
+                nanosleep(&(struct timespec) { 0, 2000000 }, NULL);
+        _cleanup_oci_spec_ struct oci_spec *s = spec_for(rootfs, (const char *[]) { "/init", "pid", NULL });
+        struct result r;
+        run_full(s, NULL, "hm-pidjoin", 0, -1, &r);
+        TAP_IS_STR(r.out, "pid=2 ppid=1\n", "own pid ns (control): the command is pid 2 under our init");
+        result_release(&r);
+        for (size_t i = 0; i < s->linux_.n_namespaces; i++)
+                if (s->linux_.namespaces[i].type == OCI_NS_PID)
+                        s->linux_.namespaces[i].path = xstrdup(path);
+        run_full(s, NULL, "hm-pidjoin", 0, -1, &r);
+        /* pid 1 there is sleep; our init is 2, the command 3 */
+        TAP_IS_STR(r.out, "pid=3 ppid=2\n", "pid ns joined by path: init and command are inside it%s%s", r.error ? ": " : "",
+                   r.error ? r.error : "");
+        result_release(&r);
+        char after[64] = "";
+        readlink("/proc/self/ns/pid_for_children", after, sizeof after - 1);
+        TAP_IS_STR(after, own, "the runtime stepped back into its own pid namespace for later children");
+        kill(holder, SIGKILL);
+        waitpid(holder, NULL, 0);
+}
+
+static void test_terminal(const char *rootfs)
+{
+        _cleanup_oci_spec_ struct oci_spec *s = spec_for(rootfs, (const char *[]) { "/init", "echo", "on-the-pty", NULL });
+        s->process.terminal = true;
+        struct result r;
+        run_full(s, NULL, "hm-tty", 0, -1, &r);
+        TAP_IS_STR(r.error, "process.terminal: needs a console socket (hm oci create --console-socket PATH)",
+                   "terminal without a console socket: refused");
+        result_release(&r);
+
+        _cleanup_free_ char *sock = xasprintf("%s/console.sock", tmp_root);
+        _cleanup_close_ int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
+        if (lfd < 0 || bind(lfd, (struct sockaddr *) &sa, sizeof sa) < 0 || listen(lfd, 1) < 0) {
+                tap_ok(false, "console socket: listen on %s: %s", sock, strerror(errno));
+                return;
+        }
+        struct rt_start_options o = { .capture_output = true, .stdin_fd = -1, .id = "hm-tty", .rootless = force_rootless,
+                                      .console_socket = sock };
+        struct rt_container *c = NULL;
+        hm_error_t e = NULL;
+        int rc = rt_container_start(s, &o, &c, &e);
+        tap_ok(rc == 0, "terminal with a console socket: started%s%s", e ? ": " : "", e ? e->msg : "");
+        hm_error_release(&e);
+        if (rc < 0) {
+                unlink(sock);
+                return;
+        }
+        _cleanup_close_ int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        char name[64] = "";
+        union {
+                char buf[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+        } u;
+        struct iovec iov = { name, sizeof name - 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+        int master = -1;
+        if (conn >= 0 && recvmsg(conn, &mh, MSG_CMSG_CLOEXEC) > 0) {
+                struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+                if (cm && cm->cmsg_type == SCM_RIGHTS)
+                        memcpy(&master, CMSG_DATA(cm), sizeof(int));
+        }
+        tap_ok(master >= 0 && isatty(master), "the pty master arrives over the console socket (SCM_RIGHTS, '%s')", name);
+        run_loop(c, &r, 0, -1);
+        rt_container_free(c);
+        _cleanup_strbuf_ struct strbuf out = STRBUF_INIT;
+        char buf[256];
+        ssize_t n;
+        while (master >= 0 && (n = read(master, buf, sizeof buf)) > 0)
+                strbuf_add(&out, buf, (size_t) n);
+        bool on_pty = strstr(out.buf ? out.buf : "", "on-the-pty\r\n") != NULL; /* the tty's ONLCR: a real terminal */
+        tap_ok(on_pty && !strstr(r.out ? r.out : "", "on-the-pty"), "the command writes to the pty (CRLF), not to the stdout pipe");
+        safe_close(master);
+        result_release(&r);
+        unlink(sock);
+}
+
+/* root + a user namespace whose root is uid 1000 on the host, bundle below a 0700 directory */
+static void test_userns_private_dir(void)
+{
+        if (rootless_mode) {
+                tap_ok(true, "# SKIP userns rootfs below a 0700 dir: root only");
+                return;
+        }
+        _cleanup_free_ char *dir = xasprintf("%s/private", tmp_root);
+        mkdir(dir, 0700);
+        char *saved = tmp_root; /* make_rootfs works below tmp_root */
+        tmp_root = dir;
+        _cleanup_free_ char *rootfs = make_rootfs("rootfs");
+        tmp_root = saved;
+        /* the image's mount points exist: the namespace's root may not create them in a host-owned dir */
+        static const char *const points[] = { "proc", "dev", "sys", "tmp" };
+        for (size_t i = 0; i < ARRAY_SIZE(points); i++) {
+                _cleanup_free_ char *d = xasprintf("%s/%s", rootfs, points[i]);
+                mkdir(d, 0755);
+        }
+        /* control: uid 1000 on the host cannot reach it */
+        pid_t pid = fork();
+        if (pid == 0) {
+                if (setresgid(1000, 1000, 1000) < 0 || setresuid(1000, 1000, 1000) < 0)
+                        _exit(2);
+                _exit(access(rootfs, X_OK) < 0 && errno == EACCES ? 0 : 1);
+        }
+        int st = -1;
+        waitpid(pid, &st, 0);
+        tap_ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "host uid 1000 cannot reach a rootfs below a 0700 dir (control)");
+        _cleanup_oci_spec_ struct oci_spec *s = spec_for(rootfs, (const char *[]) { "/init", "cat", "/proc/self/uid_map", NULL });
+        s->linux_.namespaces = xrealloc(s->linux_.namespaces, (s->linux_.n_namespaces + 1) * sizeof *s->linux_.namespaces);
+        s->linux_.namespaces[s->linux_.n_namespaces++] = (struct oci_namespace) { .type = OCI_NS_USER };
+        s->linux_.uid_mappings = xcalloc(1, sizeof *s->linux_.uid_mappings);
+        s->linux_.uid_mappings[0] = (struct oci_id_mapping) { 0, 1000, 2000 };
+        s->linux_.n_uid_mappings = 1;
+        s->linux_.gid_mappings = xcalloc(1, sizeof *s->linux_.gid_mappings);
+        s->linux_.gid_mappings[0] = (struct oci_id_mapping) { 0, 1000, 2000 };
+        s->linux_.n_gid_mappings = 1;
+        struct result r;
+        run_full(s, NULL, "hm-private", 0, -1, &r);
+        tap_ok(r.status == 0 && r.out && strstr(r.out, "0       1000       2000"),
+               "user ns root = host uid 1000 runs a rootfs below a 0700 dir (cloned with its cwd there)%s%s",
+               r.error ? ": " : "", r.error ? r.error : "");
+        result_release(&r);
+}
+
 static void bench1(const char *rootfs, const char *label)
 {
         int64_t t[50];
@@ -644,6 +908,12 @@ static void run_all(void)
         test_setup_errors(rootfs);
         test_overlay();
         test_cgroups(rootfs);
+        test_devices(rootfs);
+        test_propagation(rootfs);
+        test_cpuset(rootfs);
+        test_pidns_join(rootfs);
+        test_terminal(rootfs);
+        test_userns_private_dir();
         test_hardening(rootfs);
         if (!rootless_mode)
                 test_seccomp_profiles(rootfs);

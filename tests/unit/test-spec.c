@@ -13,7 +13,7 @@
 #define BASE "\"ociVersion\":\"1.0.2\"," PROC ",\"root\":{\"path\":\"rootfs\"}"
 
 static const char full_config[] =
-        "{\"ociVersion\":\"1.0.2\",\"process\":{\"terminal\":false,\"user\":{\"uid\":1000,\"gid\":100,"
+        "{\"ociVersion\":\"1.0.2\",\"process\":{\"terminal\":true,\"consoleSize\":{\"height\":24,\"width\":80},\"user\":{\"uid\":1000,\"gid\":100,"
         "\"additionalGids\":[5,6],\"umask\":18},\"args\":[\"/bin/sh\",\"-c\",\"echo hi\"],"
         "\"env\":[\"PATH=/bin\",\"A=b=c\"],\"cwd\":\"/work\",\"capabilities\":{\"bounding\":[\"CAP_CHOWN\",\"CAP_KILL\"],"
         "\"effective\":[\"CAP_KILL\"]},\"rlimits\":[{\"type\":\"RLIMIT_NOFILE\",\"hard\":1024,\"soft\":512},"
@@ -27,9 +27,11 @@ static const char full_config[] =
         "\"linux\":{\"namespaces\":[{\"type\":\"pid\"},{\"type\":\"network\",\"path\":\"/run/netns/x\"},{\"type\":\"mount\"}],"
         "\"uidMappings\":[{\"containerID\":0,\"hostID\":100000,\"size\":65536}],"
         "\"maskedPaths\":[\"/proc/kcore\"],\"readonlyPaths\":[\"/proc/sys\"],\"sysctl\":{\"net.ipv4.ip_forward\":\"1\"},"
-        "\"resources\":{\"memory\":{\"limit\":67108864},\"pids\":{\"limit\":32},\"cpu\":{\"quota\":50000,\"period\":100000,\"shares\":512},"
+        "\"resources\":{\"memory\":{\"limit\":67108864},\"pids\":{\"limit\":32},\"cpu\":{\"quota\":50000,\"period\":100000,\"shares\":512,\"cpus\":\"0-1,3\",\"mems\":\"0\"},"
         "\"devices\":[{\"allow\":false,\"access\":\"rwm\"},{\"allow\":true,\"type\":\"c\",\"major\":1,\"minor\":3,\"access\":\"rw\"}]},"
-        "\"cgroupsPath\":\"/hm/x\",\"rootfsPropagation\":\"rprivate\","
+        "\"cgroupsPath\":\"/hm/x\",\"rootfsPropagation\":\"rshared\","
+        "\"devices\":[{\"path\":\"/dev/fuse\",\"type\":\"c\",\"major\":10,\"minor\":229,\"fileMode\":438,\"uid\":0,\"gid\":5},"
+        "{\"path\":\"/dev/tty9\",\"type\":\"u\",\"major\":4,\"minor\":9},{\"path\":\"/run/fifo\",\"type\":\"p\"}],"
         "\"seccomp\":{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"defaultErrnoRet\":38,\"architectures\":[\"SCMP_ARCH_X86_64\"],"
         "\"syscalls\":[{\"names\":[\"read\",\"write\"],\"action\":\"SCMP_ACT_ALLOW\"},"
         "{\"names\":[\"clone\"],\"action\":\"SCMP_ACT_ALLOW\",\"args\":[{\"index\":0,\"value\":2114060288,\"valueTwo\":0,\"op\":\"SCMP_CMP_MASKED_EQ\"}]}]}}}";
@@ -76,6 +78,17 @@ static void test_full_parse(void)
         tap_ok(res->memory_limit == 67108864 && res->pids_limit == 32 && res->cpu_quota == 50000 && res->cpu_period == 100000 &&
                        res->cpu_shares == 512,
                "resources");
+        tap_ok(res->cpu_cpus && !strcmp(res->cpu_cpus, "0-1,3") && res->cpu_mems && !strcmp(res->cpu_mems, "0"),
+               "linux.resources.cpu.cpus/mems");
+        const struct oci_device *dv = s->linux_.devices;
+        tap_ok(s->linux_.n_devices == 3 && !strcmp(dv[0].path, "/dev/fuse") && dv[0].type == 'c' && dv[0].major == 10 &&
+                       dv[0].minor == 229 && dv[0].file_mode_present && dv[0].file_mode == 0666 && dv[0].uid_present &&
+                       dv[0].gid == 5 && dv[1].type == 'c' && !dv[1].file_mode_present && !dv[1].uid_present &&
+                       dv[2].type == 'p',
+               "linux.devices: nodes with mode/uid/gid, 'u' as 'c', a fifo");
+        tap_ok(s->linux_.rootfs_propagation == (MS_SHARED | MS_REC), "linux.rootfsPropagation rshared");
+        tap_ok(s->process.terminal && s->process.console_height == 24 && s->process.console_width == 80,
+               "process.terminal and consoleSize");
         tap_ok(res->n_devices == 2 && res->devices[0].type == 'a' && res->devices[0].major == -1 &&
                        res->devices[1].type == 'c' && res->devices[1].minor == 3,
                "device rules with defaults");
@@ -147,8 +160,10 @@ static const struct {
         { "{" BASE ",\"bogus\":1}", "config.json: bogus: unknown field" },
         { "{" BASE ",\"windows\":{}}", "config.json: windows: not supported" },
         { "{" BASE ",\"linux\":{\"intelRdt\":{}}}", "config.json: linux.intelRdt: not supported" },
-        { "{\"ociVersion\":\"1.0.2\",\"process\":{\"args\":[\"sh\"],\"cwd\":\"/\",\"terminal\":true}}",
-          "config.json: process.terminal: a terminal is not supported" },
+        { "{\"ociVersion\":\"1.0.2\",\"process\":{\"args\":[\"sh\"],\"cwd\":\"/\",\"terminal\":1}}",
+          "config.json: process.terminal: not a boolean" },
+        { "{\"ociVersion\":\"1.0.2\",\"process\":{\"args\":[\"sh\"],\"cwd\":\"/\",\"consoleSize\":{\"height\":-1}}}",
+          "config.json: process.consoleSize.height: not an unsigned integer" },
         { "{\"ociVersion\":\"1.0.2\",\"process\":{\"args\":[\"sh\"]}}", "config.json: process.cwd: missing" },
         { "{\"ociVersion\":\"1.0.2\",\"process\":{\"args\":[\"sh\"],\"cwd\":\"rel\"}}",
           "config.json: process.cwd: 'rel' is not an absolute path" },
@@ -189,7 +204,7 @@ static const struct {
           "config.json: linux.resources.memory.limit: not an integer" },
         { "{" BASE ",\"linux\":{\"resources\":{\"memory\":{\"swap\":1}}}}",
           "config.json: linux.resources.memory.swap: not supported" },
-        { "{" BASE ",\"linux\":{\"resources\":{\"blockIO\":{\"weight\":10}}}}",
+        { "{" BASE ",\"linux\":{\"resources\":{\"blockIO\":{\"weight\":0,\"leafWeight\":10}}}}",
           "config.json: linux.resources.blockIO: not supported" },
         { "{" BASE ",\"linux\":{\"resources\":{\"devices\":[{\"allow\":true,\"access\":\"rwx\"}]}}}",
           "config.json: linux.resources.devices[0].access: 'rwx' is not a subset of \"rwm\"" },
@@ -201,9 +216,23 @@ static const struct {
           "config.json: linux.seccomp.syscalls[0].args[0].index: 6 out of range (max 5)" },
         { "{" BASE ",\"linux\":{\"sysctl\":{\"net.ipv4.ip_forward\":1}}}",
           "config.json: linux.sysctl.net.ipv4.ip_forward: not a string" },
-        { "{" BASE ",\"linux\":{\"rootfsPropagation\":\"shared\"}}",
-          "config.json: linux.rootfsPropagation: 'shared' not supported (only private/rprivate)" },
-        { "{" BASE ",\"linux\":{\"devices\":[{\"path\":\"/dev/fuse\"}]}}", "config.json: linux.devices: not supported" },
+        { "{" BASE ",\"linux\":{\"rootfsPropagation\":\"sideways\"}}",
+          "config.json: linux.rootfsPropagation: 'sideways' is not one of [r]private, [r]slave, [r]shared, [r]unbindable" },
+        { "{" BASE ",\"linux\":{\"devices\":[{\"path\":\"/dev/fuse\"}]}}", "config.json: linux.devices[0].type: missing" },
+        { "{" BASE ",\"linux\":{\"devices\":[{\"path\":\"dev/fuse\",\"type\":\"c\"}]}}",
+          "config.json: linux.devices[0].path: 'dev/fuse' is not an absolute path" },
+        { "{" BASE ",\"linux\":{\"devices\":[{\"path\":\"/dev/x\",\"type\":\"c\"},{\"path\":\"/dev/y\",\"type\":\"q\"}]}}",
+          "config.json: linux.devices[1].type: 'q' is not one of c, u, b, p" },
+        { "{" BASE ",\"linux\":{\"devices\":[{\"path\":\"/dev/x\",\"type\":\"c\",\"major\":-1}]}}",
+          "config.json: linux.devices[0].major: -1 out of range (0..4294967295)" },
+        { "{" BASE ",\"linux\":{\"devices\":[{\"path\":\"/dev/x\",\"type\":\"c\",\"fileMode\":65535}]}}",
+          "config.json: linux.devices[0].fileMode: 65535 out of range (max 4095)" },
+        { "{" BASE ",\"linux\":{\"resources\":{\"cpu\":{\"cpus\":\"0-\"}}}}",
+          "config.json: linux.resources.cpu.cpus: '0-' is not a list like \"0-3,5\"" },
+        { "{" BASE ",\"linux\":{\"resources\":{\"cpu\":{\"mems\":\"all\"}}}}",
+          "config.json: linux.resources.cpu.mems: 'all' is not a list like \"0-3,5\"" },
+        { "{" BASE ",\"linux\":{\"resources\":{\"cpu\":{\"realtimeRuntime\":1}}}}",
+          "config.json: linux.resources.cpu.realtimeRuntime: not supported" },
         { "{" BASE ",\"hooks\":{\"prestart\":[{\"path\":\"rel\"}]}}",
           "config.json: hooks.prestart[0].path: 'rel' is not an absolute path" },
         { "{" BASE ",\"hostname\":\"a\",\"hostname\":\"b\"}", "config.json: hostname: duplicate key" },
@@ -231,10 +260,13 @@ static void test_refused(void)
 static void test_accepted_empty(void)
 {
         static const char json[] = "{" BASE ",\"domainname\":\"\",\"linux\":{\"mountLabel\":\"\",\"devices\":[],"
-                                   "\"resources\":{\"cpu\":{\"cpus\":\"\"}}}}";
+                                   "\"resources\":{\"cpu\":{\"cpus\":\"\",\"shares\":0},\"blockIO\":{\"weight\":0}}}}";
         struct oci_spec *s = NULL;
         hm_error_t err = NULL;
-        tap_ok(oci_spec_parse(json, strlen(json), &s, &err) == 0, "unsupported fields holding empty values are accepted");
+        tap_ok(oci_spec_parse(json, strlen(json), &s, &err) == 0, "unsupported fields holding empty values are accepted%s%s",
+               err ? ": " : "", err ? err->msg : "");
+        tap_ok(s && !s->linux_.resources.cpu_shares_present && !s->linux_.resources.cpu_cpus,
+               "Docker's zeros (cpu.shares 0, blockIO.weight 0, cpus \"\") mean unset");
         hm_error_release(&err);
         oci_spec_free(s);
 }
