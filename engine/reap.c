@@ -2,8 +2,8 @@
 /*
  * Owner-aware reaping on an engine (see engine/reap.h): list containers and
  * images by label (engine-api.md §4.5, §5.8: the filter JSON percent-encoded),
- * judge each owner (oci/owner.h: pid, starttime, pid namespace, boot), remove what dead owners left
- * (§5.6, §4.7).  Blocking requests only: this runs before any loop.
+ * judge each owner (oci/owner.h: pid, starttime, pid namespace, boot id),
+ * remove what dead owners left (§5.6, §4.7), list what foreign ones left.  Blocking requests only: this runs before any loop.
  */
 #include <inttypes.h>
 #include <stdio.h>
