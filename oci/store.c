@@ -66,7 +66,8 @@ static uint64_t self_starttime(void)
         static int cached_pid;
         if (cached_pid != getpid()) {
                 cached_pid = getpid();
-                cached = oci_proc_starttime(cached_pid);
+                /* /proc/self: right even when /proc is another pid namespace's */
+                cached = oci_proc_starttime(0);
         }
         return cached;
 }

@@ -4,6 +4,7 @@
  * cross-namespace cases need root (a child in a new pid namespace); skipped
  * otherwise.
  */
+#include <dirent.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "lib/handles.h"
+#include "lib/util.h"
 #include "oci/owner.h"
 #include "oci/store.h"
 #include "tap.h"
@@ -69,6 +72,11 @@ int main(void)
                 tap_diag("skip: cross-namespace cases need root (unshare(CLONE_NEWPID))");
                 return tap_done();
         }
+        char store_dir[] = "/tmp/hm-test-owner-XXXXXX";
+        hm_error_t err = NULL;
+        struct oci_store *store = NULL;
+        if (!mkdtemp(store_dir) || oci_store_open(store_dir, &store, &err) < 0)
+                return 1;
         int p[2], q[2];
         if (pipe(p) < 0 || pipe(q) < 0)
                 return 1;
@@ -79,6 +87,11 @@ int main(void)
                         _exit(1);
                 pid_t child = fork();
                 if (child == 0) {
+                        /* a store tmp dir of its own, named with its pid, start time and namespace */
+                        char *dir = NULL;
+                        hm_error_t e = NULL;
+                        if (oci_store_mkdtemp(store, "probe", &dir, &e) < 0)
+                                _exit(1);
                         char *l = owner_self_label();
                         (void) !write(p[1], l, strlen(l) + 1);
                         close(p[1]);
@@ -106,13 +119,48 @@ int main(void)
         tap_ok(judge(buf) == OWNER_DEAD, "control: the old label form (pid 1 in our namespace) would judge it dead");
         snprintf(buf, sizeof buf, "2:%llu:%llu:%s", (unsigned long long) o.start, (unsigned long long) o.pidns, o.boot);
         tap_ok(judge(buf) == OWNER_DEAD, "another pid of that live namespace judged dead");
+
+        /* the store judges its tmp/ names the same way */
+        char **removed = NULL;
+        int r = oci_store_reap(store, true, &removed, &err);
+        tap_ok(r == 0 && strv_len(removed) == 0, "store reap keeps the live child's tmp dir (%zu listed)", strv_len(removed));
+        strv_free(removed);
+        removed = NULL;
+        /* control: the same dir named the old way (no p<pidns>) is judged in our namespace: dead */
+        _cleanup_free_ char *tmpdir = xasprintf("%s/tmp", store_dir);
+        _cleanup_closedir_ DIR *d = opendir(tmpdir);
+        struct dirent *de;
+        _cleanup_free_ char *old_name = NULL, *new_name = NULL;
+        while (d && (de = readdir(d)))
+                if (str_has_prefix(de->d_name, "probe-")) {
+                        new_name = xasprintf("%s/%s", tmpdir, de->d_name);
+                        const char *pns = strstr(de->d_name, "-p");
+                        const char *rest = pns ? strchr(pns + 2, '-') : NULL;
+                        if (rest)
+                                old_name = xasprintf("%s/%.*s%s", tmpdir, (int) (pns - de->d_name), de->d_name, rest);
+                }
+        tap_ok(old_name && rename(new_name, old_name) == 0 && oci_store_reap(store, true, &removed, &err) == 0 &&
+                       strv_len(removed) == 1,
+               "control: named the old way (%s), the live child's tmp dir would be reaped", old_name ? old_name : "?");
+        strv_free(removed);
+        removed = NULL;
+        if (old_name)
+                (void) rename(old_name, new_name);
         if (child > 0)
                 kill(child, SIGKILL);
         waitpid(middle, NULL, 0);
         enum owner_state gone = judge(label);
-        if (owner_self_pidns() == OWNER_INIT_PIDNS)
+        bool init_ns = owner_self_pidns() == OWNER_INIT_PIDNS;
+        if (init_ns)
                 tap_ok(gone == OWNER_DEAD, "after it died, root in the initial pid namespace judges it dead (namespace gone)");
         else
                 tap_ok(gone == OWNER_FOREIGN, "after it died, a judge outside the initial pid namespace cannot tell: foreign");
+        r = oci_store_reap(store, false, &removed, &err);
+        tap_ok(r == 0 && strv_len(removed) == (init_ns ? 1 : 0), "store reap then %s its tmp dir",
+               init_ns ? "removes" : "keeps");
+        strv_free(removed);
+        hm_error_release(&err);
+        oci_store_free(store);
+        rm_rf(store_dir);
         return tap_done();
 }
