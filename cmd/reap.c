@@ -79,14 +79,15 @@ static void reap_ns(const struct reap_opts *o, struct reap_tally *t)
                 return;
         hm_error_t err = NULL;
         _cleanup_oci_store_ struct oci_store *s = NULL;
-        _cleanup_strv_ char **removed = NULL;
-        if (oci_store_open(path, &s, &err) < 0 || oci_store_reap(s, o->dry_run, &removed, &err) < 0) {
+        _cleanup_strv_ char **removed = NULL, **left = NULL;
+        if (oci_store_open(path, &s, &err) < 0 || oci_store_reap_full(s, o->dry_run, &removed, &left, &err) < 0) {
                 hm_error_wrap(&err, "ns store '%s'", path);
                 report_failure(t, &err);
                 return;
         }
         _cleanup_free_ char *backend = xasprintf("ns:%s", path);
         print_removed(t, o, backend, removed);
+        print_left(t, backend, left);
 }
 
 /*

@@ -1693,17 +1693,25 @@ int oci_store_gc(struct oci_store *s, hm_error_t *err)
         return r;
 }
 
-/* Dead by oci/owner.h's judgement; a foreign owner (another pid namespace, not visible here) is kept. */
-static bool owner_dead(int pid, uint64_t start, uint64_t pidns, const char *boot)
+/*
+ * Dead by oci/owner.h's judgement.  A foreign owner (another pid namespace,
+ * not visible here) is kept, and `what` is listed in *left (when left).
+ */
+static bool owner_dead(int pid, uint64_t start, uint64_t pidns, const char *boot, char ***left, const char *what)
 {
         if (pid <= 0)
                 return true;
         struct hm_owner o = { .pid = pid, .start = start, .pidns = pidns };
         snprintf(o.boot, sizeof o.boot, "%s", boot ? boot : "");
-        return owner_judge(&o, NULL) == OWNER_DEAD;
+        const char *why = "";
+        enum owner_state st = owner_judge(&o, &why);
+        if (st == OWNER_FOREIGN && left)
+                strv_push_take(left, xasprintf("%s (owner %d:%llu:%llu %s)", what, pid, (unsigned long long) start,
+                                               (unsigned long long) pidns, why));
+        return st == OWNER_DEAD;
 }
 
-static int reap_tmp(struct oci_store *s, bool dry_run, char ***removed, hm_error_t *err)
+static int reap_tmp(struct oci_store *s, bool dry_run, char ***removed, char ***left, hm_error_t *err)
 {
         _cleanup_free_ char *dir = xasprintf("%s/tmp", s->path);
         _cleanup_closedir_ DIR *d = opendir(dir);
@@ -1720,7 +1728,8 @@ static int reap_tmp(struct oci_store *s, bool dry_run, char ***removed, hm_error
                 /* "<kind>-<pid>-<start>-p<pidns>-<rand>"; older hm wrote no "p<pidns>-" */
                 if (dash[n] == 'p' && sscanf(dash + n, "p%llu-", &ns) != 1)
                         ns = 0;
-                if (!owner_dead(pid, start, ns, NULL))
+                _cleanup_free_ char *what = xasprintf("tmp/%s", de->d_name);
+                if (!owner_dead(pid, start, ns, NULL, left, what))
                         continue;
                 strv_push_take(removed, xasprintf("tmp/%s", de->d_name));
                 if (dry_run)
@@ -1733,7 +1742,7 @@ static int reap_tmp(struct oci_store *s, bool dry_run, char ***removed, hm_error
         return ret;
 }
 
-static int reap_layers(struct oci_store *s, bool dry_run, char ***removed, hm_error_t *err)
+static int reap_layers(struct oci_store *s, bool dry_run, char ***removed, char ***left, hm_error_t *err)
 {
         _cleanup_free_ char *dir = xasprintf("%s/layers", s->path);
         _cleanup_closedir_ DIR *d = opendir(dir);
@@ -1750,7 +1759,10 @@ static int reap_layers(struct oci_store *s, bool dry_run, char ***removed, hm_er
                         hm_error_release(&e);
                         continue;
                 }
-                if (!m->ephemeral || m->dropped || !owner_dead(m->owner_pid, m->owner_start, m->owner_pidns, m->owner_boot))
+                if (!m->ephemeral || m->dropped)
+                        continue;
+                _cleanup_free_ char *what = xasprintf("layers/%s", id);
+                if (!owner_dead(m->owner_pid, m->owner_start, m->owner_pidns, m->owner_boot, left, what))
                         continue;
                 strv_push_take(removed, xasprintf("layers/%s", id));
                 if (dry_run)
@@ -1765,15 +1777,21 @@ static int reap_layers(struct oci_store *s, bool dry_run, char ***removed, hm_er
 
 int oci_store_reap(struct oci_store *s, bool dry_run, char ***ret_removed, hm_error_t *err)
 {
+        return oci_store_reap_full(s, dry_run, ret_removed, NULL, err);
+}
+
+int oci_store_reap_full(struct oci_store *s, bool dry_run, char ***ret_removed, char ***ret_left, hm_error_t *err)
+{
         _cleanup_strv_ char **removed = xcalloc(1, sizeof(char *));
+        _cleanup_strv_ char **left = xcalloc(1, sizeof(char *));
         {
                 int r = oci_store_lock(s, err);
                 if (r < 0)
                         return r;
                 _cleanup_unlock_ struct oci_store *locked = s;
-                r = reap_tmp(s, dry_run, &removed, err);
+                r = reap_tmp(s, dry_run, &removed, &left, err);
                 if (r >= 0)
-                        r = reap_layers(s, dry_run, &removed, err);
+                        r = reap_layers(s, dry_run, &removed, &left, err);
                 if (r < 0 && (*err)->code == ENOSPC && !dry_run) {
                         /*
                          * A full disk: marking a layer dropped needs a block.  Garbage
@@ -1788,8 +1806,9 @@ int oci_store_reap(struct oci_store *s, bool dry_run, char ***ret_removed, hm_er
                                 removed[n - 1] = NULL;
                         }
                         r = oci_store_gc(s, err);
+                        /* what the first pass left it listed already */
                         if (r >= 0)
-                                r = reap_layers(s, dry_run, &removed, err);
+                                r = reap_layers(s, dry_run, &removed, NULL, err);
                 }
                 if (r < 0)
                         return r;
@@ -1801,5 +1820,7 @@ int oci_store_reap(struct oci_store *s, bool dry_run, char ***ret_removed, hm_er
         }
         if (ret_removed)
                 *ret_removed = TAKE_PTR(removed);
+        if (ret_left)
+                *ret_left = TAKE_PTR(left);
         return 0;
 }

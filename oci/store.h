@@ -262,6 +262,8 @@ int oci_store_tag_set_locked(struct oci_store *s, const char *tag, const char *i
  * store-relative names ("tmp/...", "layers/<id>").
  */
 int oci_store_reap(struct oci_store *s, bool dry_run, char ***ret_removed, hm_error_t *err);
+/* The same; *ret_left (may be NULL) gets what it kept for owners it cannot judge ("tmp/... (owner ...)"). */
+int oci_store_reap_full(struct oci_store *s, bool dry_run, char ***ret_removed, char ***ret_left, hm_error_t *err);
 
 /* Start time of a process (/proc/PID/stat field 22; pid 0: /proc/self), 0 if it does not exist or is a zombie. */
 uint64_t oci_proc_starttime(int pid);

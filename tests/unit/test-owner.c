@@ -159,6 +159,53 @@ int main(void)
         tap_ok(r == 0 && strv_len(removed) == (init_ns ? 1 : 0), "store reap then %s its tmp dir",
                init_ns ? "removes" : "keeps");
         strv_free(removed);
+        removed = NULL;
+
+        /*
+         * A foreign owner: a pid namespace nobody can find (inode 999).  A judge
+         * outside the initial pid namespace (pid 1 of a new one) keeps its dir and
+         * lists it as left; root in the initial one knows it is gone.
+         */
+        _cleanup_free_ char *foreign = xasprintf("%s/tmp/probe-5-123-p999-abcd", store_dir);
+        (void) mkdir(foreign, 0700);
+        int rp[2];
+        if (pipe(rp) < 0)
+                return 1;
+        middle = fork();
+        if (middle == 0) {
+                if (unshare(CLONE_NEWPID) < 0)
+                        _exit(1);
+                pid_t judge_pid = fork();
+                if (judge_pid == 0) {
+                        char **rm = NULL, **lf = NULL;
+                        hm_error_t e = NULL;
+                        int counts[2] = { -1, -1 };
+                        if (oci_store_reap_full(store, true, &rm, &lf, &e) == 0) {
+                                counts[0] = (int) strv_len(rm);
+                                counts[1] = (int) strv_len(lf);
+                                for (size_t i = 0; lf && lf[i]; i++)
+                                        tap_diag("judge in a new pid namespace: left %s", lf[i]);
+                        }
+                        (void) !write(rp[1], counts, sizeof counts);
+                        _exit(0);
+                }
+                waitpid(judge_pid, NULL, 0);
+                _exit(0);
+        }
+        close(rp[1]);
+        int counts[2] = { -1, -1 };
+        (void) !read(rp[0], counts, sizeof counts);
+        close(rp[0]);
+        waitpid(middle, NULL, 0);
+        tap_ok(counts[0] == 0 && counts[1] == 1,
+               "a judge in another pid namespace keeps the dir of an owner it cannot see and lists it as left "
+               "(removed %d, left %d)", counts[0], counts[1]);
+        char **left = NULL;
+        r = oci_store_reap_full(store, true, &removed, &left, &err);
+        tap_ok(r == 0 && strv_len(removed) == 1 && strv_len(left) == 0 && init_ns,
+               "control: root in the initial pid namespace judges the same owner dead (namespace gone)");
+        strv_free(removed);
+        strv_free(left);
         hm_error_release(&err);
         oci_store_free(store);
         rm_rf(store_dir);
