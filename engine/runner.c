@@ -28,6 +28,7 @@
 #include "lib/handles.h"
 #include "lib/strbuf.h"
 #include "lib/util.h"
+#include "oci/owner.h"
 #include "pipeline/plan.h"
 #include "pipeline/workspace.h"
 #include "sched/loop.h"
@@ -69,7 +70,7 @@ struct eng_runner {
         char *version;
         char *network;
         enum pull_policy pull;
-        char *owner;  /* "<pid>:<starttime>" */
+        char *owner;  /* oci/owner.h label */
         bool no_init; /* Podman without an init binary: create without Init */
         struct step_limits limits;
         char *security_opt;  /* "seccomp=..." or NULL (the engine's default profile) */
@@ -1279,21 +1280,10 @@ static const struct runner_ops eng_podman_ops = {
         .free = eng_free,
 };
 
-/* "<pid>:<starttime>", starttime = field 22 of /proc/self/stat (the reaper's key). */
+/* "<pid>:<starttime>:<pidns>:<boot id>" (oci/owner.h): what the reaper judges. */
 static char *owner_label(void)
 {
-        _cleanup_free_ char *stat = NULL;
-        size_t len = 0;
-        unsigned long long start = 0;
-        if (read_file("/proc/self/stat", 0, &stat, &len) >= 0) {
-                const char *p = strrchr(stat, ')');
-                /* after ") " come fields 3..; field 22 is the 20th of them */
-                for (int field = 2; p && field < 22; field++)
-                        p = strchr(p + 1, ' ');
-                if (p)
-                        start = strtoull(p + 1, NULL, 10);
-        }
-        return xasprintf("%d:%llu", (int) getpid(), start);
+        return owner_self_label();
 }
 
 static int parse_pull(const char *pull, enum pull_policy *ret, hm_error_t *err)
