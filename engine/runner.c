@@ -91,7 +91,6 @@ struct eng_step {
         struct eng_request *req; /* the stage's request */
         struct eng_request *logs, *wait, *kill; /* logs: the attach, or the catch-up read */
         bool logs_done, wait_done, have_exit;
-        bool upload_pending, attach_ready; /* upload and attach run side by side */
         int exit_code;
         bool cancel, force;
         char *error;    /* first failure */
@@ -115,9 +114,6 @@ static void run_stop(struct eng_step *s);
 static void do_remove(struct eng_step *s);
 static void do_commit(struct eng_step *s);
 static void finish(struct eng_step *s);
-static void detach_and_remove(struct eng_step *s);
-static void drops_resume(struct eng_runner *r);
-static void warn(struct eng_runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void on_upload(struct eng_request *req, struct eng_response *resp, void *data);
 
 /* ---------------------------------------------------------------- helpers */
@@ -479,15 +475,15 @@ static void on_create(struct eng_request *req, struct eng_response *resp, void *
                 return;
         }
         /*
-         * Upload and attach at once (both only need the container; Podman
-         * answers the attach ~190 ms late): start once both are through.
+         * Upload, then attach: run side by side, an upload failure could be
+         * reported as the attach's (one engine connection stalls the other)
+         * or lost behind a start.
          */
-        s->upload_pending = true;
+        s->stage = ST_UPLOAD;
         _cleanup_free_ char *path = xasprintf("/containers/%s/archive?path=/", s->id);
         struct eng_request_opts o = { .method = "PUT", .path = path, .upload_fd = ws_fd,
                                       .upload_size = ws_size, .on_done = on_upload, .data = s };
-        if (submit(s, &s->req, &o, "upload workspace"))
-                do_attach(s);
+        submit(s, &s->req, &o, "upload workspace");
 }
 
 static void do_create(struct eng_step *s)
@@ -507,13 +503,12 @@ static void on_upload(struct eng_request *req, struct eng_response *resp, void *
 {
         struct eng_step *s = data;
         s->req = NULL;
-        s->upload_pending = false;
         if (!eng_response_ok(resp))
                 fail_resp(s, resp, "upload workspace");
         else if (s->cancel)
                 do_remove(s);
-        else if (s->attach_ready)
-                do_start(s);
+        else
+                do_attach(s);
 }
 
 /* ---------------------------------------------------------------- run: attach, start, wait */
@@ -753,10 +748,9 @@ static void on_attach_headers(void *data, long status)
         struct eng_step *s = data;
         if (s->stage != ST_ATTACH || status < 200 || status >= 300)
                 return; /* a refusal is reported by on_logs */
-        s->attach_ready = true;
         if (s->cancel)
                 do_remove(s);
-        else if (!s->upload_pending)
+        else
                 do_start(s);
 }
 
@@ -806,7 +800,7 @@ static void on_drop_old(struct eng_request *req, struct eng_response *resp, void
         /* Best effort: the engine refuses (409) while a container or another
          * tag still uses the image, and then it is not an orphan. */
         (void) resp;
-        detach_and_remove(s);
+        do_remove(s);
 }
 
 static void on_commit(struct eng_request *req, struct eng_response *resp, void *data)
@@ -835,7 +829,7 @@ static void on_commit(struct eng_request *req, struct eng_response *resp, void *
                         return;
                 hm_error_release(&err);
         }
-        detach_and_remove(s);
+        do_remove(s);
 }
 
 static void commit_request(struct eng_step *s)
@@ -952,18 +946,10 @@ static void step_free(struct eng_step *s)
         free(s);
 }
 
-static bool removals_pending(const struct eng_runner *r)
-{
-        for (const struct eng_step *s = r->steps; s; s = s->next)
-                if (!s->x && s->stage == ST_REMOVE)
-                        return true;
-        return false;
-}
-
-/* Hand the result to the scheduler; the step object lives on only if detached. */
-static void report(struct eng_step *s)
+static void finish(struct eng_step *s)
 {
         struct step_exec *x = s->x;
+        s->stage = ST_DONE;
         struct step_result res = { .cache_hit = s->cache_hit, .canceled = s->cancel };
         if (s->error) {
                 res.runner_error = true;
@@ -976,40 +962,11 @@ static void report(struct eng_step *s)
         }
         res.snapshot = TAKE_PTR(s->snapshot);
         x->runner_data = NULL;
-        s->x = NULL;
+        step_free(s);
         x->on_done(x, &res);
         /* the scheduler takes the strings it wants; free what it left */
         free(res.snapshot);
         free(res.error_msg);
-}
-
-static void finish(struct eng_step *s)
-{
-        struct eng_runner *r = s->r;
-        s->stage = ST_DONE;
-        if (!s->x) {
-                /* detached at its commit: only the removal was left */
-                if (s->error)
-                        warn(r, "%s", s->error);
-                step_free(s);
-                drops_resume(r);
-                return;
-        }
-        report(s);
-        step_free(s);
-        drops_resume(r); /* a drop asked for inside report() must not wait for this step */
-}
-
-/*
- * Committed: the next step needs only the image, so report now and remove
- * the container behind it (a removal is 15-30 ms of engine time per step).
- * Drops wait for these removals (drops_resume); a failed one is a warning.
- */
-static void detach_and_remove(struct eng_step *s)
-{
-        s->stage = ST_REMOVE; /* a drop asked for inside report() waits for this removal */
-        report(s);
-        do_remove(s);
 }
 
 static void on_finish_timer(struct hm_loop *loop, uint64_t id, void *data)
@@ -1097,7 +1054,6 @@ struct eng_drop {
         uint64_t timer;
         void (*done)(void *data);
         void *data;
-        bool waiting; /* for detached container removals */
         struct eng_drop *prev, *nextd;
 };
 
@@ -1202,22 +1158,7 @@ static void eng_drop_snapshots(struct hm_runner *hr, char *const *refs, void (*d
                 r->drops->prev = d;
         r->drops = d;
         /* start from the loop, so done() never runs inside this call */
-        if (removals_pending(r))
-                d->waiting = true;
-        else
-                d->timer = hm_loop_add_timer(r->base.loop, 0, on_drop_timer, d);
-}
-
-/* Start the drops that waited for the detached removals (their containers use the images). */
-static void drops_resume(struct eng_runner *r)
-{
-        if (removals_pending(r))
-                return;
-        for (struct eng_drop *d = r->drops; d; d = d->nextd)
-                if (d->waiting) {
-                        d->waiting = false;
-                        d->timer = hm_loop_add_timer(r->base.loop, 0, on_drop_timer, d);
-                }
+        d->timer = hm_loop_add_timer(r->base.loop, 0, on_drop_timer, d);
 }
 
 /* Teardown after the loop ended: the one place that blocks. */

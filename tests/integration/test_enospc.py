@@ -201,6 +201,9 @@ def main():
         # the engine runner's upload: the fake engine answers with Docker's ENOSPC message
         sock = os.path.join(work, "fake.sock")
         enospc = "write /var/lib/docker/overlay2/x/diff/workspace/big.bin: no space left on device"
+        # (a non-empty workspace: an empty one is not uploaded at all)
+        with open(os.path.join(src, "file.txt"), "w") as f:
+            f.write("to upload\n")
         with FakeEngine(sock, ("upload", "500", enospc)) as fe:
             r = run_hm([HM, "run", "--runner", "docker", "--socket", sock, "--format", "json", "-d", src,
                         "-f", irs["small"]], env=env, timeout=60)
