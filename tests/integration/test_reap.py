@@ -35,7 +35,7 @@ import urllib.parse
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import (Engine, Tap, mountpoints, reap_zombies, run_hm, set_child_subreaper,  # noqa: E402
+from lib import (Engine, Tap, mountpoints, pick_runners, reap_zombies, run_hm, set_child_subreaper,  # noqa: E402
                  stray_processes, wait_until)
 
 HM = os.path.abspath(os.environ.get("HM_BIN", "build/hm"))
@@ -472,17 +472,7 @@ def main():
         tap.check(False, "hm binary at %s" % HM)
         return tap.summary()
     set_child_subreaper()
-    runners = []
-    if STORE and os.path.isdir(STORE) and os.geteuid() == 0:
-        runners.append(Runner("ns"))
-    else:
-        tap.skip("ns runner", "needs root and $HM_STORE with alpine:3.20")
-    for name, var in (("docker", "HM_TEST_DOCKER_SOCK"), ("podman", "HM_TEST_PODMAN_SOCK")):
-        sock = os.environ.get(var, "")
-        if sock and Engine(name, sock).ping():
-            runners.append(Runner(name, sock))
-        else:
-            tap.skip("%s runner" % name, "$%s not set or not answering" % var)
+    runners = pick_runners(tap, Runner, STORE)
     work = tempfile.mkdtemp(prefix="hm-reap-test-")
     os.makedirs(os.path.join(work, "src"))
     try:

@@ -37,7 +37,7 @@ static void serve_one(int c)
         req[n] = 0;
         char path[256] = "";
         if (sscanf(req, "GET %255s ", path) != 1)
-                strcpy(path, "?");
+                snprintf(path, sizeof path, "?");
         if (!strcmp(path, "/silent"))
                 return; /* keep the connection open, never answer */
         char out[512];
