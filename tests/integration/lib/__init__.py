@@ -8,7 +8,7 @@ Standard library only: the tests run on a bare Debian 12 with python3.
   - Events:     queries over one run's events (per step key, logs, terminal events)
   - leftovers:  mounts, processes, store tmp dirs that a run must not leave behind
   - shared set-up: REPO/hm_bin()/shared_dir(), out_of, free_port, write_sleeper_ir,
-    busybox_rootfs_tar, pick_runners; lib/registry.py: start_registry (docker-registry)
+    busybox_rootfs_tar, pick_runners, per_runner; lib/registry.py: start_registry (docker-registry)
 """
 
 import ctypes
@@ -16,10 +16,12 @@ import http.client
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 
@@ -633,3 +635,18 @@ def pick_runners(tap, make, store, engines=("docker", "podman")):
         else:
             tap.skip("%s runner" % name, "$%s not set or not answering" % var)
     return runners
+
+
+def per_runner(tap, runners, prefix, body):
+    """body(runner, work) for each runner, timed in a diagnostic line, with one work dir (holding an
+    empty src/) made with prefix and removed at the end; returns tap.summary()."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    os.makedirs(os.path.join(work, "src"))
+    try:
+        for r in runners:
+            t0 = time.monotonic()
+            body(r, work)
+            tap.diag("%s: %.1f s" % (r.name, time.monotonic() - t0))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return tap.summary()
