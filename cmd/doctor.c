@@ -6,10 +6,14 @@
  * mounted inside it, a /proc mounted in a new pid namespace), so the answer is
  * the kernel's, not a guess from versions.  Lines, in order: container (are
  * we in one), unshare (the namespaces the runtime needs; a seccomp filter is
- * named as the cause), user namespaces, overlay in userns, fresh /proc (and
- * the runtime's fallback when refused), cgroups, seccomp, pidfd, docker,
+ * named as the cause), user namespaces, overlay in userns (in the store's
+ * filesystem), fresh /proc (and the runtime's fallback when refused),
+ * hostname, cgroups, seccomp, pidfd, docker,
  * podman (an error when $DOCKER_HOST / $CONTAINER_HOST names an engine that
  * does not answer, else a warning), store.  Exit 1 when any line is an error.
+ * Root without CAP_SYS_ADMIN in the initial user namespace (any
+ * non-privileged container) takes the runtime's rootless path
+ * (hm_privileged()): the header says so and the checks probe that path.
  */
 #include "cmd/cmd.h"
 #include "engine/engine.h"
@@ -30,6 +34,16 @@
 
 enum level { OK, WARN, ERR };
 static int n_err, n_warn;
+/* hm_privileged(): root with CAP_SYS_ADMIN in the initial user namespace; else the runtime's rootless path */
+static bool priv;
+static bool in_container;
+
+/* What lifts a seccomp filter around hm, or avoids needing it. */
+#define SECCOMP_FIX                                                                                                \
+        "run hm's container with --security-opt seccomp=unconfined (or a profile allowing unshare, clone3, mount, " \
+        "umount2, pivot_root, setns and sethostname), or --privileged; or use --runner=docker|podman with the "     \
+        "engine's socket mounted into the container"
+
 
 static void line(enum level l, const char *check, const char *fix, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
@@ -158,6 +172,7 @@ static int seccomp_mode(void)
 static void check_container(void)
 {
         _cleanup_free_ char *hint = container_hint();
+        in_container = hint != NULL;
         if (hint)
                 line(OK, "container", NULL, "hm runs inside a container (%s): the lines below say what it allows", hint);
         else
@@ -195,7 +210,7 @@ static int map_self(uid_t uid, gid_t gid)
 /* The namespaces the runtime unshares: a user namespace when rootless, the others as root. */
 static int unshare_flags(void)
 {
-        return getuid() == 0 ? CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET : CLONE_NEWUSER;
+        return priv ? CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET : CLONE_NEWUSER;
 }
 
 static int probe_unshare(void *arg)
@@ -206,22 +221,23 @@ static int probe_unshare(void *arg)
 static void check_unshare(void)
 {
         int e = in_child(probe_unshare, NULL);
-        const char *what = getuid() == 0 ? "unshare(CLONE_NEWNS|NEWPID|NEWIPC|NEWUTS|NEWNET)" : "unshare(CLONE_NEWUSER)";
+        const char *what = priv ? "unshare(CLONE_NEWNS|NEWPID|NEWIPC|NEWUTS|NEWNET)" : "unshare(CLONE_NEWUSER)";
         if (!e) {
                 line(OK, "unshare", NULL, "%s allowed", what);
                 return;
         }
         int mode = seccomp_mode();
         if (mode == 2 && e == EPERM)
-                line(ERR, "unshare", "run hm's container with --security-opt seccomp=unconfined, or a profile that "
-                                      "allows unshare, clone3, mount, umount2, pivot_root and setns",
+                line(ERR, "unshare", SECCOMP_FIX,
                      "%s refused (EPERM) and hm runs under a seccomp filter (Seccomp: 2): steps cannot start", what);
-        else if (getuid() == 0)
+        else if (priv)
                 line(ERR, "unshare", "give hm CAP_SYS_ADMIN (in a container: --cap-add SYS_ADMIN, or --privileged)",
                      "%s refused: %s: steps cannot start", what, strerror(e));
         else
-                line(ERR, "unshare", "see 'user namespaces' below, or run hm as root", "%s refused: %s: steps cannot start",
-                     what, strerror(e));
+                line(ERR, "unshare",
+                     getuid() == 0 ? "see 'user namespaces' below, or give hm CAP_SYS_ADMIN (in a container: --privileged)"
+                                   : "see 'user namespaces' below, or run hm as root",
+                     "%s refused: %s: steps cannot start", what, strerror(e));
 }
 
 /*
@@ -245,7 +261,7 @@ static int probe_proc_mount(void *arg)
 static int probe_proc(void *arg)
 {
         const struct proc_probe *pp = arg;
-        int flags = CLONE_NEWNS | CLONE_NEWPID | (getuid() == 0 ? 0 : CLONE_NEWUSER);
+        int flags = CLONE_NEWNS | CLONE_NEWPID | (priv ? 0 : CLONE_NEWUSER);
         if (unshare(flags) < 0)
                 return 200; /* reported by the unshare line */
         if ((flags & CLONE_NEWUSER) && map_self(pp->uid, pp->gid) != 0)
@@ -266,20 +282,20 @@ static void check_proc(void)
         struct proc_probe pp = { .dir = tmp, .uid = getuid(), .gid = getgid() };
         int e = in_child(probe_proc, &pp);
         (void) rmdir(tmp);
-        const char *where = getuid() == 0 ? "a new pid namespace" : "a new user+pid namespace";
+        const char *where = priv ? "a new pid namespace" : "a new user+pid namespace";
         const char *fix = "give hm's container an unmasked /proc: docker run --security-opt systempaths=unconfined, "
                           "podman run --security-opt unmask=ALL";
         if (e == 200)
                 line(WARN, "fresh /proc", "see 'unshare' and 'user namespaces'", "not tried: the namespaces cannot be made");
         else if (!e)
                 line(OK, "fresh /proc", NULL, "a new /proc mounts in %s", where);
-        else if (getuid() == 0)
+        else if (priv)
                 line(ERR, "fresh /proc", fix, "mounting a new /proc in %s was refused: %s: steps cannot start", where,
                      strerror(e));
         else
                 line(WARN, "fresh /proc", fix,
                      "mounting a new /proc in %s was refused: %s (masked /proc paths?): steps get a read-only bind "
-                     "of the host's /proc instead, host processes visible", where, strerror(e));
+                     "of the outer /proc instead, outer processes visible", where, strerror(e));
 }
 
 /* ---------------------------------------------------------------- user namespaces */
@@ -292,41 +308,124 @@ static void check_userns(void)
         const char *step = "";
         int e = probe_userns(false, NULL, &step);
         if (e)
-                line(getuid() == 0 ? WARN : ERR, "user namespaces",
-                     e == EPERM && seccomp_mode() == 2 && max != 0 && clone != 0 && aa != 1
-                             ? "a seccomp filter refuses it: run hm's container with --security-opt seccomp=unconfined"
+                line(priv ? WARN : ERR, "user namespaces",
+                     e == EPERM && seccomp_mode() == 2 && max != 0 && clone != 0 && aa != 1 ? "a seccomp filter refuses it: " SECCOMP_FIX
                      : max == 0 ? "sysctl -w user.max_user_namespaces=15000"
                      : clone == 0 ? "sysctl -w kernel.unprivileged_userns_clone=1"
                      : aa == 1 ? "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile allowing userns for hm"
+                     : getuid() == 0 ? "allow user namespaces here, or give hm CAP_SYS_ADMIN (in a container: --privileged)"
                                : "allow unprivileged user namespaces (or run hm as root)",
                      "%s failed: %s (max_user_namespaces=%ld%s)", step, strerror(e), max,
                      aa == 1 ? ", AppArmor restricts unprivileged userns" : "");
         else
-                line(OK, "user namespaces", NULL, "can create one (max_user_namespaces=%ld%s)", max,
-                     aa == 1 ? "; AppArmor restriction on but not in the way" : "");
+                line(OK, "user namespaces", NULL, "can create one (max_user_namespaces=%ld%s)%s", max,
+                     aa == 1 ? "; AppArmor restriction on but not in the way" : "",
+                     getuid() == 0 && !priv ? ": steps run in one, as for an ordinary user" : "");
 }
 
+/* The store's dir, or its nearest existing ancestor (heap): where the store's overlays are mounted. */
+static char *store_dir(void)
+{
+        const char *env = getenv("HM_STORE");
+        char *probe = env && *env ? xstrdup(env) : oci_store_default_path();
+        struct stat st;
+        while (stat(probe, &st) < 0) {
+                char *slash = strrchr(probe, '/');
+                if (!slash || slash == probe) {
+                        probe[0] = '/';
+                        probe[1] = 0;
+                        break;
+                }
+                *slash = 0;
+        }
+        return probe;
+}
+
+/* As root: a plain overlay in a new mount namespace, what the runtime mounts for a step. */
+static int probe_overlay_root(void *arg)
+{
+        const char *tmp = arg;
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                return 200;
+        _cleanup_free_ char *opts = xasprintf("lowerdir=%s/l,upperdir=%s/u,workdir=%s/w", tmp, tmp, tmp);
+        _cleanup_free_ char *target = xasprintf("%s/m", tmp);
+        return mount("overlay", target, "overlay", 0, opts) < 0 ? errno : 0;
+}
+
+/*
+ * The overlay the runtime mounts for a step (with userxattr inside a user
+ * namespace on the rootless path), mounted where the store's layers live: a
+ * filesystem that cannot be an overlay's upper layer (an overlay itself,
+ * e.g. a container's root) fails there, not in /tmp.
+ */
 static void check_overlay(void)
 {
-        char tmp[] = "/tmp/hm-doctor-XXXXXX";
+        const char *name = priv ? "overlay" : "overlay in userns";
+        _cleanup_free_ char *dir = store_dir();
+        _cleanup_free_ char *tmp = xasprintf("%s%s.hm-doctor-XXXXXX", dir, strcmp(dir, "/") ? "/" : "");
+        const char *where = "the store's filesystem";
         if (!mkdtemp(tmp)) {
-                line(WARN, "overlay in userns", NULL, "cannot make a temp dir: %s", strerror(errno));
-                return;
+                /* not writable for us: the store cannot be made there either; probe /tmp instead */
+                free(tmp);
+                tmp = xstrdup("/tmp/hm-doctor-XXXXXX");
+                where = "/tmp (the store's dir is not writable)";
+                if (!mkdtemp(tmp)) {
+                        line(WARN, name, NULL, "cannot make a temp dir: %s", strerror(errno));
+                        return;
+                }
         }
+        struct statfs sf;
+        bool on_overlay = statfs(tmp, &sf) == 0 && sf.f_type == OVERLAYFS_SUPER_MAGIC;
         const char *sub[] = { "l", "u", "w", "m" };
         for (size_t i = 0; i < ARRAY_SIZE(sub); i++) {
                 _cleanup_free_ char *d = xasprintf("%s/%s", tmp, sub[i]);
                 (void) mkdir(d, 0700);
         }
-        const char *step = "";
-        int e = probe_userns(true, tmp, &step);
+        const char *step = "mount overlay";
+        int e = priv ? in_child(probe_overlay_root, tmp) : probe_userns(true, tmp, &step);
         rm_rf(tmp);
-        if (e)
-                line(getuid() == 0 ? WARN : ERR, "overlay in userns",
-                     "a kernel >= 5.11 with overlayfs, or run hm as root (rootless steps need it)",
-                     "%s failed: %s", step, strerror(e));
+        const char *what = priv ? "an overlay" : "overlay with userxattr";
+        if (e == 200 || (e && !str_has_prefix(step, "mount")))
+                line(WARN, name, "see 'unshare' and 'user namespaces'", "not tried: the namespaces cannot be made");
+        else if (e && on_overlay)
+                line(ERR, name, "put the store on a volume: docker/podman run -v DIR:/var/lib/hm (root), or HM_STORE=DIR on one",
+                     "%s failed in %s (%s), itself an overlay (a container's root?): %s: steps cannot start", step, where,
+                     dir, strerror(e));
+        else if (e)
+                line(ERR, name, "a kernel >= 5.11 with overlayfs (rootless steps need userxattr)",
+                     "%s failed in %s (%s): %s: steps cannot start", step, where, dir, strerror(e));
         else
-                line(OK, "overlay in userns", NULL, "overlay with userxattr mounts inside a user namespace");
+                line(OK, name, NULL, "%s mounts%s (in %s, %s)", what, priv ? "" : " inside a user namespace", where, dir);
+}
+
+/*
+ * The step's hostname in its own UTS namespace (in a user namespace when
+ * rootless): a seccomp filter around hm may refuse sethostname (Podman's
+ * default profile gates it on CAP_SYS_ADMIN); the runtime then keeps the
+ * surrounding hostname.
+ */
+static int probe_hostname(void *arg)
+{
+        const struct proc_probe *pp = arg;
+        if (unshare(CLONE_NEWUTS | (priv ? 0 : CLONE_NEWUSER)) < 0)
+                return 200;
+        if (!priv && map_self(pp->uid, pp->gid) != 0)
+                return 200;
+        return sethostname("hm-doctor", 9) < 0 ? errno : 0;
+}
+
+static void check_hostname(void)
+{
+        struct proc_probe pp = { .uid = getuid(), .gid = getgid() };
+        int e = in_child(probe_hostname, &pp);
+        if (e == 200)
+                line(WARN, "hostname", "see 'unshare' and 'user namespaces'", "not tried: the namespaces cannot be made");
+        else if (!e)
+                line(OK, "hostname", NULL, "steps get their own hostname (sethostname in a new UTS namespace)");
+        else
+                line(WARN, "hostname", seccomp_mode() == 2 ? SECCOMP_FIX : NULL,
+                     "sethostname in a new UTS namespace refused: %s%s: steps keep the surrounding hostname",
+                     strerror(e), seccomp_mode() == 2 ? " (a seccomp filter around hm)" : "");
 }
 
 static void check_cgroups(void)
@@ -340,7 +439,9 @@ static void check_cgroups(void)
                 _cleanup_free_ char *ctl = NULL;
                 (void) read_file("/sys/fs/cgroup/cgroup.subtree_control", 4096, &ctl, NULL);
                 bool w = access("/sys/fs/cgroup", W_OK) == 0;
-                line(w ? OK : WARN, "cgroups", "run hm in a delegated cgroup (systemd-run --user --scope -p Delegate=yes)",
+                line(w ? OK : WARN, "cgroups",
+                     in_container && getuid() == 0 ? "give hm's container --privileged (a writable /sys/fs/cgroup)"
+                                  : "run hm in a delegated cgroup (systemd-run --user --scope -p Delegate=yes)",
                      "unified v2; controllers enabled: %s%s", ctl && *ctl ? strtok(ctl, "\n") : "none",
                      w ? "" : "; not writable: limits fall back to rlimits");
                 return;
@@ -352,7 +453,9 @@ static void check_cgroups(void)
                 line(OK, "cgroups", NULL, "%s: v1 memory, pids, cpu writable: limits via cgroup v1 (crun refuses such hosts; hm and runc do not)",
                      hybrid ? "hybrid" : "legacy v1");
         else
-                line(WARN, "cgroups", "run as root, or boot with systemd.unified_cgroup_hierarchy=1 and delegate a cgroup",
+                line(WARN, "cgroups",
+                     in_container && getuid() == 0 ? "give hm's container --privileged (a writable /sys/fs/cgroup)"
+                                  : "run as root, or boot with systemd.unified_cgroup_hierarchy=1 and delegate a cgroup",
                      "%s: v1 controllers not writable: --memory/--pids-limit fall back to rlimits, --cpus is not applied",
                      hybrid ? "hybrid" : "legacy v1");
 }
@@ -429,12 +532,18 @@ static void check_store(void)
 
 int cmd_doctor(int argc, char **argv)
 {
-        printf("hm doctor: %s, uid %u\n", getuid() == 0 ? "root" : "unprivileged user", (unsigned) getuid());
+        priv = hm_privileged();
+        if (getuid() == 0 && !priv)
+                printf("hm doctor: root without CAP_SYS_ADMIN in the initial user namespace, uid 0: hm takes the "
+                       "rootless path (steps in a user namespace of their own)\n");
+        else
+                printf("hm doctor: %s, uid %u\n", getuid() == 0 ? "root" : "unprivileged user", (unsigned) getuid());
         check_container();
         check_unshare();
         check_userns();
         check_overlay();
         check_proc();
+        check_hostname();
         check_cgroups();
         check_seccomp_pidfd();
         check_engines();

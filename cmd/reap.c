@@ -7,7 +7,9 @@
  * cgroups of the ns runtime (as root), and on every
  * engine that answers, containers and ephemeral images of dead owners
  * (engine_reap).  One line per removed object, then "removed N object(s)"
- * ("would remove" with --dry-run).  An engine that does not answer is not an
+ * ("would remove" with --dry-run).  Objects whose owner runs in a pid
+ * namespace this process cannot see into (oci/owner.h) are left, one "left"
+ * line each and a count at the end.  An engine that does not answer is not an
  * error (a note on stderr): reaping must work on hosts with only some
  * runners.  Exit 1 when something answered but could not be reaped.
  */
@@ -41,6 +43,7 @@ struct reap_opts {
 
 struct reap_tally {
         size_t n;
+        size_t left; /* objects of owners in pid namespaces we cannot see into */
         int failures;
 };
 
@@ -48,6 +51,13 @@ static void print_removed(struct reap_tally *t, const struct reap_opts *o, const
 {
         for (size_t i = 0; v && v[i]; i++, t->n++)
                 printf("%s %s %s\n", o->dry_run ? "would remove" : "removed", backend, v[i]);
+        fflush(stdout);
+}
+
+static void print_left(struct reap_tally *t, const char *backend, char *const *v)
+{
+        for (size_t i = 0; v && v[i]; i++, t->left++)
+                printf("left %s %s\n", backend, v[i]);
         fflush(stdout);
 }
 
@@ -69,14 +79,15 @@ static void reap_ns(const struct reap_opts *o, struct reap_tally *t)
                 return;
         hm_error_t err = NULL;
         _cleanup_oci_store_ struct oci_store *s = NULL;
-        _cleanup_strv_ char **removed = NULL;
-        if (oci_store_open(path, &s, &err) < 0 || oci_store_reap(s, o->dry_run, &removed, &err) < 0) {
+        _cleanup_strv_ char **removed = NULL, **left = NULL;
+        if (oci_store_open(path, &s, &err) < 0 || oci_store_reap_full(s, o->dry_run, &removed, &left, &err) < 0) {
                 hm_error_wrap(&err, "ns store '%s'", path);
                 report_failure(t, &err);
                 return;
         }
         _cleanup_free_ char *backend = xasprintf("ns:%s", path);
         print_removed(t, o, backend, removed);
+        print_left(t, backend, left);
 }
 
 /*
@@ -253,9 +264,10 @@ static void reap_engines(const struct reap_opts *o, struct reap_tally *t)
                 }
                 answered++;
                 _cleanup_free_ char *backend = xasprintf("%s:%s", eng_kind_name(f.kind), f.socket);
-                _cleanup_strv_ char **removed = NULL;
-                int r = engine_reap(f.socket, o->dry_run, &removed, &err);
+                _cleanup_strv_ char **removed = NULL, **left = NULL;
+                int r = engine_reap(f.socket, o->dry_run, &removed, &left, &err);
                 print_removed(t, o, backend, removed);
+                print_left(t, backend, left);
                 if (r < 0) {
                         hm_error_wrap(&err, "%s", backend);
                         report_failure(t, &err);
@@ -330,6 +342,9 @@ int cmd_reap(int argc, char **argv)
         if (strcmp(o.runner, "ns") != 0)
                 reap_engines(&o, &t);
         printf("%s %zu object(s)\n", o.dry_run ? "would remove" : "removed", t.n);
+        if (t.left)
+                printf("left %zu object(s) whose owner is in another pid namespace, not visible from here: "
+                       "reap them where they ran, or as root on the host\n", t.left);
         return t.failures ? 1 : 0;
 }
 
@@ -364,7 +379,7 @@ char *cmd_quick_reap(const char *backend_id, int64_t *ret_us)
                         reap_cgroups(false, &removed);
         } else {
                 /* the runner has just answered on this socket: no discovery, the engine's own API version */
-                (void) engine_reap_at(colon + 1, NULL, QUICK_REAP_TIMEOUT_MS, false, &removed, &err);
+                (void) engine_reap_at(colon + 1, NULL, QUICK_REAP_TIMEOUT_MS, false, &removed, NULL, &err);
         }
         *ret_us = mono_us() - t0;
         size_t n = strv_len(removed);

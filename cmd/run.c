@@ -267,9 +267,9 @@ static int run(struct run_options *o, hm_error_t *err)
         if (getenv("HM_VERBOSE"))
                 fprintf(stderr, "hm: quick reap: %.1f ms\n", (double) reap_us / 1000.0);
         _cleanup_(ws_freep) struct workspace *ws = NULL;
-        r = workspace_build(o->dir, 0, 0, &ws, err);
+        r = workspace_defer(o->dir, 0, 0, &ws, err);
         if (r < 0)
-                return hm_error_wrap(err, "workspace '%s'", o->dir);
+                return r; /* the message names the workspace */
         _cleanup_(cache_freep) struct cache_index *cache = NULL;
         if (!o->no_cache) {
                 r = cache_index_open(NULL, &cache, err);

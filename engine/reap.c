@@ -2,8 +2,8 @@
 /*
  * Owner-aware reaping on an engine (see engine/reap.h): list containers and
  * images by label (engine-api.md §4.5, §5.8: the filter JSON percent-encoded),
- * judge each owner by pid + starttime, remove what dead owners left
- * (§5.6, §4.7).  Blocking requests only: this runs before any loop.
+ * judge each owner (oci/owner.h: pid, starttime, pid namespace, boot id),
+ * remove what dead owners left (§5.6, §4.7), list what foreign ones left.  Blocking requests only: this runs before any loop.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -17,6 +17,7 @@
 #include "lib/handles.h"
 #include "lib/strbuf.h"
 #include "lib/util.h"
+#include "oci/owner.h"
 #include "oci/store.h"
 
 #define REAP_TIMEOUT_MS 60000
@@ -32,29 +33,18 @@ struct reap_ctx {
         long timeout_ms;    /* per request */
         bool dry_run;
         char **removed;
+        char **left;         /* objects of owners in pid namespaces we cannot see into */
         char **live_runs;    /* hm.run of containers whose owner is alive */
+        char **foreign_runs; /* hm.run of containers whose owner is foreign */
         hm_error_t first;    /* first per-object failure; the others are dropped */
 };
 
 /* ---------------------------------------------------------------- owners */
 
-static bool parse_owner(const char *owner, int *ret_pid, uint64_t *ret_start)
-{
-        int pid = 0;
-        unsigned long long start = 0;
-        int n = 0;
-        if (!owner || sscanf(owner, "%d:%llu%n", &pid, &start, &n) != 2 || owner[n] || pid <= 0 || start == 0)
-                return false;
-        *ret_pid = pid;
-        *ret_start = start;
-        return true;
-}
-
 bool engine_owner_alive(const char *owner)
 {
-        int pid;
-        uint64_t start;
-        return parse_owner(owner, &pid, &start) && oci_proc_starttime(pid) == start;
+        struct hm_owner o;
+        return owner_parse(owner, &o) && owner_judge(&o, NULL) == OWNER_ALIVE;
 }
 
 /* ---------------------------------------------------------------- JSON */
@@ -149,13 +139,20 @@ static void reap_container(struct reap_ctx *c, yajl_val ctr)
         const char *run = label(ctr, "hm.run");
         const char *owner = label(ctr, "hm.owner");
         const char *step = label(ctr, "hm.step");
-        int pid;
-        uint64_t start;
-        /* no owner we can judge: not ours to remove */
-        if (!id || !run || !parse_owner(owner, &pid, &start))
+        struct hm_owner o;
+        /* no owner we can parse: not ours to remove */
+        if (!id || !run || !owner_parse(owner, &o))
                 return;
-        if (oci_proc_starttime(pid) == start) {
+        const char *why = "";
+        enum owner_state st = owner_judge(&o, &why);
+        if (st == OWNER_ALIVE) {
                 strv_push(&c->live_runs, run);
+                return;
+        }
+        if (st == OWNER_FOREIGN) {
+                strv_push(&c->foreign_runs, run);
+                strv_push_take(&c->left, xasprintf("container %.12s (run %.12s, step '%s', owner %s %s)", id, run,
+                                                   step ? step : "?", owner, why));
                 return;
         }
         if (!c->dry_run) {
@@ -175,8 +172,8 @@ static void reap_container(struct reap_ctx *c, yajl_val ctr)
                 if (r <= 0)
                         return;
         }
-        strv_push_take(&c->removed, xasprintf("container %.12s (run %.12s, step '%s', owner %s dead)", id, run,
-                                              step ? step : "?", owner));
+        strv_push_take(&c->removed, xasprintf("container %.12s (run %.12s, step '%s', owner %s %s)", id, run,
+                                              step ? step : "?", owner, why));
 }
 
 /* ---------------------------------------------------------------- images */
@@ -208,29 +205,54 @@ static bool has_cache_tag(yajl_val tags)
         return false;
 }
 
-static bool run_is_live(const struct reap_ctx *c, const char *run)
+static bool run_in(char *const *runs, const char *run)
 {
-        for (size_t i = 0; c->live_runs && c->live_runs[i]; i++)
-                if (strcmp(c->live_runs[i], run) == 0)
+        for (size_t i = 0; runs && runs[i]; i++)
+                if (strcmp(runs[i], run) == 0)
                         return true;
         return false;
 }
 
-/* Whether an ephemeral image may go (see engine/reap.h). */
-static bool image_reapable(const struct reap_ctx *c, yajl_val im, int64_t now)
+/* The first real tag of an image, or its short id: how a left image is named. */
+static char *image_name(yajl_val im)
+{
+        yajl_val tags = yajl_tree_get(im, (const char *[]){ "RepoTags", NULL }, yajl_t_array);
+        for (size_t i = 0; tags && i < tags->u.array.len; i++) {
+                const char *t = YAJL_GET_STRING(tags->u.array.values[i]);
+                if (t && *t && strncmp(t, "<none>", 6) != 0)
+                        return xstrdup(t);
+        }
+        return xasprintf("%.19s", obj_str(im, "Id"));
+}
+
+/* Whether an ephemeral image may go (see engine/reap.h); one of a foreign owner goes to c->left. */
+static bool image_reapable(struct reap_ctx *c, yajl_val im, int64_t now)
 {
         const char *run = label(im, "hm.run");
         const char *owner = label(im, "hm.owner");
         if (!obj_str(im, "Id") || !run || has_cache_tag(yajl_tree_get(im, (const char *[]){ "RepoTags", NULL },
                                                                         yajl_t_array)))
                 return false;
-        if (run_is_live(c, run))
+        if (run_in(c->live_runs, run))
                 return false;
-        int pid;
-        uint64_t start;
-        if (parse_owner(owner, &pid, &start))
-                return oci_proc_starttime(pid) != start;
-        return now - obj_int(im, "Created") >= ENGINE_REAP_UNOWNED_AGE;
+        struct hm_owner o;
+        const char *why = "in another pid namespace";
+        bool foreign = run_in(c->foreign_runs, run);
+        if (!foreign && owner_parse(owner, &o)) {
+                enum owner_state st = owner_judge(&o, &why);
+                if (st == OWNER_ALIVE)
+                        return false;
+                foreign = st == OWNER_FOREIGN;
+        } else if (!foreign) {
+                return now - obj_int(im, "Created") >= ENGINE_REAP_UNOWNED_AGE;
+        }
+        if (foreign) {
+                _cleanup_free_ char *name = image_name(im);
+                strv_push_take(&c->left, xasprintf("image %s (run %.12s, owner %s %s)", name, run,
+                                                   owner ? owner : "?", why));
+                return false;
+        }
+        return true;
 }
 
 /* A tag that is a real name (Docker lists "<none>:<none>" for untagged ones in some versions). */
@@ -332,11 +354,11 @@ static int reap(struct reap_ctx *c, hm_error_t *err)
 }
 
 int engine_reap_at(const char *socket, const char *prefix, long timeout_ms, bool dry_run, char ***ret_removed,
-                   hm_error_t *err)
+                   char ***ret_left, hm_error_t *err)
 {
         struct reap_ctx c = { .socket = socket, .prefix = prefix ? prefix : "", .dry_run = dry_run,
                               .timeout_ms = timeout_ms > 0 ? timeout_ms : REAP_TIMEOUT_MS,
-                              .removed = xcalloc(1, sizeof(char *)) };
+                              .removed = xcalloc(1, sizeof(char *)), .left = xcalloc(1, sizeof(char *)) };
         int r = reap(&c, err);
         if (r >= 0 && c.first) {
                 *err = TAKE_PTR(c.first);
@@ -344,13 +366,17 @@ int engine_reap_at(const char *socket, const char *prefix, long timeout_ms, bool
         }
         hm_error_release(&c.first);
         strv_free(c.live_runs);
+        strv_free(c.foreign_runs);
         if (ret_removed)
                 *ret_removed = TAKE_PTR(c.removed);
+        if (ret_left)
+                *ret_left = TAKE_PTR(c.left);
         strv_free(c.removed);
+        strv_free(c.left);
         return r;
 }
 
-int engine_reap(const char *socket, bool dry_run, char ***ret_removed, hm_error_t *err)
+int engine_reap(const char *socket, bool dry_run, char ***ret_removed, char ***ret_left, hm_error_t *err)
 {
         struct engine_options opts = { .socket = socket };
         struct eng_found f = { 0 };
@@ -358,9 +384,11 @@ int engine_reap(const char *socket, bool dry_run, char ***ret_removed, hm_error_
         if (r < 0) {
                 if (ret_removed)
                         *ret_removed = xcalloc(1, sizeof(char *));
+                if (ret_left)
+                        *ret_left = xcalloc(1, sizeof(char *));
                 return r;
         }
-        r = engine_reap_at(f.socket, f.prefix, REAP_TIMEOUT_MS, dry_run, ret_removed, err);
+        r = engine_reap_at(f.socket, f.prefix, REAP_TIMEOUT_MS, dry_run, ret_removed, ret_left, err);
         eng_found_release(&f);
         return r;
 }

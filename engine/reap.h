@@ -4,17 +4,21 @@
  * whose hm process died (SIGKILL, OOM, power loss) left behind.
  *
  * The engine runner labels every container hm.run=<run id>,
- * hm.owner=<pid>:<starttime> (field 22 of /proc/PID/stat) and hm.step; its
- * commits keep the container's labels (engine-api.md §8.2), ephemeral ones
- * add hm.ephemeral=1.  An owner is alive iff /proc/<pid>/stat exists and its
- * starttime is the recorded one (a reused pid has another starttime).
+ * hm.owner=<pid>:<starttime>:<pidns>:<boot id> (oci/owner.h; older hm wrote
+ * only <pid>:<starttime>) and hm.step; its commits keep the container's
+ * labels (engine-api.md §8.2), ephemeral ones add hm.ephemeral=1.  Owners
+ * are judged by owner_judge(): alive, dead, or foreign (in a pid namespace
+ * this process cannot see into, e.g. hm in another container sharing the
+ * engine's socket).
  *
  *   containers: every container labelled hm.run whose hm.owner is dead is
  *     removed (force=1&v=1).  A container without a parsable hm.owner is
- *     left alone (not ours to judge).
+ *     left alone (not ours to judge); one whose owner is foreign is left
+ *     and listed in *ret_left.
  *   images: labelled hm.ephemeral=1, not named localhost/harmont-cache/...,
- *     and whose run is not the run of a live owner's container.  With an
- *     hm.owner label the owner must be dead too; without one (an engine that
+ *     and whose run is not the run of a live or foreign owner's container.
+ *     With an hm.owner label the owner must be dead too (foreign: listed in
+ *     *ret_left); without one (an engine that
  *     did not keep the container's labels) the image must also be older than
  *     ENGINE_REAP_UNOWNED_AGE seconds, since a live run between two steps has
  *     no container yet still needs its snapshots.  Removed newest first,
@@ -22,8 +26,7 @@
  *     container still uses (409) is kept.
  *
  * Cache images (localhost/harmont-cache/...) and anything without hm labels
- * are never touched.  Owners are looked up in this process's pid namespace:
- * reap from the namespace hm runs in.
+ * are never touched.
  */
 #ifndef HM_ENGINE_REAP_H
 #define HM_ENGINE_REAP_H
@@ -38,12 +41,15 @@
  * One-shot and blocking (curl easy handles over the Unix socket): call it
  * before any loop runs.  dry_run: only list.  *ret_removed (may be NULL)
  * gets one line per removed (or, dry_run, removable) object, e.g.
- *   container 0123456789ab (run 1a2b3c4d5e6f, step 'build', owner 4242:81234 dead)
+ *   container 0123456789ab (run 1a2b3c4d5e6f, step 'build', owner 4242:81234:4026531836:0b6e... dead)
  *   image localhost/hm-ephemeral:1a2b3c4d5e6f-0 (run 1a2b3c4d5e6f)
- * It is set on failure too (what was removed before or despite it, possibly
+ * *ret_left (may be NULL) gets one line per object left because its owner
+ * is foreign, e.g.
+ *   container 0123456789ab (run ..., step 'build', owner 7:81234:4026532451:0b6e... in another pid namespace, not visible from here)
+ * Both are set on failure too (what was removed before or despite it, possibly
  * nothing): every object is tried, and the first failure is returned.
  */
-int engine_reap(const char *socket, bool dry_run, char ***ret_removed, hm_error_t *err);
+int engine_reap(const char *socket, bool dry_run, char ***ret_removed, char ***ret_left, hm_error_t *err);
 
 /*
  * The same without discovery, on a socket known to answer: prefix is the API
@@ -53,9 +59,9 @@ int engine_reap(const char *socket, bool dry_run, char ***ret_removed, hm_error_
  * quick reap at start uses.
  */
 int engine_reap_at(const char *socket, const char *prefix, long timeout_ms, bool dry_run, char ***ret_removed,
-                   hm_error_t *err);
+                   char ***ret_left, hm_error_t *err);
 
-/* true when "<pid>:<starttime>" names a process that is alive; false for a malformed value. */
+/* true when an owner label names a process judged alive; false for dead, foreign or malformed. */
 bool engine_owner_alive(const char *owner);
 
 #endif

@@ -28,6 +28,7 @@
 #include "lib/handles.h"
 #include "lib/strbuf.h"
 #include "lib/util.h"
+#include "oci/owner.h"
 #include "pipeline/plan.h"
 #include "pipeline/workspace.h"
 #include "sched/loop.h"
@@ -69,7 +70,7 @@ struct eng_runner {
         char *version;
         char *network;
         enum pull_policy pull;
-        char *owner;  /* "<pid>:<starttime>" */
+        char *owner;  /* oci/owner.h label */
         bool no_init; /* Podman without an init binary: create without Init */
         struct step_limits limits;
         char *security_opt;  /* "seccomp=..." or NULL (the engine's default profile) */
@@ -90,6 +91,7 @@ struct eng_step {
         struct eng_request *req; /* the stage's request */
         struct eng_request *logs, *wait, *kill; /* logs: the attach, or the catch-up read */
         bool logs_done, wait_done, have_exit;
+        bool upload_pending, attach_ready; /* upload and attach run side by side */
         int exit_code;
         bool cancel, force;
         char *error;    /* first failure */
@@ -113,6 +115,9 @@ static void run_stop(struct eng_step *s);
 static void do_remove(struct eng_step *s);
 static void do_commit(struct eng_step *s);
 static void finish(struct eng_step *s);
+static void detach_and_remove(struct eng_step *s);
+static void drops_resume(struct eng_runner *r);
+static void warn(struct eng_runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void on_upload(struct eng_request *req, struct eng_response *resp, void *data);
 
 /* ---------------------------------------------------------------- helpers */
@@ -460,15 +465,29 @@ static void on_create(struct eng_request *req, struct eng_response *resp, void *
                 do_remove(s);
                 return;
         }
-        if (!s->x->ws) {
+        int ws_fd;
+        uint64_t ws_size;
+        hm_error_t e = NULL;
+        if (s->x->ws && workspace_open(s->x->ws, &ws_fd, &ws_size, &e) < 0) {
+                fail(s, "%s", e->msg);
+                hm_error_release(&e);
+                return;
+        }
+        /* an empty workspace needs no upload: WorkingDir makes /workspace */
+        if (!s->x->ws || workspace_empty(s->x->ws)) {
                 do_attach(s);
                 return;
         }
-        s->stage = ST_UPLOAD;
+        /*
+         * Upload and attach at once (both only need the container; Podman
+         * answers the attach ~190 ms late): start once both are through.
+         */
+        s->upload_pending = true;
         _cleanup_free_ char *path = xasprintf("/containers/%s/archive?path=/", s->id);
-        struct eng_request_opts o = { .method = "PUT", .path = path, .upload_fd = s->x->ws->fd,
-                                      .upload_size = s->x->ws->size, .on_done = on_upload, .data = s };
-        submit(s, &s->req, &o, "upload workspace");
+        struct eng_request_opts o = { .method = "PUT", .path = path, .upload_fd = ws_fd,
+                                      .upload_size = ws_size, .on_done = on_upload, .data = s };
+        if (submit(s, &s->req, &o, "upload workspace"))
+                do_attach(s);
 }
 
 static void do_create(struct eng_step *s)
@@ -482,16 +501,19 @@ static void do_create(struct eng_step *s)
         submit(s, &s->req, &o, "create container");
 }
 
+static void do_start(struct eng_step *s);
+
 static void on_upload(struct eng_request *req, struct eng_response *resp, void *data)
 {
         struct eng_step *s = data;
         s->req = NULL;
+        s->upload_pending = false;
         if (!eng_response_ok(resp))
                 fail_resp(s, resp, "upload workspace");
         else if (s->cancel)
                 do_remove(s);
-        else
-                do_attach(s);
+        else if (s->attach_ready)
+                do_start(s);
 }
 
 /* ---------------------------------------------------------------- run: attach, start, wait */
@@ -731,9 +753,10 @@ static void on_attach_headers(void *data, long status)
         struct eng_step *s = data;
         if (s->stage != ST_ATTACH || status < 200 || status >= 300)
                 return; /* a refusal is reported by on_logs */
+        s->attach_ready = true;
         if (s->cancel)
                 do_remove(s);
-        else
+        else if (!s->upload_pending)
                 do_start(s);
 }
 
@@ -783,7 +806,7 @@ static void on_drop_old(struct eng_request *req, struct eng_response *resp, void
         /* Best effort: the engine refuses (409) while a container or another
          * tag still uses the image, and then it is not an orphan. */
         (void) resp;
-        do_remove(s);
+        detach_and_remove(s);
 }
 
 static void on_commit(struct eng_request *req, struct eng_response *resp, void *data)
@@ -812,7 +835,7 @@ static void on_commit(struct eng_request *req, struct eng_response *resp, void *
                         return;
                 hm_error_release(&err);
         }
-        do_remove(s);
+        detach_and_remove(s);
 }
 
 static void commit_request(struct eng_step *s)
@@ -929,10 +952,18 @@ static void step_free(struct eng_step *s)
         free(s);
 }
 
-static void finish(struct eng_step *s)
+static bool removals_pending(const struct eng_runner *r)
+{
+        for (const struct eng_step *s = r->steps; s; s = s->next)
+                if (!s->x && s->stage == ST_REMOVE)
+                        return true;
+        return false;
+}
+
+/* Hand the result to the scheduler; the step object lives on only if detached. */
+static void report(struct eng_step *s)
 {
         struct step_exec *x = s->x;
-        s->stage = ST_DONE;
         struct step_result res = { .cache_hit = s->cache_hit, .canceled = s->cancel };
         if (s->error) {
                 res.runner_error = true;
@@ -945,11 +976,40 @@ static void finish(struct eng_step *s)
         }
         res.snapshot = TAKE_PTR(s->snapshot);
         x->runner_data = NULL;
-        step_free(s);
+        s->x = NULL;
         x->on_done(x, &res);
         /* the scheduler takes the strings it wants; free what it left */
         free(res.snapshot);
         free(res.error_msg);
+}
+
+static void finish(struct eng_step *s)
+{
+        struct eng_runner *r = s->r;
+        s->stage = ST_DONE;
+        if (!s->x) {
+                /* detached at its commit: only the removal was left */
+                if (s->error)
+                        warn(r, "%s", s->error);
+                step_free(s);
+                drops_resume(r);
+                return;
+        }
+        report(s);
+        step_free(s);
+        drops_resume(r); /* a drop asked for inside report() must not wait for this step */
+}
+
+/*
+ * Committed: the next step needs only the image, so report now and remove
+ * the container behind it (a removal is 15-30 ms of engine time per step).
+ * Drops wait for these removals (drops_resume); a failed one is a warning.
+ */
+static void detach_and_remove(struct eng_step *s)
+{
+        s->stage = ST_REMOVE; /* a drop asked for inside report() waits for this removal */
+        report(s);
+        do_remove(s);
 }
 
 static void on_finish_timer(struct hm_loop *loop, uint64_t id, void *data)
@@ -1037,6 +1097,7 @@ struct eng_drop {
         uint64_t timer;
         void (*done)(void *data);
         void *data;
+        bool waiting; /* for detached container removals */
         struct eng_drop *prev, *nextd;
 };
 
@@ -1141,7 +1202,22 @@ static void eng_drop_snapshots(struct hm_runner *hr, char *const *refs, void (*d
                 r->drops->prev = d;
         r->drops = d;
         /* start from the loop, so done() never runs inside this call */
-        d->timer = hm_loop_add_timer(r->base.loop, 0, on_drop_timer, d);
+        if (removals_pending(r))
+                d->waiting = true;
+        else
+                d->timer = hm_loop_add_timer(r->base.loop, 0, on_drop_timer, d);
+}
+
+/* Start the drops that waited for the detached removals (their containers use the images). */
+static void drops_resume(struct eng_runner *r)
+{
+        if (removals_pending(r))
+                return;
+        for (struct eng_drop *d = r->drops; d; d = d->nextd)
+                if (d->waiting) {
+                        d->waiting = false;
+                        d->timer = hm_loop_add_timer(r->base.loop, 0, on_drop_timer, d);
+                }
 }
 
 /* Teardown after the loop ended: the one place that blocks. */
@@ -1204,21 +1280,10 @@ static const struct runner_ops eng_podman_ops = {
         .free = eng_free,
 };
 
-/* "<pid>:<starttime>", starttime = field 22 of /proc/self/stat (the reaper's key). */
+/* "<pid>:<starttime>:<pidns>:<boot id>" (oci/owner.h): what the reaper judges. */
 static char *owner_label(void)
 {
-        _cleanup_free_ char *stat = NULL;
-        size_t len = 0;
-        unsigned long long start = 0;
-        if (read_file("/proc/self/stat", 0, &stat, &len) >= 0) {
-                const char *p = strrchr(stat, ')');
-                /* after ") " come fields 3..; field 22 is the 20th of them */
-                for (int field = 2; p && field < 22; field++)
-                        p = strchr(p + 1, ' ');
-                if (p)
-                        start = strtoull(p + 1, NULL, 10);
-        }
-        return xasprintf("%d:%llu", (int) getpid(), start);
+        return owner_self_label();
 }
 
 static int parse_pull(const char *pull, enum pull_policy *ret, hm_error_t *err)

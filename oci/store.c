@@ -5,6 +5,7 @@
  * with the store on the whiteout and opaque-dir forms.
  */
 #include "oci/json-util.h"
+#include "oci/owner.h"
 #include "oci/store.h"
 
 #include <archive.h>
@@ -37,7 +38,11 @@ struct oci_store {
 uint64_t oci_proc_starttime(int pid)
 {
         char p[64];
-        snprintf(p, sizeof p, "/proc/%d/stat", pid);
+        /* 0: this process, through /proc/self (right even when /proc is another pid namespace's) */
+        if (pid == 0)
+                snprintf(p, sizeof p, "/proc/self/stat");
+        else
+                snprintf(p, sizeof p, "/proc/%d/stat", pid);
         _cleanup_free_ char *buf = NULL;
         if (read_file(p, 0, &buf, NULL) < 0)
                 return 0;
@@ -61,7 +66,8 @@ static uint64_t self_starttime(void)
         static int cached_pid;
         if (cached_pid != getpid()) {
                 cached_pid = getpid();
-                cached = oci_proc_starttime(cached_pid);
+                /* /proc/self: right even when /proc is another pid namespace's */
+                cached = oci_proc_starttime(0);
         }
         return cached;
 }
@@ -107,17 +113,25 @@ static char *escape_name(const char *name)
         return strbuf_detach(&sb, NULL);
 }
 
-static int write_atomic(struct oci_store *s, const char *dest, const void *data, size_t n, hm_error_t *err)
+/*
+ * durable: fsync before the rename.  Only what must survive a crash pays it:
+ * the meta of an ephemeral layer is garbage after a crash anyway (a missing
+ * or empty meta makes the layer unreferenced, and the collection or `hm reap`
+ * removes it).
+ */
+static int write_atomic_opt(struct oci_store *s, const char *dest, const void *data, size_t n, bool durable,
+                            hm_error_t *err)
 {
         char id[17];
         oci_store_random_id(id);
-        _cleanup_free_ char *tmp = xasprintf("%s/tmp/file-%d-%llu-%s", s->path, getpid(),
-                                             (unsigned long long) self_starttime(), id);
+        _cleanup_free_ char *tmp = xasprintf("%s/tmp/file-%d-%llu-p%llu-%s", s->path, getpid(),
+                                             (unsigned long long) self_starttime(),
+                                             (unsigned long long) owner_self_pidns(), id);
         _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (fd < 0)
                 return hm_error_set(err, errno, "create '%s': %s", tmp, strerror(errno));
         int r = write_all(fd, data, n);
-        if (r >= 0 && fsync(fd) < 0)
+        if (r >= 0 && durable && fsync(fd) < 0)
                 r = -errno;
         if (r >= 0 && rename(tmp, dest) < 0)
                 r = -errno;
@@ -126,6 +140,11 @@ static int write_atomic(struct oci_store *s, const char *dest, const void *data,
                 return hm_error_set(err, -r, "write '%s': %s", dest, strerror(-r));
         }
         return 0;
+}
+
+static int write_atomic(struct oci_store *s, const char *dest, const void *data, size_t n, hm_error_t *err)
+{
+        return write_atomic_opt(s, dest, data, n, true, err);
 }
 
 /* ---- open, paths, lock ---- */
@@ -231,8 +250,9 @@ int oci_store_mkdtemp(struct oci_store *s, const char *kind, char **ret, hm_erro
 {
         char id[17];
         oci_store_random_id(id);
-        _cleanup_free_ char *d = xasprintf("%s/tmp/%s-%d-%llu-%s", s->path, kind, getpid(),
-                                           (unsigned long long) self_starttime(), id);
+        _cleanup_free_ char *d = xasprintf("%s/tmp/%s-%d-%llu-p%llu-%s", s->path, kind, getpid(),
+                                           (unsigned long long) self_starttime(),
+                                           (unsigned long long) owner_self_pidns(), id);
         if (mkdir(d, 0700) < 0)
                 return hm_error_set(err, errno, "create '%s': %s", d, strerror(errno));
         *ret = TAKE_PTR(d);
@@ -289,8 +309,16 @@ static char *meta_format(const struct oci_layer_meta *m)
         strbuf_addch(&sb, '\n');
         if (m->run_id)
                 strbuf_addf(&sb, "run %s\n", m->run_id);
-        if (m->owner_pid)
-                strbuf_addf(&sb, "owner %d %llu\n", m->owner_pid, (unsigned long long) m->owner_start);
+        if (m->owner_pid) {
+                /* older hm reads the first two fields only */
+                bool self = m->owner_pid == getpid() && !m->owner_pidns;
+                unsigned long long ns = self ? owner_self_pidns() : m->owner_pidns;
+                const char *boot = self ? owner_self_boot() : m->owner_boot;
+                strbuf_addf(&sb, "owner %d %llu", m->owner_pid, (unsigned long long) m->owner_start);
+                if (ns)
+                        strbuf_addf(&sb, " %llu %s", ns, boot);
+                strbuf_addch(&sb, '\n');
+        }
         strbuf_addf(&sb, "ephemeral %d\ndropped %d\nsize %llu\n", m->ephemeral, m->dropped,
                     (unsigned long long) m->size);
         return strbuf_detach(&sb, NULL);
@@ -309,15 +337,28 @@ static void meta_parse_line(struct oci_layer_meta *m, const char *key, char *val
         } else if (!strcmp(key, "parent")) {
                 m->parent = xstrdup(val);
         } else if (!strcmp(key, "lowers")) {
+                /* sized once: strv_push per id was quadratic in the chain depth */
+                size_t n = 1;
+                for (const char *c = val; *c; c++)
+                        n += *c == ' ';
+                strv_free(m->lowers);
+                m->lowers = xcalloc(n + 1, sizeof(char *));
+                size_t i = 0;
                 char *save = NULL;
-                for (char *t = strtok_r(val, " ", &save); t; t = strtok_r(NULL, " ", &save))
-                        strv_push(&m->lowers, t);
+                for (char *t = strtok_r(val, " ", &save); t && i < n; t = strtok_r(NULL, " ", &save))
+                        m->lowers[i++] = xstrdup(t);
         } else if (!strcmp(key, "run")) {
                 m->run_id = xstrdup(val);
         } else if (!strcmp(key, "owner")) {
-                unsigned long long start = 0;
-                if (sscanf(val, "%d %llu", &m->owner_pid, &start) == 2)
+                unsigned long long start = 0, ns = 0;
+                char boot[40] = "";
+                int n = sscanf(val, "%d %llu %llu %39[0-9a-f-]", &m->owner_pid, &start, &ns, boot);
+                if (n >= 2)
                         m->owner_start = start;
+                if (n >= 3)
+                        m->owner_pidns = ns;
+                if (n >= 4)
+                        snprintf(m->owner_boot, sizeof m->owner_boot, "%s", boot);
         } else if (!strcmp(key, "ephemeral")) {
                 m->ephemeral = !strcmp(val, "1");
         } else if (!strcmp(key, "dropped")) {
@@ -360,7 +401,7 @@ static int meta_write(struct oci_store *s, const struct oci_layer_meta *m, hm_er
 {
         _cleanup_free_ char *text = meta_format(m);
         _cleanup_free_ char *p = xasprintf("%s/layers/%s.meta", s->path, m->id);
-        return write_atomic(s, p, text, strlen(text), err);
+        return write_atomic_opt(s, p, text, strlen(text), !m->ephemeral && !m->dropped, err);
 }
 
 int oci_store_add_layer_locked(struct oci_store *s, const char *tmpdir, const struct oci_layer_meta *m,
@@ -1506,29 +1547,61 @@ int oci_store_tag_get(struct oci_store *s, const char *tag, char **ret_id, hm_er
         return 1;
 }
 
-int oci_store_drop_layer(struct oci_store *s, const char *id, hm_error_t *err)
+/* Mark one layer dropped; the caller holds the lock.  1 when it was marked. */
+static int mark_dropped_locked(struct oci_store *s, const char *id, hm_error_t *err)
 {
         if (!valid_id(id) || !strcmp(id, OCI_HOST_IMAGE))
                 return 0;
+        _cleanup_meta_ struct oci_layer_meta *m = NULL;
+        hm_error_t e = NULL;
+        if (oci_store_layer_meta(s, id, &m, &e) < 0) {
+                hm_error_release(&e);
+                return 0; /* unknown: nothing to do */
+        }
+        if (m->kind == OCI_LAYER_IMAGE || m->dropped)
+                return 0;
+        m->dropped = true;
+        int r = meta_write(s, m, err);
+        return r < 0 ? r : 1;
+}
+
+int oci_store_drop_layer(struct oci_store *s, const char *id, hm_error_t *err)
+{
+        char *ids[] = { (char *) id, NULL };
+        return oci_store_drop_layers(s, ids, err);
+}
+
+int oci_store_drop_layers(struct oci_store *s, char *const *ids, hm_error_t *err)
+{
+        int first = 0, marked = 0;
         {
                 int r = oci_store_lock(s, err);
                 if (r < 0)
                         return r;
                 _cleanup_unlock_ struct oci_store *locked = s;
-                _cleanup_meta_ struct oci_layer_meta *m = NULL;
-                hm_error_t e = NULL;
-                if (oci_store_layer_meta(s, id, &m, &e) < 0) {
+                for (size_t i = 0; ids && ids[i]; i++) {
+                        hm_error_t e = NULL;
+                        r = mark_dropped_locked(s, ids[i], &e);
+                        if (r > 0)
+                                marked++;
+                        if (r < 0 && !first) {
+                                first = r;
+                                *err = TAKE_PTR(e);
+                        }
                         hm_error_release(&e);
-                        return 0; /* unknown: nothing to do */
                 }
-                if (m->kind == OCI_LAYER_IMAGE || m->dropped)
-                        return 0;
-                m->dropped = true;
-                r = meta_write(s, m, err);
-                if (r < 0)
-                        return r;
         }
-        return oci_store_gc(s, err);
+        /* one collection for the whole batch: each one reads every layer's meta */
+        if (marked) {
+                hm_error_t e = NULL;
+                int r = oci_store_gc(s, &e);
+                if (r < 0 && !first) {
+                        first = r;
+                        *err = TAKE_PTR(e);
+                }
+                hm_error_release(&e);
+        }
+        return first;
 }
 
 /*
@@ -1671,12 +1744,25 @@ int oci_store_gc(struct oci_store *s, hm_error_t *err)
         return r;
 }
 
-static bool owner_dead(int pid, uint64_t start)
+/*
+ * Dead by oci/owner.h's judgement.  A foreign owner (another pid namespace,
+ * not visible here) is kept, and `what` is listed in *left (when left).
+ */
+static bool owner_dead(int pid, uint64_t start, uint64_t pidns, const char *boot, char ***left, const char *what)
 {
-        return pid <= 0 || oci_proc_starttime(pid) != start;
+        if (pid <= 0)
+                return true;
+        struct hm_owner o = { .pid = pid, .start = start, .pidns = pidns };
+        snprintf(o.boot, sizeof o.boot, "%s", boot ? boot : "");
+        const char *why = "";
+        enum owner_state st = owner_judge(&o, &why);
+        if (st == OWNER_FOREIGN && left)
+                strv_push_take(left, xasprintf("%s (owner %d:%llu:%llu %s)", what, pid, (unsigned long long) start,
+                                               (unsigned long long) pidns, why));
+        return st == OWNER_DEAD;
 }
 
-static int reap_tmp(struct oci_store *s, bool dry_run, char ***removed, hm_error_t *err)
+static int reap_tmp(struct oci_store *s, bool dry_run, char ***removed, char ***left, hm_error_t *err)
 {
         _cleanup_free_ char *dir = xasprintf("%s/tmp", s->path);
         _cleanup_closedir_ DIR *d = opendir(dir);
@@ -1685,12 +1771,16 @@ static int reap_tmp(struct oci_store *s, bool dry_run, char ***removed, hm_error
         struct dirent *de;
         int ret = 0;
         while ((de = readdir(d))) {
-                int pid = 0;
-                unsigned long long start = 0;
+                int pid = 0, n = 0;
+                unsigned long long start = 0, ns = 0;
                 const char *dash = strchr(de->d_name, '-');
-                if (de->d_name[0] == '.' || !dash || sscanf(dash, "-%d-%llu-", &pid, &start) != 2)
+                if (de->d_name[0] == '.' || !dash || sscanf(dash, "-%d-%llu-%n", &pid, &start, &n) != 2 || !n)
                         continue;
-                if (!owner_dead(pid, start))
+                /* "<kind>-<pid>-<start>-p<pidns>-<rand>"; older hm wrote no "p<pidns>-" */
+                if (dash[n] == 'p' && sscanf(dash + n, "p%llu-", &ns) != 1)
+                        ns = 0;
+                _cleanup_free_ char *what = xasprintf("tmp/%s", de->d_name);
+                if (!owner_dead(pid, start, ns, NULL, left, what))
                         continue;
                 strv_push_take(removed, xasprintf("tmp/%s", de->d_name));
                 if (dry_run)
@@ -1703,7 +1793,7 @@ static int reap_tmp(struct oci_store *s, bool dry_run, char ***removed, hm_error
         return ret;
 }
 
-static int reap_layers(struct oci_store *s, bool dry_run, char ***removed, hm_error_t *err)
+static int reap_layers(struct oci_store *s, bool dry_run, char ***removed, char ***left, hm_error_t *err)
 {
         _cleanup_free_ char *dir = xasprintf("%s/layers", s->path);
         _cleanup_closedir_ DIR *d = opendir(dir);
@@ -1720,7 +1810,10 @@ static int reap_layers(struct oci_store *s, bool dry_run, char ***removed, hm_er
                         hm_error_release(&e);
                         continue;
                 }
-                if (!m->ephemeral || m->dropped || !owner_dead(m->owner_pid, m->owner_start))
+                if (!m->ephemeral || m->dropped)
+                        continue;
+                _cleanup_free_ char *what = xasprintf("layers/%s", id);
+                if (!owner_dead(m->owner_pid, m->owner_start, m->owner_pidns, m->owner_boot, left, what))
                         continue;
                 strv_push_take(removed, xasprintf("layers/%s", id));
                 if (dry_run)
@@ -1735,15 +1828,21 @@ static int reap_layers(struct oci_store *s, bool dry_run, char ***removed, hm_er
 
 int oci_store_reap(struct oci_store *s, bool dry_run, char ***ret_removed, hm_error_t *err)
 {
+        return oci_store_reap_full(s, dry_run, ret_removed, NULL, err);
+}
+
+int oci_store_reap_full(struct oci_store *s, bool dry_run, char ***ret_removed, char ***ret_left, hm_error_t *err)
+{
         _cleanup_strv_ char **removed = xcalloc(1, sizeof(char *));
+        _cleanup_strv_ char **left = xcalloc(1, sizeof(char *));
         {
                 int r = oci_store_lock(s, err);
                 if (r < 0)
                         return r;
                 _cleanup_unlock_ struct oci_store *locked = s;
-                r = reap_tmp(s, dry_run, &removed, err);
+                r = reap_tmp(s, dry_run, &removed, &left, err);
                 if (r >= 0)
-                        r = reap_layers(s, dry_run, &removed, err);
+                        r = reap_layers(s, dry_run, &removed, &left, err);
                 if (r < 0 && (*err)->code == ENOSPC && !dry_run) {
                         /*
                          * A full disk: marking a layer dropped needs a block.  Garbage
@@ -1758,8 +1857,9 @@ int oci_store_reap(struct oci_store *s, bool dry_run, char ***ret_removed, hm_er
                                 removed[n - 1] = NULL;
                         }
                         r = oci_store_gc(s, err);
+                        /* what the first pass left it listed already */
                         if (r >= 0)
-                                r = reap_layers(s, dry_run, &removed, err);
+                                r = reap_layers(s, dry_run, &removed, NULL, err);
                 }
                 if (r < 0)
                         return r;
@@ -1771,5 +1871,7 @@ int oci_store_reap(struct oci_store *s, bool dry_run, char ***ret_removed, hm_er
         }
         if (ret_removed)
                 *ret_removed = TAKE_PTR(removed);
+        if (ret_left)
+                *ret_left = TAKE_PTR(left);
         return 0;
 }

@@ -82,6 +82,8 @@ struct oci_layer_meta {
         char *run_id;        /* owning run, or NULL */
         int owner_pid;       /* 0: none */
         uint64_t owner_start;
+        uint64_t owner_pidns; /* oci/owner.h; 0: not recorded (the judge's own), filled in for this process */
+        char owner_boot[40];
         bool ephemeral;
         bool dropped;
         uint64_t size;       /* bytes of file data (image layers), 0 if unknown */
@@ -244,6 +246,12 @@ bool oci_store_layers_on_host_root(const struct oci_store *s);
 /* Mark a layer dropped and garbage-collect.  Unknown ids are not an error. */
 int oci_store_drop_layer(struct oci_store *s, const char *id, hm_error_t *err);
 /*
+ * The same for a NULL-terminated list, with one collection at the end (a
+ * collection reads every layer's meta: per id it made a run's reaping
+ * quadratic).  Every id is tried; the first error is returned.
+ */
+int oci_store_drop_layers(struct oci_store *s, char *const *ids, hm_error_t *err);
+/*
  * Delete layers nothing references (images, live snapshots and their chains),
  * their metas and tags to missing layers.  The caller must not hold the lock.
  */
@@ -254,13 +262,16 @@ int oci_store_tag_get(struct oci_store *s, const char *tag, char **ret_id, hm_er
 int oci_store_tag_set_locked(struct oci_store *s, const char *tag, const char *id, hm_error_t *err);
 
 /*
- * Remove tmp/ entries and ephemeral layers whose owner (pid + starttime) is
- * dead, then gc.  dry_run: only list.  *ret_removed (may be NULL) gets the
+ * Remove tmp/ entries and ephemeral layers whose owner (pid + starttime, and
+ * pid namespace when recorded: oci/owner.h) is dead, then gc; an owner in a
+ * pid namespace not visible from here is kept.  dry_run: only list.  *ret_removed (may be NULL) gets the
  * store-relative names ("tmp/...", "layers/<id>").
  */
 int oci_store_reap(struct oci_store *s, bool dry_run, char ***ret_removed, hm_error_t *err);
+/* The same; *ret_left (may be NULL) gets what it kept for owners it cannot judge ("tmp/... (owner ...)"). */
+int oci_store_reap_full(struct oci_store *s, bool dry_run, char ***ret_removed, char ***ret_left, hm_error_t *err);
 
-/* Start time of a process (/proc/PID/stat field 22), 0 if it does not exist or is a zombie. */
+/* Start time of a process (/proc/PID/stat field 22; pid 0: /proc/self), 0 if it does not exist or is a zombie. */
 uint64_t oci_proc_starttime(int pid);
 
 #endif

@@ -416,6 +416,7 @@ struct ws_writer {
         unsigned uid, gid;
         char *buf; /* COPY_CHUNK bytes */
         size_t n_files;
+        size_t n_entries; /* headers below the root */
 };
 
 static int archive_fail(struct ws_writer *w, const char *what, const char *rel, hm_error_t *err)
@@ -446,6 +447,7 @@ static int write_header(struct ws_writer *w, const char *rel, hm_error_t *err)
 {
         if (archive_write_header(w->a, w->e) != ARCHIVE_OK)
                 return archive_fail(w, "archive", *rel ? rel : ".", err);
+        w->n_entries += *rel != 0;
         return 0;
 }
 
@@ -605,6 +607,7 @@ static int build_archive(int root_fd, const struct path_list *paths, unsigned ui
         ws->fd = TAKE_FD(mfd);
         ws->size = (uint64_t) st.st_size;
         ws->n_files = w.n_files;
+        ws->n_entries = w.n_entries;
         return 0;
 }
 
@@ -623,30 +626,95 @@ static int list_paths(int root_fd, const char *root, struct path_list *paths, hm
         return 0;
 }
 
-int workspace_build(const char *dir, unsigned uid, unsigned gid, struct workspace **ret, hm_error_t *err)
+struct workspace_lazy {
+        unsigned uid, gid;
+        struct workspace built; /* fd -1 until archived */
+};
+
+/* List and archive root into out's fd, size and n_files. */
+static int archive_root(const char *root, unsigned uid, unsigned gid, struct workspace *out, hm_error_t *err)
+{
+        _cleanup_close_ int root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (root_fd < 0)
+                return hm_error_set(err, errno, "workspace '%s': %s", root, strerror(errno));
+        _cleanup_path_list_ struct path_list paths = { 0 };
+        int r = list_paths(root_fd, root, &paths, err);
+        if (r >= 0)
+                r = build_archive(root_fd, &paths, uid, gid, out, err);
+        if (r < 0)
+                return hm_error_wrap(err, "workspace '%s'", root);
+        return 0;
+}
+
+static int resolve_root(const char *dir, struct workspace **ret, hm_error_t *err)
 {
         _cleanup_workspace_ struct workspace *ws = xzalloc(sizeof *ws);
         ws->fd = -1;
         ws->root = realpath(dir, NULL);
         if (!ws->root)
                 return hm_error_set(err, errno, "workspace '%s': %s", dir, strerror(errno));
+        *ret = TAKE_PTR(ws);
+        return 0;
+}
+
+int workspace_build(const char *dir, unsigned uid, unsigned gid, struct workspace **ret, hm_error_t *err)
+{
+        _cleanup_workspace_ struct workspace *ws = NULL;
+        int r = resolve_root(dir, &ws, err);
+        if (r < 0)
+                return r;
+        if ((r = archive_root(ws->root, uid, gid, ws, err)) < 0)
+                return r;
+        *ret = TAKE_PTR(ws);
+        return 0;
+}
+
+int workspace_defer(const char *dir, unsigned uid, unsigned gid, struct workspace **ret, hm_error_t *err)
+{
+        _cleanup_workspace_ struct workspace *ws = NULL;
+        int r = resolve_root(dir, &ws, err);
+        if (r < 0)
+                return r;
+        /* what fails at once when archiving now fails here too: not a directory, not readable */
         _cleanup_close_ int root_fd = open(ws->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (root_fd < 0)
                 return hm_error_set(err, errno, "workspace '%s': %s", ws->root, strerror(errno));
-        _cleanup_path_list_ struct path_list paths = { 0 };
-        int r = list_paths(root_fd, ws->root, &paths, err);
-        if (r >= 0)
-                r = build_archive(root_fd, &paths, uid, gid, ws, err);
-        if (r < 0)
-                return hm_error_wrap(err, "workspace '%s'", ws->root);
+        ws->lazy = xzalloc(sizeof *ws->lazy);
+        *ws->lazy = (struct workspace_lazy) { .uid = uid, .gid = gid, .built = { .fd = -1 } };
         *ret = TAKE_PTR(ws);
         return 0;
+}
+
+int workspace_open(const struct workspace *ws, int *ret_fd, uint64_t *ret_size, hm_error_t *err)
+{
+        const struct workspace *src = ws;
+        if (ws->lazy) {
+                struct workspace_lazy *l = ws->lazy;
+                if (l->built.fd < 0) {
+                        int r = archive_root(ws->root, l->uid, l->gid, &l->built, err);
+                        if (r < 0)
+                                return r;
+                }
+                src = &l->built;
+        }
+        *ret_fd = src->fd;
+        *ret_size = src->size;
+        return 0;
+}
+
+bool workspace_empty(const struct workspace *ws)
+{
+        const struct workspace *src = ws->lazy ? &ws->lazy->built : ws;
+        return src->fd >= 0 && src->n_files == 0 && src->n_entries == 0;
 }
 
 void workspace_free(struct workspace *ws)
 {
         if (!ws)
                 return;
+        if (ws->lazy)
+                safe_close(ws->lazy->built.fd);
+        free(ws->lazy);
         safe_close(ws->fd);
         free(ws->root);
         free(ws);

@@ -169,12 +169,17 @@ static int ws_layer(struct ns_runner *r, const struct step_exec *x, const char *
                 *ret_id = w->id;
                 return 0;
         }
+        int ws_fd;
+        uint64_t ws_size;
+        int rc = workspace_open(x->ws, &ws_fd, &ws_size, err);
+        if (rc < 0)
+                return rc;
         _cleanup_free_ char *tmp = NULL;
-        int rc = oci_store_mkdtemp(r->store, "workspace", &tmp, err);
+        rc = oci_store_mkdtemp(r->store, "workspace", &tmp, err);
         if (rc < 0)
                 return rc;
         (void) chmod(tmp, 0755);
-        rc = oci_unpack_layer(x->ws->fd, tmp, oci_store_xattr_prefix(r->store), oci_store_size_limit(r->store),
+        rc = oci_unpack_layer(ws_fd, tmp, oci_store_xattr_prefix(r->store), oci_store_size_limit(r->store),
                               NULL, err);
         struct oci_layer_meta m = { .kind = OCI_LAYER_WORKSPACE, .created = time(NULL), .owner_pid = getpid(),
                                     .owner_start = oci_proc_starttime(getpid()), .ephemeral = true,
@@ -194,9 +199,13 @@ static int ws_layer(struct ns_runner *r, const struct step_exec *x, const char *
         return 0;
 }
 
-/* Drop the workspace layers of runs with no step in flight. */
-static void ws_drop_idle(struct ns_runner *r)
+/*
+ * Drop the workspace layers of runs with no step in flight, together with
+ * `more` (one store collection for all of them).
+ */
+static void ws_drop_idle(struct ns_runner *r, char *const *more)
 {
+        _cleanup_strv_ char **ids = strv_copy(more);
         for (size_t i = 0; i < r->n_ws;) {
                 bool busy = false;
                 for (struct ns_step *st = r->steps; st; st = st->next)
@@ -205,15 +214,15 @@ static void ws_drop_idle(struct ns_runner *r)
                         i++;
                         continue;
                 }
-                hm_error_t err = NULL;
-                if (oci_store_drop_layer(r->store, r->ws[i].id, &err) < 0) {
-                        if (r->base.warn)
-                                r->base.warn(r->base.warn_data, err->msg);
-                        hm_error_release(&err);
-                }
+                strv_push_take(&ids, r->ws[i].id);
                 free(r->ws[i].run_id);
-                free(r->ws[i].id);
                 r->ws[i] = r->ws[--r->n_ws];
+        }
+        hm_error_t err = NULL;
+        if (ids[0] && oci_store_drop_layers(r->store, ids, &err) < 0) {
+                if (r->base.warn)
+                        r->base.warn(r->base.warn_data, err->msg);
+                hm_error_release(&err);
         }
 }
 
@@ -429,6 +438,25 @@ static int stage_host_lowers(struct ns_step *st, char *const *ids, char ***ret_l
         return 0;
 }
 
+/*
+ * The topmost "workspace" among the lowers (top first) is a directory: a
+ * builds_in child of a step that made /workspace has it already, and a new
+ * directory per step would be one more inode to create (slow on a busy ext4)
+ * and commit.
+ */
+static bool lowers_have_workspace(char *const *lowers)
+{
+        for (size_t i = 0; lowers && lowers[i]; i++) {
+                _cleanup_free_ char *p = xasprintf("%s/workspace", lowers[i]);
+                struct stat sb;
+                if (lstat(p, &sb) == 0)
+                        return S_ISDIR(sb.st_mode);
+                if (errno != ENOENT)
+                        return false;
+        }
+        return false;
+}
+
 static bool chain_on_host(char *const *chain)
 {
         return chain && chain[0] && !strcmp(chain[0], OCI_HOST_IMAGE);
@@ -447,7 +475,12 @@ static int launch(struct ns_runner *r, struct ns_step *st, hm_error_t *err)
                                     "as an overlay lower (locked submounts); import an image with "
                                     "`hm image import SOURCE NAME` and use that instead");
         const char *ws_id = NULL;
-        if (x->ws && (rc = ws_layer(r, x, &ws_id, err)) < 0)
+        int ws_fd;
+        uint64_t ws_size;
+        /* an empty workspace is an empty /workspace in the upper: no layer to unpack and remove */
+        if (x->ws && (rc = workspace_open(x->ws, &ws_fd, &ws_size, err)) < 0)
+                return rc;
+        if (x->ws && !workspace_empty(x->ws) && (rc = ws_layer(r, x, &ws_id, err)) < 0)
                 return rc;
         _cleanup_strv_ char **ids = strv_copy(st->chain);
         if (ws_id)
@@ -463,7 +496,7 @@ static int launch(struct ns_runner *r, struct ns_step *st, hm_error_t *err)
                 if ((rc = stage_host_lowers(st, ids, &lowers, err)) < 0)
                         return rc;
         }
-        if (!ws_id) {
+        if (!ws_id && !lowers_have_workspace(lowers)) {
                 _cleanup_free_ char *w = xasprintf("%s/workspace", st->u->upper);
                 (void) mkdir(w, 0755);
         }
@@ -708,15 +741,7 @@ static void on_drop_done(struct hm_loop *loop, uint64_t id, void *data)
 static void ns_drop_snapshots(struct hm_runner *base, char *const *refs, void (*done)(void *data), void *data)
 {
         struct ns_runner *r = (struct ns_runner *) base;
-        for (size_t i = 0; refs && refs[i]; i++) {
-                hm_error_t err = NULL;
-                if (oci_store_drop_layer(r->store, refs[i], &err) < 0) {
-                        if (base->warn)
-                                base->warn(base->warn_data, err->msg);
-                        hm_error_release(&err);
-                }
-        }
-        ws_drop_idle(r);
+        ws_drop_idle(r, refs);
         struct drop_req *d = xzalloc(sizeof *d);
         *d = (struct drop_req) { .next = r->drops, .r = r, .done = done, .data = data };
         r->drops = d;
@@ -740,7 +765,7 @@ static void ns_free(struct hm_runner *base)
                 hm_loop_del_timer(base->loop, d->timer);
                 free(d);
         }
-        ws_drop_idle(r);
+        ws_drop_idle(r, NULL);
         if (r->net_dir)
                 (void) rm_rf(r->net_dir);
         free(r->net_dir);

@@ -4,6 +4,8 @@
 #include "lib/strbuf.h"
 #include "lib/util.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 static const char *const kind_names[] = {
@@ -17,25 +19,110 @@ static const char *const kind_names[] = {
 
 const char *hm_event_kind_name(enum hm_event_kind k) { return kind_names[k]; }
 
-/* RFC 3339 UTC with nanoseconds and Z, as chrono prints it. */
-static void add_ts(struct strbuf *sb, int64_t ns)
+#define add_lit(sb, s) strbuf_add((sb), (s), sizeof(s) - 1)
+
+/* Decimal digits of v, right-aligned in buf[20]; returns the first. */
+static char *fmt_u64(char buf[20], uint64_t v)
 {
-        time_t s = (time_t) (ns / 1000000000);
-        struct tm tm;
-        gmtime_r(&s, &tm);
-        strbuf_addf(sb, "\"%04d-%02d-%02dT%02d:%02d:%02d.%09dZ\"", tm.tm_year + 1900, tm.tm_mon + 1,
-                    tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (ns % 1000000000));
+        char *p = buf + 20;
+        do
+                *--p = (char) ('0' + v % 10);
+        while (v /= 10);
+        return p;
 }
 
-static void field_str(struct strbuf *sb, const char *name, const char *v)
+static void add_u64(struct strbuf *sb, uint64_t v)
 {
-        strbuf_addf(sb, ",\"%s\":", name);
-        strbuf_add_json_str(sb, v);
+        char buf[20];
+        char *p = fmt_u64(buf, v);
+        strbuf_add(sb, p, (size_t) (buf + 20 - p));
 }
+
+static void add_i64(struct strbuf *sb, int64_t v)
+{
+        if (v < 0) {
+                strbuf_addch(sb, '-');
+                add_u64(sb, 0 - (uint64_t) v);
+        } else {
+                add_u64(sb, (uint64_t) v);
+        }
+}
+
+/*
+ * RFC 3339 UTC with nanoseconds and Z, as chrono prints it.  The date and
+ * time up to the second change once a second: formatted then and kept
+ * (a log-heavy step emits hundreds of thousands of events a second).
+ */
+static void add_ts(struct strbuf *sb, int64_t ns)
+{
+        static int64_t cached_sec = INT64_MIN;
+        static char prefix[40];
+        static size_t prefix_len;
+        int64_t sec = ns / 1000000000, frac = ns % 1000000000;
+        if (frac < 0) {
+                frac += 1000000000;
+                sec--;
+        }
+        if (sec != cached_sec) {
+                time_t s = (time_t) sec;
+                struct tm tm;
+                gmtime_r(&s, &tm);
+                int n = snprintf(prefix, sizeof prefix, "\"%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900,
+                                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+                prefix_len = n > 0 && (size_t) n < sizeof prefix ? (size_t) n : 0;
+                cached_sec = sec;
+        }
+        char digits[11];
+        for (int i = 8; i >= 0; i--, frac /= 10)
+                digits[i] = (char) ('0' + frac % 10);
+        digits[9] = 'Z';
+        digits[10] = '"';
+        strbuf_add(sb, prefix, prefix_len);
+        strbuf_add(sb, digits, sizeof digits);
+}
+
+/*
+ * A log line as a JSON string: printable ASCII without quote or backslash
+ * (nearly every line) is copied in one piece; anything else takes the
+ * escaping, UTF-8 checking path.
+ */
+static void add_json_line(struct strbuf *sb, const char *p, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                unsigned char c = (unsigned char) p[i];
+                if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+                        strbuf_add_json_string(sb, p, n);
+                        return;
+                }
+        }
+        strbuf_grow(sb, n + 2);
+        sb->buf[sb->len++] = '"';
+        memcpy(sb->buf + sb->len, p, n);
+        sb->len += n;
+        sb->buf[sb->len++] = '"';
+        sb->buf[sb->len] = 0;
+}
+
+static void add_json_cstr(struct strbuf *sb, const char *s)
+{
+        if (s)
+                add_json_line(sb, s, strlen(s));
+        else
+                add_lit(sb, "null");
+}
+
+/* `name` is the literal ,"field": */
+#define field_str(sb, name, v)                   \
+        do {                                     \
+                add_lit(sb, ",\"" name "\":");   \
+                add_json_cstr(sb, v);            \
+        } while (0)
 
 void hm_event_to_json(const struct hm_event *ev, struct strbuf *sb)
 {
-        strbuf_addf(sb, "{\"kind\":\"%s\"", kind_names[ev->kind]);
+        add_lit(sb, "{\"kind\":\"");
+        strbuf_addstr(sb, kind_names[ev->kind]);
+        strbuf_addch(sb, '"');
         switch (ev->kind) {
         case EV_BUILD_START:
                 field_str(sb, "run_id", ev->run_id);
@@ -48,7 +135,8 @@ void hm_event_to_json(const struct hm_event *ev, struct strbuf *sb)
         case EV_STEP_QUEUED:
                 field_str(sb, "step_id", ev->step_id);
                 field_str(sb, "key", ev->key);
-                strbuf_addf(sb, ",\"chain_idx\":%u", ev->chain_idx);
+                add_lit(sb, ",\"chain_idx\":");
+                add_u64(sb, ev->chain_idx);
                 field_str(sb, "parent_key", ev->parent_key);
                 field_str(sb, "display_name", ev->display_name);
                 break;
@@ -62,9 +150,9 @@ void hm_event_to_json(const struct hm_event *ev, struct strbuf *sb)
                 field_str(sb, "step_id", ev->step_id);
                 field_str(sb, "key", ev->key);
                 field_str(sb, "stream", ev->stream == HM_STREAM_STDERR ? "stderr" : "stdout");
-                strbuf_addstr(sb, ",\"line\":");
-                strbuf_add_json_string(sb, ev->line, ev->line_len);
-                strbuf_addstr(sb, ",\"ts\":");
+                add_lit(sb, ",\"line\":");
+                add_json_line(sb, ev->line, ev->line_len);
+                add_lit(sb, ",\"ts\":");
                 add_ts(sb, ev->ts_ns);
                 break;
         case EV_STEP_CACHE_HIT:
@@ -76,17 +164,21 @@ void hm_event_to_json(const struct hm_event *ev, struct strbuf *sb)
         case EV_STEP_END:
                 field_str(sb, "step_id", ev->step_id);
                 field_str(sb, "key", ev->key);
-                strbuf_addf(sb, ",\"exit_code\":%d,\"duration_ms\":%lld", ev->exit_code,
-                            (long long) ev->duration_ms);
+                add_lit(sb, ",\"exit_code\":");
+                add_i64(sb, ev->exit_code);
+                add_lit(sb, ",\"duration_ms\":");
+                add_i64(sb, ev->duration_ms);
                 field_str(sb, "snapshot", ev->snapshot);
                 break;
         case EV_CHAIN_FAILED:
-                strbuf_addf(sb, ",\"chain_idx\":%u", ev->chain_idx);
+                add_lit(sb, ",\"chain_idx\":");
+                add_u64(sb, ev->chain_idx);
                 field_str(sb, "failed_step_id", ev->step_id);
                 field_str(sb, "failed_step_key", ev->key);
-                strbuf_addf(sb, ",\"exit_code\":%d", ev->exit_code);
+                add_lit(sb, ",\"exit_code\":");
+                add_i64(sb, ev->exit_code);
                 field_str(sb, "message", ev->message);
-                strbuf_addstr(sb, ",\"ts\":");
+                add_lit(sb, ",\"ts\":");
                 add_ts(sb, ev->ts_ns);
                 break;
         case EV_STEP_SKIPPED:
@@ -101,8 +193,10 @@ void hm_event_to_json(const struct hm_event *ev, struct strbuf *sb)
                 field_str(sb, "message", ev->message);
                 break;
         case EV_BUILD_END:
-                strbuf_addf(sb, ",\"exit_code\":%d,\"duration_ms\":%lld", ev->exit_code,
-                            (long long) ev->duration_ms);
+                add_lit(sb, ",\"exit_code\":");
+                add_i64(sb, ev->exit_code);
+                add_lit(sb, ",\"duration_ms\":");
+                add_i64(sb, ev->duration_ms);
                 break;
         }
         strbuf_addch(sb, '}');

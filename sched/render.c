@@ -20,10 +20,17 @@ static int key_color(const char *key)
 
 static void add_key(struct strbuf *sb, const char *key, bool color)
 {
+        /* once per log line: no printf */
+        if (color) {
+                int c = key_color(key);
+                char esc[5] = { '\033', '[', (char) ('0' + c / 10), (char) ('0' + c % 10), 'm' };
+                strbuf_add(sb, esc, sizeof esc);
+        }
+        strbuf_addch(sb, '[');
+        strbuf_addstr(sb, key ? key : "?");
+        strbuf_addch(sb, ']');
         if (color)
-                strbuf_addf(sb, "\033[%dm[%s]\033[0m", key_color(key), key ? key : "?");
-        else
-                strbuf_addf(sb, "[%s]", key ? key : "?");
+                strbuf_addstr(sb, "\033[0m");
 }
 
 /* ---- --logs lines ------------------------------------------------------ */

@@ -67,22 +67,53 @@ struct sched {
         char **env_home;         /* default env head */
 };
 
+/*
+ * Random bytes for ids, drawn from getrandom() a pool at a time: a
+ * 100k-step run needs 100k step ids, one syscall each was a fifth of the
+ * scheduler's time.  The pool is consumed once and wiped as it goes.
+ */
+static void random_bytes(uint8_t *out, size_t n)
+{
+        static uint8_t pool[4096];
+        static size_t avail;
+        while (n > 0) {
+                if (avail == 0) {
+                        size_t got = 0;
+                        while (got < sizeof pool) {
+                                ssize_t r = getrandom(pool + got, sizeof pool - got, 0);
+                                if (r < 0 && errno == EINTR)
+                                        continue;
+                                if (r < 0)
+                                        abort();
+                                got += (size_t) r;
+                        }
+                        avail = sizeof pool;
+                }
+                size_t take = n < avail ? n : avail;
+                uint8_t *src = pool + sizeof pool - avail;
+                memcpy(out, src, take);
+                memset(src, 0, take);
+                avail -= take;
+                out += take;
+                n -= take;
+        }
+}
+
 void hm_uuid4(char out[37])
 {
+        static const char hex[] = "0123456789abcdef";
         uint8_t b[16];
-        size_t got = 0;
-        while (got < sizeof b) {
-                ssize_t r = getrandom(b + got, sizeof b - got, 0);
-                if (r < 0 && errno == EINTR)
-                        continue;
-                if (r < 0)
-                        abort();
-                got += (size_t) r;
-        }
+        random_bytes(b, sizeof b);
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
-        snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-                 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+        char *p = out;
+        for (int i = 0; i < 16; i++) {
+                if (i == 4 || i == 6 || i == 8 || i == 10)
+                        *p++ = '-';
+                *p++ = hex[b[i] >> 4];
+                *p++ = hex[b[i] & 15];
+        }
+        *p = 0;
 }
 
 static struct hm_event ev_for(struct sched *s, enum hm_event_kind kind, struct sstep *st)
@@ -277,6 +308,15 @@ static void step_finished(struct sched *s, struct sstep *st, struct step_result 
                 ev.cache_key = ps->cache_key;
                 ev.tag = ps->cache_tag;
                 emit(s, &ev);
+        }
+        if (code != 0 && res->snapshot && !res->cache_hit) {
+                /*
+                 * Committed, then counted as failed (a cancel that arrived while
+                 * the engine committed): nothing will use it, drop it at the end
+                 * like any ephemeral snapshot instead of leaking it.
+                 */
+                st->snapshot = TAKE_PTR(res->snapshot);
+                st->ephemeral = true;
         }
         if (code == 0 && res->snapshot) {
                 st->snapshot = TAKE_PTR(res->snapshot);

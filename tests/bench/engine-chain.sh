@@ -6,7 +6,7 @@
 # engine's own CLI: each step runs `true` in a container made from the
 # previous step's commit, commits it and removes the container; at the end
 # the N committed images are removed (hm reaps its snapshots too, inside its
-# wall time).  Prints one $EPOCHREALTIME line per finished step, then "end".
+# wall time).  No network, like hm's runs in bench.py (ENGINE_NET).  Prints one $EPOCHREALTIME line per finished step, then "end".
 set -euo pipefail
 
 kind=${1:?usage: engine-chain.sh docker|podman SOCKET IMAGE N PREFIX}
@@ -35,7 +35,7 @@ trap cleanup EXIT
 
 from=$image
 for ((i = 1; i <= n; i++)); do
-        "${cli[@]}" run --name "$prefix-c" "$from" true >/dev/null
+        "${cli[@]}" run --name "$prefix-c" --network none "$from" true >/dev/null
         "${cli[@]}" commit "$prefix-c" "$prefix-img:$i" >/dev/null
         made+=("$prefix-img:$i")
         "${cli[@]}" rm "$prefix-c" >/dev/null

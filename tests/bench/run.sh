@@ -8,7 +8,7 @@
 # elsewhere).  Reports only: exits non-zero only when a benchmark could not run.
 #
 # Knobs: HM=path/to/hm (default build/hm), BENCH_FULL=1 (the sizes
-# everywhere: 50-step engine chains, 200 engine throughput steps; > 15 min
+# everywhere: 200 engine throughput steps instead of 64, 3 log runs; > 15 min
 # here), BENCH_ONLY=1,3,7 (a subset), BENCH_KEEP_ENGINES=DIR (use engines
 # already started with tests/lib/engines.sh start DIR; not stopped).
 set -euo pipefail

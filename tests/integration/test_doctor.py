@@ -8,8 +8,11 @@ Each expected line is computed here, independently of hm, from what the host say
   unshare           util-linux `unshare` as that user: root -m -p -i -u -n, user -U
   user namespaces   `unshare -U -r true`; max_user_namespaces from /proc/sys/user; the AppArmor
                     restriction from /proc/sys/kernel/apparmor_restrict_unprivileged_userns
-  overlay in userns `unshare -U -r -m` mounting an overlay with userxattr in a temp dir
+  overlay           root: `unshare -m` mounting an overlay in a temp dir of the store's filesystem
+                    (the store's nearest existing dir: the tmpfs); hmtest ("overlay in userns"):
+                    `unshare -U -r -m` mounting one with userxattr there
   fresh /proc       `unshare [-U -r] -m -p -f --mount-proc true`
+  hostname          `unshare [-U -r] -u hostname hm-doctor`
   cgroups           the fstype of /sys/fs/cgroup and /sys/fs/cgroup/unified in /proc/self/mountinfo,
                     the v1 controller dirs' writability for that user (`test -w`)
   seccomp           Seccomp: of /proc/self/status (inherited by hm), the first line of
@@ -108,17 +111,34 @@ def exp_userns(user):
     return None
 
 
-def exp_overlay(user, work):
-    d = tempfile.mkdtemp(dir=work)
+def exp_overlay(user, store):
+    probe = store
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    d = tempfile.mkdtemp(dir=probe)
     os.chmod(d, 0o777)
     for s in "luwm":
         os.mkdir(os.path.join(d, s))
         os.chmod(os.path.join(d, s), 0o777)
-    cmd = "mount -t overlay overlay -o lowerdir=%s/l,upperdir=%s/u,workdir=%s/w,userxattr %s/m" % (d, d, d, d)
-    ok = as_user(user, ["unshare", "-U", "-r", "-m", "sh", "-c", cmd]).returncode == 0
+    opts = "lowerdir=%s/l,upperdir=%s/u,workdir=%s/w" % (d, d, d)
+    if user:
+        cmd = "mount -t overlay overlay -o %s,userxattr %s/m" % (opts, d)
+        ok = as_user(user, ["unshare", "-U", "-r", "-m", "sh", "-c", cmd]).returncode == 0
+    else:
+        ok = as_user(None, ["unshare", "-m", "sh", "-c", "mount -t overlay overlay -o %s %s/m" % (opts, d)]).returncode == 0
     shutil.rmtree(d, ignore_errors=True)
+    if ok and user:
+        return fmt("ok", "overlay in userns", "overlay with userxattr mounts inside a user namespace "
+                   "(in the store's filesystem, %s)" % probe)
     if ok:
-        return fmt("ok", "overlay in userns", "overlay with userxattr mounts inside a user namespace")
+        return fmt("ok", "overlay", "an overlay mounts (in the store's filesystem, %s)" % probe)
+    return None
+
+
+def exp_hostname(user):
+    flags = ["-U", "-r"] if user else []
+    if as_user(user, ["unshare"] + flags + ["-u", "hostname", "hm-doctor"]).returncode == 0:
+        return fmt("ok", "hostname", "steps get their own hostname (sethostname in a new UTS namespace)")
     return None
 
 
@@ -234,7 +254,8 @@ def compare(name, got, want, rc, want_rc):
 
 
 def expected(user, uid, env, work, store, engines):
-    parts = [exp_container(user), exp_unshare(user), exp_userns(user), exp_overlay(user, work), exp_proc(user)]
+    parts = [exp_container(user), exp_unshare(user), exp_userns(user), exp_overlay(user, store), exp_proc(user),
+             exp_hostname(user)]
     if any(p is None for p in parts):
         return None
     want = ["hm doctor: %s, uid %d" % ("unprivileged user" if user else "root", uid)]

@@ -18,7 +18,8 @@ socket-mounted environments the engine's socket too, so every path hm is given e
   ns-docker-privileged   docker container --privileged (when the engine can start one here)
   ns-docker-default      docker container, default profile: a precise refusal is expected
 
-Per environment: `hm doctor` inside (printed as diagnostics), the IR cases (the full set in
+Per environment: `hm doctor` inside (printed as diagnostics; its key lines asserted per environment,
+see doctor_expectations: the path hm takes, the refused steps with their fallback or fix), the IR cases (the full set in
 docker-sock and ns-podman-default, a subset elsewhere; HM_NESTED_FULL=1: the full set
 everywhere), for ns the reduced isolation (each `notice` event with notice "isolation" once per
 run, and the same text in the human output), for the socket-mounted ones `hm reap` from inside
@@ -242,6 +243,99 @@ def reap_inside(env, work):
         eng.request("DELETE", "/containers/%s?force=1" % c["Id"])
 
 
+def parse_doctor(text):
+    """hm doctor's lines as {check: (level, message, fix)}, plus "header" and "summary"."""
+    out, last = {}, None
+    lines = text.splitlines()
+    if lines:
+        out["header"] = ("", lines[0], "")
+    for line in lines[1:]:
+        if line.startswith(("ok ", "warning ", "error ")):
+            level, rest = line.split(None, 1)
+            check, msg = rest[:22].strip(), rest[23:]
+            out[check] = (level, msg, "")
+            last = check
+        elif line.strip().startswith("fix: ") and last:
+            out[last] = out[last][:2] + (line.strip()[5:],)
+        elif "error(s)" in line:
+            out["summary"] = ("", line, "")
+    return out
+
+
+ROOTLESS_HEADER = "root without CAP_SYS_ADMIN in the initial user namespace, uid 0: hm takes the rootless path"
+SECCOMP_FIX = ["seccomp=unconfined", "--privileged", "--runner=docker|podman with the engine's socket mounted"]
+
+
+def doctor_expectations(env):
+    """(check, level, [needles in its message + fix]) that hm doctor must print in this environment."""
+    priv = "--privileged" in env.args or "ALL" in env.args
+    exp = [("header", "", [ROOTLESS_HEADER] if not priv else ["hm doctor: root, uid 0"]),
+           ("container", "ok", ["hm runs inside a container (%s" % env.engine])]
+    seccomp_refuses = env.engine == "docker" and not priv
+    if seccomp_refuses:
+        exp += [("unshare", "error", ["unshare(CLONE_NEWUSER) refused (EPERM)", "seccomp filter"] + SECCOMP_FIX),
+                ("user namespaces", "error", ["a seccomp filter refuses it"] + SECCOMP_FIX),
+                ("fresh /proc", "warning", ["not tried"])]
+    elif priv:
+        exp += [("unshare", "ok", ["unshare(CLONE_NEWNS|NEWPID|NEWIPC|NEWUTS|NEWNET) allowed"]),
+                ("overlay", "ok", ["an overlay mounts (in the store's filesystem"]),
+                ("fresh /proc", "ok", ["a new /proc mounts in a new pid namespace"]),
+                ("hostname", "ok", ["steps get their own hostname"])]
+    else:
+        exp += [("unshare", "ok", ["unshare(CLONE_NEWUSER) allowed"]),
+                ("user namespaces", "ok", ["can create one", "steps run in one, as for an ordinary user"]),
+                ("overlay in userns", "ok", ["overlay with userxattr mounts inside a user namespace (in the store's"]),
+                ("fresh /proc", "warning", ["refused", "read-only bind of the outer /proc", "unmask=ALL"])]
+        if "seccomp=unconfined" in env.args:
+            exp.append(("hostname", "ok", ["steps get their own hostname"]))
+        else:
+            exp.append(("hostname", "warning", ["refused", "seccomp filter", "keep the surrounding hostname"]
+                        + SECCOMP_FIX))
+        exp.append(("cgroups", "warning", ["fall back to rlimits", "--privileged"]))
+    if env.engine == "podman" and priv:
+        exp.append(("cgroups", "ok", ["writable"]))
+    if env.runner in ("docker", "podman"):
+        exp.append((env.runner, "ok", ["%s " % env.runner, "at %s" % (DOCKER_SOCK if env.runner == "docker"
+                                                                    else PODMAN_SOCK)]))
+    # the seccomp refusals are the only errors; everything else works or falls back
+    exp.append(("summary", "", ["2 error(s)" if seccomp_refuses else "0 error(s)"]))
+    return exp
+
+
+def check_doctor(env, work):
+    """hm doctor inside, with the store the runs use (bind-mounted): its key lines; then the default store
+    on the container's own overlay root: the overlay line names it and the fix."""
+    denv = ["env", "HM_STORE=" + os.path.join(work, "doctor-store-" + env.name)]
+    if env.runner == "docker":
+        denv.append("DOCKER_HOST=unix://" + DOCKER_SOCK)
+    elif env.runner == "podman":
+        denv.append("CONTAINER_HOST=unix://" + PODMAN_SOCK)
+    d = inside(env, denv + ["hm", "doctor"])
+    text = (d.stdout + d.stderr).decode(errors="replace")
+    tap.diag("%s: hm doctor (exit %d):" % (env.name, d.returncode))
+    for line in text.splitlines():
+        tap.diag("%s:   %s" % (env.name, line))
+    got = parse_doctor(d.stdout.decode(errors="replace"))
+    for check, level, needles in doctor_expectations(env):
+        g = got.get(check)
+        missing = [n for n in needles if not g or n not in g[1] + " " + g[2]]
+        tap.check(g is not None and g[0] == level and not missing,
+                  "%s: hm doctor: %s %s%s" % (env.name, level or "line", check,
+                                              " (%s)" % "; ".join(needles) if needles else ""),
+                  lambda: "got %s; missing %s" % (g, missing))
+    seccomp_refuses = env.engine == "docker" and not ("--privileged" in env.args or "ALL" in env.args)
+    if env.runner != "ns" or seccomp_refuses:
+        return
+    d = inside(env, ["hm", "doctor"])
+    got = parse_doctor(d.stdout.decode(errors="replace"))
+    g = got.get("overlay") or got.get("overlay in userns")
+    needles = ["failed in the store's filesystem (/var/lib", "itself an overlay", "put the store on a volume"]
+    tap.check(d.returncode == 1 and g is not None and g[0] == "error" and all(n in g[1] + " " + g[2] for n in needles),
+              "%s: hm doctor with the default store on the container's overlay root: an error naming it, with the "
+              "fix (control: the same check passes with the store on a volume)" % env.name,
+              lambda: out_of(d))
+
+
 def environments():
     envs = []
     if DOCKER_SOCK:
@@ -290,15 +384,7 @@ def run_env(env, work):
         return 0
     env.wrapper = os.path.join(work, "hm-in-" + env.name)
     write_wrapper(env.wrapper, env.engine, env.ctr)
-    doctor_env = []
-    if env.runner == "docker":
-        doctor_env = ["env", "DOCKER_HOST=unix://" + DOCKER_SOCK]
-    elif env.runner == "podman":
-        doctor_env = ["env", "CONTAINER_HOST=unix://" + PODMAN_SOCK]
-    d = inside(env, doctor_env + ["hm", "doctor"])
-    tap.diag("%s: hm doctor (exit %d):" % (env.name, d.returncode))
-    for line in (d.stdout + d.stderr).decode(errors="replace").splitlines():
-        tap.diag("%s:   %s" % (env.name, line))
+    check_doctor(env, work)
     if env.expect == "refused":
         refusal(env, work, ["seccomp", "seccomp=unconfined", "--privileged"])
     else:
