@@ -2,7 +2,6 @@
 #include "engine/http.h"
 
 #include <curl/curl.h>
-#include <poll.h>
 #include <yajl/yajl_tree.h>
 
 #include "lib/curl-loop.h"
