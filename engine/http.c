@@ -2,9 +2,9 @@
 #include "engine/http.h"
 
 #include <curl/curl.h>
-#include <poll.h>
 #include <yajl/yajl_tree.h>
 
+#include "lib/curl-loop.h"
 #include "lib/handles.h"
 #include "lib/util.h"
 #include "sched/loop.h"
@@ -34,15 +34,11 @@ struct eng_request {
 
 struct eng_http {
         struct hm_loop *loop;
-        CURLM *multi;
+        struct hm_curl_loop *cl; /* the multi handle on the loop */
         char *socket_path;
         char *prefix;
-        uint64_t timer_id;
-        int depth; /* > 0 while inside curl_multi_socket_action */
         struct eng_request *reqs;
         unsigned n_reqs;
-        int *fds; /* fds registered on the loop for curl */
-        size_t n_fds, cap_fds;
         uint64_t watch_timer;     /* next liveness ping while streamed requests are pending */
         struct eng_request *ping; /* the watchdog's ping in flight */
 };
@@ -55,15 +51,6 @@ struct eng_http {
                                             curl_easy_strerror(rc_));                          \
         } while (0)
 
-#define MSETOPT(m, opt, val)                                                                   \
-        do {                                                                                   \
-                CURLMcode rc_ = curl_multi_setopt((m), (opt), (val));                          \
-                if (rc_ != CURLM_OK)                                                           \
-                        return hm_error_set(err, EINVAL, "curl multi option %s: %s", #opt,     \
-                                            curl_multi_strerror(rc_));                         \
-        } while (0)
-
-static void process_events(struct eng_http *h, curl_socket_t fd, int ev);
 static void sweep_doomed(struct eng_http *h);
 static void watch_arm(struct eng_http *h);
 static void on_head_deadline(struct hm_loop *loop, uint64_t id, void *data);
@@ -344,7 +331,7 @@ static void req_free(struct eng_request *req)
 {
         struct eng_http *h = req->h;
         if (req->added)
-                curl_multi_remove_handle(h->multi, req->easy);
+                hm_curl_loop_remove(h->cl, req->easy);
         if (req->prev)
                 req->prev->next = req->next;
         else
@@ -373,9 +360,9 @@ static void req_freep(struct eng_request **req)
 
 static int req_add(struct eng_request *req, hm_error_t *err)
 {
-        CURLMcode mc = curl_multi_add_handle(req->h->multi, req->easy);
-        if (mc != CURLM_OK)
-                return hm_error_set(err, EIO, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
+        int r = hm_curl_loop_add(req->h->cl, req->easy, err);
+        if (r < 0)
+                return r;
         req->added = true;
         return 0;
 }
@@ -405,8 +392,8 @@ int eng_request_submit(struct eng_http *h, const struct eng_request_opts *o,
                 req->head_timer = hm_loop_add_timer(h->loop, capped(ENG_REQUEST_TIMEOUT_MS), on_head_deadline, req);
         if (req->streamed)
                 watch_arm(h);
-        /* inside libcurl's callbacks the multi handle must not change: process_events adds it */
-        if (h->depth == 0) {
+        /* inside libcurl's callbacks the multi handle must not change: after_events adds it */
+        if (!hm_curl_loop_inside(h->cl)) {
                 r = req_add(req, err);
                 if (r < 0)
                         return r;
@@ -421,7 +408,7 @@ void eng_request_cancel(struct eng_request *req)
 {
         if (!req)
                 return;
-        if (req->h->depth > 0)
+        if (hm_curl_loop_inside(req->h->cl))
                 req->canceled = true;
         else
                 req_free(req);
@@ -444,7 +431,7 @@ static void doom(struct eng_request *req, const char *msg)
  */
 static void sweep_doomed(struct eng_http *h)
 {
-        if (h->depth > 0)
+        if (hm_curl_loop_inside(h->cl))
                 return;
         for (bool again = true; again;) {
                 again = false;
@@ -452,7 +439,7 @@ static void sweep_doomed(struct eng_http *h)
                         if (!req->doom || req->canceled)
                                 continue;
                         if (req->added) {
-                                curl_multi_remove_handle(h->multi, req->easy);
+                                hm_curl_loop_remove(h->cl, req->easy);
                                 req->added = false;
                         }
                         struct eng_response *resp = &req->resp;
@@ -509,7 +496,7 @@ static void on_ping(struct eng_request *req, struct eng_response *resp, void *da
                 for (struct eng_request *r = h->reqs; r; r = r->next)
                         if (r->streamed)
                                 doom(r, m);
-                /* swept by process_events once this callback returns */
+                /* swept by after_events once this callback returns */
         }
         watch_arm(h);
 }
@@ -540,86 +527,21 @@ static void watch_arm(struct eng_http *h)
 
 /* ---------------------------------------------------------------- loop integration */
 
-static void on_fd(struct hm_loop *loop, int fd, short revents, void *data)
-{
-        int ev = 0;
-        if (revents & (POLLIN | POLLHUP))
-                ev |= CURL_CSELECT_IN;
-        if (revents & POLLOUT)
-                ev |= CURL_CSELECT_OUT;
-        if (revents & (POLLERR | POLLNVAL))
-                ev |= CURL_CSELECT_ERR;
-        process_events(data, fd, ev);
-}
-
-static void on_timer(struct hm_loop *loop, uint64_t id, void *data)
+/* A transfer ended (hm_curl_done_fn). */
+static void complete(CURL *easy, void *priv, CURLcode result, void *data)
 {
         struct eng_http *h = data;
-        h->timer_id = 0;
-        process_events(h, CURL_SOCKET_TIMEOUT, 0);
-}
-
-static void fds_remove(struct eng_http *h, int fd)
-{
-        for (size_t i = 0; i < h->n_fds; i++) {
-                if (h->fds[i] == fd) {
-                        h->fds[i] = h->fds[--h->n_fds];
-                        return;
-                }
-        }
-}
-
-static int socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
-{
-        struct eng_http *h = userp;
-        if (what == CURL_POLL_REMOVE) {
-                hm_loop_del_fd(h->loop, s);
-                fds_remove(h, s);
-                return 0;
-        }
-        short events = (short) (((what & CURL_POLL_IN) ? POLLIN : 0) | ((what & CURL_POLL_OUT) ? POLLOUT : 0));
-        if (hm_loop_has_fd(h->loop, s)) {
-                hm_loop_mod_fd(h->loop, s, events);
-                return 0;
-        }
-        hm_error_t err = NULL;
-        if (hm_loop_add_fd(h->loop, s, events, on_fd, h, &err) < 0) {
-                hm_error_release(&err);
-                return -1; /* libcurl fails the transfer */
-        }
-        if (h->n_fds == h->cap_fds) {
-                h->cap_fds = h->cap_fds ? h->cap_fds * 2 : 16;
-                h->fds = xreallocarray(h->fds, h->cap_fds, sizeof *h->fds);
-        }
-        h->fds[h->n_fds++] = s;
-        return 0;
-}
-
-static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-        struct eng_http *h = userp;
-        if (h->timer_id) {
-                hm_loop_del_timer(h->loop, h->timer_id);
-                h->timer_id = 0;
-        }
-        if (timeout_ms >= 0)
-                h->timer_id = hm_loop_add_timer(h->loop, timeout_ms, on_timer, h);
-        return 0;
-}
-
-static void complete(struct eng_http *h, CURLMsg *msg)
-{
-        struct eng_request *req = NULL;
-        if (curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req) != CURLE_OK || !req)
+        struct eng_request *req = priv;
+        if (!req)
                 return;
-        curl_multi_remove_handle(h->multi, req->easy);
+        hm_curl_loop_remove(h->cl, req->easy);
         req->added = false;
         if (req->canceled) {
                 req_free(req);
                 return;
         }
         struct eng_response *resp = &req->resp;
-        resp->curl_code = msg->data.result;
+        resp->curl_code = result;
         long v = 0;
         if (curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &v) == CURLE_OK)
                 resp->status = v;
@@ -649,20 +571,10 @@ static void complete(struct eng_http *h, CURLMsg *msg)
         req_free(req);
 }
 
-static void process_events(struct eng_http *h, curl_socket_t fd, int ev)
+/* After each round of libcurl events (hm_curl_idle_fn): the changes deferred from inside libcurl's callbacks. */
+static void after_events(void *data)
 {
-        int running = 0;
-        h->depth++;
-        curl_multi_socket_action(h->multi, fd, ev, &running);
-        h->depth--;
-
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(h->multi, &left)))
-                if (msg->msg == CURLMSG_DONE)
-                        complete(h, msg);
-
-        /* deferred changes requested from inside libcurl's callbacks */
+        struct eng_http *h = data;
         bool again = true;
         while (again) {
                 again = false;
@@ -693,35 +605,17 @@ static void process_events(struct eng_http *h, curl_socket_t fd, int ev)
 
 /* ---------------------------------------------------------------- the client */
 
-static void multi_cleanupp(CURLM **m)
-{
-        if (*m)
-                curl_multi_cleanup(*m);
-}
-
 int eng_http_new(struct hm_loop *loop, const char *socket_path, const char *api_prefix,
                  struct eng_http **ret, hm_error_t *err)
 {
-        static bool global_done;
-        if (!global_done) {
-                CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-                if (rc != CURLE_OK)
-                        return hm_error_set(err, EIO, "curl_global_init: %s", curl_easy_strerror(rc));
-                global_done = true;
-        }
-        __attribute__((cleanup(multi_cleanupp))) CURLM *multi = curl_multi_init();
-        if (!multi)
-                return hm_error_set(err, ENOMEM, "curl_multi_init failed");
-        struct eng_http *h = xzalloc(sizeof *h);
+        _cleanup_free_ struct eng_http *h = xzalloc(sizeof *h);
         h->loop = loop;
-        MSETOPT(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-        MSETOPT(multi, CURLMOPT_SOCKETDATA, h);
-        MSETOPT(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-        MSETOPT(multi, CURLMOPT_TIMERDATA, h);
-        h->multi = TAKE_PTR(multi);
+        int r = hm_curl_loop_new(loop, complete, after_events, h, &h->cl, err);
+        if (r < 0)
+                return r;
         h->socket_path = xstrdup(socket_path);
         h->prefix = xstrdup(api_prefix ? api_prefix : "");
-        *ret = h;
+        *ret = TAKE_PTR(h);
         return 0;
 }
 
@@ -731,17 +625,9 @@ void eng_http_free(struct eng_http *h)
                 return;
         while (h->reqs)
                 req_free(h->reqs);
-        for (size_t i = 0; i < h->n_fds; i++)
-                hm_loop_del_fd(h->loop, h->fds[i]);
-        if (h->timer_id)
-                hm_loop_del_timer(h->loop, h->timer_id);
         if (h->watch_timer)
                 hm_loop_del_timer(h->loop, h->watch_timer);
-        /* the loop may be gone by now: no more callbacks from the cleanup */
-        curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, NULL);
-        curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, NULL);
-        curl_multi_cleanup(h->multi);
-        free(h->fds);
+        hm_curl_loop_free(h->cl);
         free(h->socket_path);
         free(h->prefix);
         free(h);

@@ -3,12 +3,12 @@
 
 #include <curl/curl.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <yajl/yajl_tree.h>
 
+#include "lib/curl-loop.h"
 #include "lib/handles.h"
 #include "lib/sha256.h"
 #include "lib/strbuf.h"
@@ -70,12 +70,9 @@ struct layer {
 struct oci_pull {
         struct hm_loop *loop;
         struct oci_store *s;
-        CURLM *multi;
-        uint64_t curl_timer, finish_timer, lock_timer;
-        int depth; /* > 0 inside libcurl */
+        struct hm_curl_loop *cl; /* the multi handle on the loop */
+        uint64_t finish_timer, lock_timer;
         struct rq *rqs;
-        int *fds;
-        size_t n_fds, cap_fds;
 
         struct oci_ref ref;
         char *canon; /* canonical reference string */
@@ -187,7 +184,7 @@ static void rq_free(struct rq *q)
 {
         struct oci_pull *p = q->p;
         if (q->easy) {
-                curl_multi_remove_handle(p->multi, q->easy);
+                hm_curl_loop_remove(p->cl, q->easy);
                 curl_easy_cleanup(q->easy);
         }
         if (q->prev)
@@ -372,10 +369,7 @@ static int rq_start(struct oci_pull *p, struct rq *q, hm_error_t *err)
         int r = setup_rq(p, q, err);
         if (r < 0)
                 return r;
-        CURLMcode mc = curl_multi_add_handle(p->multi, q->easy);
-        if (mc != CURLM_OK)
-                return hm_error_set(err, EIO, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
-        return 0;
+        return hm_curl_loop_add(p->cl, q->easy, err);
 }
 
 static struct rq *rq_new(struct oci_pull *p, enum rq_kind kind, const char *what, size_t layer, int auth_retries)
@@ -929,12 +923,13 @@ static void commit(struct oci_pull *p)
 
 /* ------------------------------------------------------------ completion */
 
-static void complete(struct oci_pull *p, CURLMsg *msg)
+/* A transfer ended (hm_curl_done_fn). */
+static void complete(CURL *easy, void *priv, CURLcode code, void *data)
 {
-        struct rq *q = NULL;
-        if (curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &q) != CURLE_OK || !q)
+        struct oci_pull *p = data;
+        struct rq *q = priv;
+        if (!q)
                 return;
-        CURLcode code = msg->data.result;
         long status = rq_status(q);
         if (p->finished) {
                 rq_free(q);
@@ -962,99 +957,19 @@ static void complete(struct oci_pull *p, CURLMsg *msg)
         rq_free(q);
 }
 
-static void process(struct oci_pull *p, curl_socket_t fd, int ev)
-{
-        int running = 0;
-        p->depth++;
-        curl_multi_socket_action(p->multi, fd, ev, &running);
-        p->depth--;
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(p->multi, &left)))
-                if (msg->msg == CURLMSG_DONE)
-                        complete(p, msg);
-}
-
-static void on_fd(struct hm_loop *loop, int fd, short revents, void *data)
-{
-        int ev = 0;
-        if (revents & (POLLIN | POLLHUP))
-                ev |= CURL_CSELECT_IN;
-        if (revents & POLLOUT)
-                ev |= CURL_CSELECT_OUT;
-        if (revents & (POLLERR | POLLNVAL))
-                ev |= CURL_CSELECT_ERR;
-        process(data, fd, ev);
-}
-
-static void on_curl_timer(struct hm_loop *loop, uint64_t id, void *data)
-{
-        struct oci_pull *p = data;
-        p->curl_timer = 0;
-        process(p, CURL_SOCKET_TIMEOUT, 0);
-}
-
-static int socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
-{
-        struct oci_pull *p = userp;
-        if (what == CURL_POLL_REMOVE) {
-                hm_loop_del_fd(p->loop, s);
-                for (size_t i = 0; i < p->n_fds; i++)
-                        if (p->fds[i] == s) {
-                                p->fds[i] = p->fds[--p->n_fds];
-                                break;
-                        }
-                return 0;
-        }
-        short events = (short) (((what & CURL_POLL_IN) ? POLLIN : 0) | ((what & CURL_POLL_OUT) ? POLLOUT : 0));
-        if (hm_loop_has_fd(p->loop, s)) {
-                hm_loop_mod_fd(p->loop, s, events);
-                return 0;
-        }
-        hm_error_t err = NULL;
-        if (hm_loop_add_fd(p->loop, s, events, on_fd, p, &err) < 0) {
-                hm_error_release(&err);
-                return -1;
-        }
-        if (p->n_fds == p->cap_fds) {
-                p->cap_fds = p->cap_fds ? p->cap_fds * 2 : 8;
-                p->fds = xreallocarray(p->fds, p->cap_fds, sizeof *p->fds);
-        }
-        p->fds[p->n_fds++] = s;
-        return 0;
-}
-
-static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-        struct oci_pull *p = userp;
-        if (p->curl_timer)
-                hm_loop_del_timer(p->loop, p->curl_timer);
-        p->curl_timer = timeout_ms >= 0 ? hm_loop_add_timer(p->loop, timeout_ms, on_curl_timer, p) : 0;
-        return 0;
-}
-
 /* ------------------------------------------------------------ life cycle */
 
 static void pull_free(struct oci_pull *p)
 {
         while (p->rqs)
                 rq_free(p->rqs);
-        for (size_t i = 0; i < p->n_fds; i++)
-                hm_loop_del_fd(p->loop, p->fds[i]);
-        if (p->curl_timer)
-                hm_loop_del_timer(p->loop, p->curl_timer);
+        hm_curl_loop_free(p->cl);
         if (p->finish_timer)
                 hm_loop_del_timer(p->loop, p->finish_timer);
         if (p->lock_timer)
                 hm_loop_del_timer(p->loop, p->lock_timer);
         if (p->blob_timer)
                 hm_loop_del_timer(p->loop, p->blob_timer);
-        if (p->multi) {
-                curl_multi_setopt(p->multi, CURLMOPT_SOCKETFUNCTION, NULL);
-                curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, NULL);
-                curl_multi_cleanup(p->multi);
-        }
-        free(p->fds);
         for (size_t i = 0; i < p->n_layers; i++) {
                 if (p->layers[i].tmpdir) {
                         (void) rm_rf(p->layers[i].tmpdir);
@@ -1208,13 +1123,6 @@ static int configure(struct oci_pull *p, const struct oci_pull_options *o, hm_er
 int oci_pull_start(struct hm_loop *loop, struct oci_store *s, const struct oci_pull_options *o, oci_pull_done_fn done,
                    void *data, struct oci_pull **ret, hm_error_t *err)
 {
-        static bool global_done;
-        if (!global_done) {
-                CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-                if (rc != CURLE_OK)
-                        return hm_error_set(err, EIO, "curl_global_init: %s", curl_easy_strerror(rc));
-                global_done = true;
-        }
         struct oci_pull *p = xzalloc(sizeof *p);
         p->loop = loop;
         p->s = s;
@@ -1235,13 +1143,8 @@ int oci_pull_start(struct hm_loop *loop, struct oci_store *s, const struct oci_p
         int r = configure(p, o, err);
         if (r >= 0)
                 r = open_lock(p, err);
-        if (r >= 0 && !(p->multi = curl_multi_init()))
-                r = hm_error_set(err, ENOMEM, "curl_multi_init failed");
-        if (r >= 0 && (curl_multi_setopt(p->multi, CURLMOPT_SOCKETFUNCTION, socket_cb) != CURLM_OK ||
-                       curl_multi_setopt(p->multi, CURLMOPT_SOCKETDATA, p) != CURLM_OK ||
-                       curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, timer_cb) != CURLM_OK ||
-                       curl_multi_setopt(p->multi, CURLMOPT_TIMERDATA, p) != CURLM_OK))
-                r = hm_error_set(err, EINVAL, "curl multi options refused");
+        if (r >= 0)
+                r = hm_curl_loop_new(loop, complete, NULL, p, &p->cl, err);
         if (r < 0) {
                 pull_free(p);
                 return r;

@@ -21,16 +21,14 @@ Needs root for the ns runner; busybox alpine:3.20 in $HM_STORE and on the engine
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import Engine, Tap, reap_zombies, set_child_subreaper, wait_until  # noqa: E402
+from lib import Tap, per_runner, pick_runners, reap_zombies, set_child_subreaper, wait_until  # noqa: E402
 import test_reap as R  # noqa: E402  (chain_ir, Runner, snapshot helpers, event files)
 
 HM = os.path.abspath(os.environ.get("HM_BIN", "build/hm"))
@@ -149,26 +147,8 @@ def main():
         tap.check(False, "hm binary at %s" % HM)
         return tap.summary()
     set_child_subreaper()
-    runners = []
-    if STORE and os.path.isdir(STORE) and os.geteuid() == 0:
-        runners.append(R.Runner("ns"))
-    else:
-        tap.skip("ns runner", "needs root and $HM_STORE with alpine:3.20")
-    sock = os.environ.get("HM_TEST_DOCKER_SOCK", "")
-    if sock and Engine("docker", sock).ping():
-        runners.append(R.Runner("docker", sock))
-    else:
-        tap.skip("docker runner", "$HM_TEST_DOCKER_SOCK not set or not answering")
-    work = tempfile.mkdtemp(prefix="hm-concurrent-")
-    os.makedirs(os.path.join(work, "src"))
-    try:
-        for r in runners:
-            t0 = time.monotonic()
-            concurrent_test(r, work)
-            tap.diag("%s: %.1f s" % (r.name, time.monotonic() - t0))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return tap.summary()
+    runners = pick_runners(tap, R.Runner, STORE, engines=("docker",))
+    return per_runner(tap, runners, "hm-concurrent-", concurrent_test)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ run, and the same text in the human output), for the socket-mounted ones `hm rea
 after the hm process inside was SIGKILLed (control: a live run is left alone).
 """
 
-import json
 import os
 import shutil
 import signal
@@ -37,14 +36,14 @@ import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
 sys.dont_write_bytecode = True
 sys.path.insert(0, HERE)
 
-from lib import Engine, Tap, run_hm, wait_until  # noqa: E402
+from lib import (REPO, Engine, Tap, busybox_rootfs_tar, hm_bin, out_of, run_hm, shared_dir,  # noqa: E402
+                 wait_until, write_sleeper_ir)
 
-HM = os.path.abspath(os.environ.get("HM_BIN", os.path.join(REPO, "build", "hm")))
-SHARED = os.path.abspath(os.environ.get("HM_SHARED_DIR", os.path.join(REPO, "..", "shared")))
+HM = hm_bin()
+SHARED = shared_dir()
 DOCKER_SOCK = os.environ.get("HM_TEST_DOCKER_SOCK") or ""
 PODMAN_SOCK = os.environ.get("HM_TEST_PODMAN_SOCK") or ""
 FULL = os.environ.get("HM_NESTED_FULL") == "1"
@@ -68,11 +67,6 @@ def cli(engine):
 
 def sh(argv, timeout=120, **kw):
     return subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL, **kw)
-
-
-def out_of(p):
-    return "rc %s\nstdout: %s\nstderr: %s" % (p.returncode, p.stdout.decode(errors="replace")[-3000:],
-                                              p.stderr.decode(errors="replace")[-3000:])
 
 
 WRAPPER = r"""#!/bin/sh
@@ -211,20 +205,10 @@ def refusal(env, work, needles):
     shutil.rmtree(store, ignore_errors=True)
 
 
-def sleeper_ir(work, name):
-    ir = {"version": "0", "graph": {"nodes": [{"step": {"key": "sleeper", "label": "sleeper", "cmd": "sleep 60",
-                                                         "image": "alpine:3.20"}, "env": {}}],
-                                    "node_holes": [], "edge_property": "directed", "edges": []}}
-    path = os.path.join(work, name + ".json")
-    with open(path, "w") as f:
-        json.dump(ir, f)
-    return path
-
-
 def reap_inside(env, work):
     """hm run inside, SIGKILLed inside; hm reap inside removes its container (not before)."""
     eng = Engine(env.runner, DOCKER_SOCK if env.runner == "docker" else PODMAN_SOCK)
-    ir = sleeper_ir(work, "reap-" + env.name)
+    ir = write_sleeper_ir(os.path.join(work, "reap-" + env.name + ".json"))
     var = "DOCKER_HOST" if env.runner == "docker" else "CONTAINER_HOST"
     sock = eng.sock
     xdg = os.path.join(work, "xdg-reap-" + env.name)
@@ -444,10 +428,7 @@ def main():
             if tap.check(p.returncode == 0 and IMAGE in p.stdout.decode(errors="replace"),
                          "%s load -i hm-ci.tar loads %s" % (engine, IMAGE), lambda: out_of(p)):
                 loaded.append(engine)
-        rootfs = os.path.join(work, "rootfs")
-        subprocess.run([os.path.join(REPO, "tests", "lib", "mkbusybox.sh"), rootfs], check=True,
-                       stdout=subprocess.DEVNULL)
-        subprocess.run(["tar", "-C", rootfs, "-cf", os.path.join(work, "rootfs.tar"), "."], check=True)
+        busybox_rootfs_tar(work)
         times = {}
         for env in envs:
             if env.engine not in loaded:

@@ -6,7 +6,12 @@ the step runs on it; --pull=always pulls although the image is present;
 --pull=never fails clearly.  The registry is filled by pushing the harness's
 busybox image through the Docker engine.  Needs HM_TEST_DOCKER_SOCK (and uses
 HM_TEST_PODMAN_SOCK when set)."""
-import http.client, json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.parse
+import http.client, json, os, shutil, socket, subprocess, sys, tempfile, urllib.parse
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib import free_port  # noqa: E402
+from lib.registry import start_registry  # noqa: E402
 
 HM = os.environ.get("HM_BIN", "build/hm")
 DOCKER = os.environ.get("HM_TEST_DOCKER_SOCK")
@@ -45,14 +50,6 @@ def api(sock, method, path, body=None, headers=None):
     return r.status, data
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def run_hm(sock, kind, image, pull):
     ir = {"graph": {"nodes": [{"env": {}, "step": {"key": "pulled", "cmd": "echo ran-on-pulled; cat /etc/hm-pulled 2>/dev/null || true",
                                                    "image": image}}],
@@ -80,25 +77,10 @@ def main():
         return 1
     work = tempfile.mkdtemp(prefix="hm-registry-")
     port = free_port()
-    with open(os.path.join(work, "config.yml"), "w") as f:
-        f.write("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s/data\n"
-                "http:\n  addr: 127.0.0.1:%d\n" % (work, port))
-    regp = subprocess.Popen([reg, "serve", os.path.join(work, "config.yml")], stdout=subprocess.DEVNULL,
-                            stderr=open(os.path.join(work, "registry.log"), "w"))
+    regp, up = start_registry(work, "registry", port, os.path.join(work, "data"))
     ref_repo = "127.0.0.1:%d/hm/busybox" % port
     ref = ref_repo + ":pull"
     try:
-        up = False
-        for _ in range(100):
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                c.request("GET", "/v2/")
-                up = c.getresponse().status == 200
-                c.close()
-                if up:
-                    break
-            except OSError:
-                time.sleep(0.1)
         ok(up, "registry answers /v2/ on 127.0.0.1:%d" % port)
 
         # fill it: tag the harness's busybox image and push it through Docker (loopback is insecure-ok)

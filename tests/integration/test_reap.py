@@ -25,17 +25,15 @@ Needs root for the ns runner's cgroups; a busybox alpine:3.20 in $HM_STORE and o
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import (Engine, Tap, mountpoints, reap_zombies, run_hm, set_child_subreaper,  # noqa: E402
+from lib import (Engine, Tap, mountpoints, per_runner, pick_runners, reap_zombies, run_hm, set_child_subreaper,  # noqa: E402
                  stray_processes, wait_until)
 
 HM = os.path.abspath(os.environ.get("HM_BIN", "build/hm"))
@@ -472,34 +470,19 @@ def main():
         tap.check(False, "hm binary at %s" % HM)
         return tap.summary()
     set_child_subreaper()
-    runners = []
-    if STORE and os.path.isdir(STORE) and os.geteuid() == 0:
-        runners.append(Runner("ns"))
-    else:
-        tap.skip("ns runner", "needs root and $HM_STORE with alpine:3.20")
-    for name, var in (("docker", "HM_TEST_DOCKER_SOCK"), ("podman", "HM_TEST_PODMAN_SOCK")):
-        sock = os.environ.get(var, "")
-        if sock and Engine(name, sock).ping():
-            runners.append(Runner(name, sock))
-        else:
-            tap.skip("%s runner" % name, "$%s not set or not answering" % var)
-    work = tempfile.mkdtemp(prefix="hm-reap-test-")
-    os.makedirs(os.path.join(work, "src"))
-    try:
-        for r in runners:
-            t0 = time.monotonic()
-            if os.environ.get("HM_REAP_ONLY") in (None, "", "kill"):
-                kill_test(r, work)
-            if os.environ.get("HM_REAP_ONLY") in (None, "", "live"):
-                live_test(r, work)
-            if os.environ.get("HM_REAP_ONLY") in (None, "", "quick"):
-                quick_test(r, work)
-            if r.engine:
-                untouchable_test(r, work)
-            tap.diag("%s: %.1f s" % (r.name, time.monotonic() - t0))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return tap.summary()
+    runners = pick_runners(tap, Runner, STORE)
+
+    def tests(r, work):
+        if os.environ.get("HM_REAP_ONLY") in (None, "", "kill"):
+            kill_test(r, work)
+        if os.environ.get("HM_REAP_ONLY") in (None, "", "live"):
+            live_test(r, work)
+        if os.environ.get("HM_REAP_ONLY") in (None, "", "quick"):
+            quick_test(r, work)
+        if r.engine:
+            untouchable_test(r, work)
+
+    return per_runner(tap, runners, "hm-reap-test-", tests)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,13 @@ schema 2 manifests), an image with a zstd layer, one with a 4 MiB incompressible
 (interrupted pull), one with a 2 MiB layer (two concurrent pulls) and one whose
 layer blob is then overwritten in the registry's storage (digest mismatch).
 Each claim has its control next to it (the check can see the failure)."""
-import base64, gzip, hashlib, http.client, io, json, os, platform, shutil, signal, socket, ssl, subprocess
+import base64, gzip, hashlib, http.client, io, json, os, platform, shutil, signal, subprocess
 import sys, tarfile, tempfile, threading, time, urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import Tap  # noqa: E402
+from lib import Tap, free_port  # noqa: E402
+from lib.registry import start_registry  # noqa: E402
 
 HM = os.path.abspath(os.environ.get("HM_BIN", "build/hm"))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -30,14 +31,6 @@ ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.
 OTHER = "arm64" if ARCH != "arm64" else "amd64"
 USER, PASSWORD = "hm", "s3cret-Pa55"
 t = Tap()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def sha(b):
@@ -132,34 +125,6 @@ def build_layouts(work):
 
 
 # ------------------------------------------------------------------ registries
-
-
-def start_registry(work, name, port, data, extra):
-    d = os.path.join(work, name)
-    os.makedirs(d)
-    cfg = os.path.join(d, "config.yml")
-    with open(cfg, "w") as f:
-        f.write("version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n"
-                "    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:%d\n%s" % (data, port, extra))
-    log = open(os.path.join(d, "log"), "w")
-    p = subprocess.Popen(["docker-registry", "serve", cfg], stdout=log, stderr=log, start_new_session=True)
-    log.close()
-    ctx = ssl._create_unverified_context()
-    for _ in range(200):
-        try:
-            c = (http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=ctx) if "tls:" in extra
-                 else http.client.HTTPConnection("127.0.0.1", port, timeout=2))
-            c.request("GET", "/v2/")
-            st = c.getresponse().status
-            c.close()
-            if st in (200, 401):
-                return p, True
-        except OSError:
-            pass
-        if p.poll() is not None:
-            break
-        time.sleep(0.05)
-    return p, False
 
 
 def make_ca(work):

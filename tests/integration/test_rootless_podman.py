@@ -16,7 +16,6 @@ user's store, processes of the service (podman, conmon, the rootless pause proce
 TMPDIR given to hm.
 """
 
-import json
 import os
 import pwd
 import shutil
@@ -28,23 +27,18 @@ import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
 sys.dont_write_bytecode = True
 sys.path.insert(0, HERE)
 
-from lib import Engine, Tap, wait_until  # noqa: E402
+from lib import (REPO, Engine, Tap, busybox_rootfs_tar, hm_bin, out_of, shared_dir, wait_until,  # noqa: E402
+                 write_sleeper_ir)
 
-HM = os.path.abspath(os.environ.get("HM_BIN", os.path.join(REPO, "build", "hm")))
-SHARED = os.path.abspath(os.environ.get("HM_SHARED_DIR", os.path.join(REPO, "..", "shared")))
+HM = hm_bin()
+SHARED = shared_dir()
 FULL = os.environ.get("HM_ROOTLESS_FULL", "1") == "1"  # one environment in its family: the full set
 USER = "hmtest"
 SUBSET = ["cow-chain", "exit-code", "env-and-workspace", "cached", "cache-clean"]
 tap = Tap()
-
-
-def out_of(p):
-    return "rc %s\nstdout: %s\nstderr: %s" % (p.returncode, (p.stdout or b"").decode(errors="replace")[-3000:],
-                                              (p.stderr or b"").decode(errors="replace")[-3000:])
 
 
 def has_range(path, name, uid):
@@ -200,18 +194,9 @@ def stop_service(u, proc):
         pass
 
 
-def sleeper_ir(path):
-    ir = {"version": "0", "graph": {"nodes": [{"step": {"key": "sleeper", "label": "sleeper", "cmd": "sleep 60",
-                                                         "image": "alpine:3.20"}, "env": {}}],
-                                    "node_holes": [], "edge_property": "directed", "edges": []}}
-    with open(path, "w") as f:
-        json.dump(ir, f)
-    os.chmod(path, 0o644)
-
-
 def reap(u, eng, tree):
     ir = os.path.join(u.root, "sleeper.json")
-    sleeper_ir(ir)
+    write_sleeper_ir(ir)
     hm = os.path.join(tree, "build", "hm")
     log = os.path.join(u.root, "reap-run.log")
     with open(log, "wb") as f:
@@ -258,11 +243,7 @@ def main():
         proc, eng = start_service(u)
         if eng is None:
             return 1
-        rootfs = os.path.join(root, "rootfs")
-        subprocess.run([os.path.join(REPO, "tests", "lib", "mkbusybox.sh"), rootfs], check=True,
-                       stdout=subprocess.DEVNULL)
-        tar = os.path.join(root, "rootfs.tar")
-        subprocess.run(["tar", "-C", rootfs, "-cf", tar, "."], check=True)
+        tar = busybox_rootfs_tar(root)
         eng.import_rootfs_tar(tar, "localhost/busybox", "test")
         eng.tag("localhost/busybox:latest", "localhost/alpine", "3.20")  # podman ignores tag= on import
         tap.check(any("localhost/alpine:3.20" in (i.get("RepoTags") or []) for i in eng.get_json("/images/json")),

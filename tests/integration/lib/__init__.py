@@ -7,6 +7,8 @@ Standard library only: the tests run on a bare Debian 12 with python3.
   - run_hm:     run hm, read NDJSON events as they arrive (with arrival times), react to events
   - Events:     queries over one run's events (per step key, logs, terminal events)
   - leftovers:  mounts, processes, store tmp dirs that a run must not leave behind
+  - shared set-up: REPO/hm_bin()/shared_dir(), out_of, free_port, write_sleeper_ir,
+    busybox_rootfs_tar, pick_runners, per_runner; lib/registry.py: start_registry (docker-registry)
 """
 
 import ctypes
@@ -14,10 +16,12 @@ import http.client
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 
@@ -558,3 +562,91 @@ def wait_until(pred, timeout, step=0.1):
         if v or time.monotonic() >= end:
             return v
         time.sleep(step)
+
+
+# ---------------------------------------------------------------------------------------------
+# Set-up shared by several tests
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def hm_bin():
+    """$HM_BIN, else the checkout's build/hm (absolute)."""
+    return os.path.abspath(os.environ.get("HM_BIN", os.path.join(REPO, "build", "hm")))
+
+
+def shared_dir():
+    """$HM_SHARED_DIR, else ../shared next to the checkout (absolute)."""
+    return os.path.abspath(os.environ.get("HM_SHARED_DIR", os.path.join(REPO, "..", "shared")))
+
+
+def out_of(p):
+    """A finished subprocess (bytes or text output, either may be None) as a diagnostic."""
+    def tail(b):
+        if b is None:
+            return ""
+        return (b.decode(errors="replace") if isinstance(b, bytes) else b)[-3000:]
+    return "rc %s\nstdout: %s\nstderr: %s" % (p.returncode, tail(p.stdout), tail(p.stderr))
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def write_sleeper_ir(path):
+    """A one-step IR (key "sleeper": sleep 60 on alpine:3.20) at path, world-readable; returns path."""
+    ir = {"version": "0", "graph": {"nodes": [{"step": {"key": "sleeper", "label": "sleeper", "cmd": "sleep 60",
+                                                         "image": "alpine:3.20"}, "env": {}}],
+                                    "node_holes": [], "edge_property": "directed", "edges": []}}
+    with open(path, "w") as f:
+        json.dump(ir, f)
+    os.chmod(path, 0o644)
+    return path
+
+
+def busybox_rootfs_tar(work):
+    """A busybox root filesystem (tests/lib/mkbusybox.sh) in work/rootfs, tarred to work/rootfs.tar."""
+    rootfs = os.path.join(work, "rootfs")
+    tar = os.path.join(work, "rootfs.tar")
+    subprocess.run([os.path.join(REPO, "tests", "lib", "mkbusybox.sh"), rootfs], check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run(["tar", "-C", rootfs, "-cf", tar, "."], check=True)
+    return tar
+
+
+def pick_runners(tap, make, store, engines=("docker", "podman")):
+    """make("ns") when root with a $HM_STORE dir, then make(name, sock) for each engine whose
+    $HM_TEST_<NAME>_SOCK answers; a skip line for each one left out."""
+    runners = []
+    if store and os.path.isdir(store) and os.geteuid() == 0:
+        runners.append(make("ns"))
+    else:
+        tap.skip("ns runner", "needs root and $HM_STORE with alpine:3.20")
+    for name in engines:
+        var = "HM_TEST_%s_SOCK" % name.upper()
+        sock = os.environ.get(var, "")
+        if sock and Engine(name, sock).ping():
+            runners.append(make(name, sock))
+        else:
+            tap.skip("%s runner" % name, "$%s not set or not answering" % var)
+    return runners
+
+
+def per_runner(tap, runners, prefix, body):
+    """body(runner, work) for each runner, timed in a diagnostic line, with one work dir (holding an
+    empty src/) made with prefix and removed at the end; returns tap.summary()."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    os.makedirs(os.path.join(work, "src"))
+    try:
+        for r in runners:
+            t0 = time.monotonic()
+            body(r, work)
+            tap.diag("%s: %.1f s" % (r.name, time.monotonic() - t0))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return tap.summary()
