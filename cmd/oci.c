@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * hm oci <command> (also as `hm-oci`): the built-in runtime behind the OCI
- * runtime command line (runc's): create/start/state/kill/delete/list,
+ * runtime command line (runc's): create/start/state/kill/delete/list/exec,
  * features, spec, plus the one-shot foreground `run`.
  *
  * create leaves the command set up and blocked on an exec fifo (child.c
@@ -49,6 +49,10 @@ static const char usage[] =
         "  list [-q]           containers under --root\n"
         "  run [--bundle DIR] [--pid-file FILE] [--console-socket SOCK] [--rootless] ID\n"
         "                      foreground (hooks refused), exits with the command's status\n"
+        "  exec [--process FILE | [--cwd DIR] [--env K=V]... [--user UID[:GID]] [--tty]] [--pid-file FILE]\n"
+        "       [--console-socket SOCK] [--detach] [--preserve-fds N] ID [COMMAND ARG...]\n"
+        "                      one more process in the container's namespaces, cgroups and root, with its\n"
+        "                      seccomp; exits with its status (--detach: its pid to --pid-file, exit 0)\n"
         "  spec                a default config.json on stdout\n"
         "  features            what this runtime supports (JSON)\n";
 
@@ -732,6 +736,165 @@ static int oci_start(const struct oci_ctx *ctx, int argc, char **argv, hm_error_
         return 0;
 }
 
+/* ---- exec ---- */
+
+struct exec_opts {
+        const char *process, *pid_file, *console_socket, *cwd, *user, *id;
+        char **env;  /* K=V, added to (or replacing in) the container's env */
+        char **args; /* borrowed from argv */
+        bool tty, detach;
+        long preserve_fds;
+};
+
+static int parse_exec(int argc, char **argv, struct exec_opts *o, hm_error_t *err)
+{
+        static const struct option opts[] = { { "process", required_argument, NULL, 'p' },
+                                              { "pid-file", required_argument, NULL, 'P' },
+                                              { "console-socket", required_argument, NULL, 'c' },
+                                              { "detach", no_argument, NULL, 'd' },
+                                              { "preserve-fds", required_argument, NULL, 'f' },
+                                              { "cwd", required_argument, NULL, 'w' },
+                                              { "env", required_argument, NULL, 'e' },
+                                              { "user", required_argument, NULL, 'u' },
+                                              { "tty", no_argument, NULL, 't' },
+                                              { "help", no_argument, NULL, 'h' },
+                                              {} };
+        int c;
+        optind = 1;
+        /* "+": options end at the ID, the command's own arguments are not ours */
+        while ((c = getopt_long(argc, argv, "+p:de:u:th", opts, NULL)) != -1) {
+                switch (c) {
+                case 'p': o->process = optarg; break;
+                case 'P': o->pid_file = optarg; break;
+                case 'c': o->console_socket = optarg; break;
+                case 'd': o->detach = true; break;
+                case 'w': o->cwd = optarg; break;
+                case 'u': o->user = optarg; break;
+                case 't': o->tty = true; break;
+                case 'e':
+                        if (!strchr(optarg, '=') || optarg[0] == '=')
+                                return hm_error_set_exit(err, 2, EINVAL, "exec: --env '%s': expected KEY=VALUE", optarg);
+                        strv_push(&o->env, optarg);
+                        break;
+                case 'f': {
+                        char *end;
+                        o->preserve_fds = strtol(optarg, &end, 10);
+                        if (!*optarg || *end || o->preserve_fds < 0 || o->preserve_fds > 65536)
+                                return hm_error_set_exit(err, 2, EINVAL, "exec: --preserve-fds: expected a number of fds (0..65536)");
+                        break;
+                }
+                default:
+                        return hm_error_set_exit(err, 2, EINVAL, "%s", c == 'h' ? usage : "exec: invalid option (see 'hm oci --help')");
+                }
+        }
+        if (optind >= argc)
+                return hm_error_set_exit(err, 2, EINVAL, "exec: expected a container ID");
+        o->id = argv[optind];
+        o->args = argv + optind + 1;
+        if (!o->process && !*o->args)
+                return hm_error_set_exit(err, 2, EINVAL, "exec: expected --process FILE or a command after the container ID");
+        if (o->process && *o->args)
+                return hm_error_set_exit(err, 2, EINVAL, "exec: --process FILE and a command line are exclusive");
+        if (o->cwd && o->cwd[0] != '/')
+                return hm_error_set_exit(err, 2, EINVAL, "exec: --cwd '%s': not an absolute path", o->cwd);
+        return 0;
+}
+
+/* The command-line form: the container's own process with these changes (runc's rule). */
+static int exec_process_from_args(struct oci_spec *spec, const struct exec_opts *o, hm_error_t *err)
+{
+        struct oci_process *p = &spec->process;
+        strv_free(p->args);
+        p->args = strv_copy(o->args);
+        for (char *const *e = o->env; e && *e; e++) {
+                size_t klen = (size_t) (strchr(*e, '=') - *e) + 1;
+                size_t i = 0;
+                while (p->env && p->env[i] && strncmp(p->env[i], *e, klen))
+                        i++;
+                if (p->env && p->env[i]) {
+                        free(p->env[i]);
+                        p->env[i] = xstrdup(*e);
+                } else {
+                        strv_push(&p->env, *e);
+                }
+        }
+        if (o->cwd) {
+                free(p->cwd);
+                p->cwd = xstrdup(o->cwd);
+        }
+        if (o->user) {
+                int r = oci_parse_user(o->user, &p->user.uid, &p->user.gid, err);
+                if (r < 0)
+                        return hm_error_wrap(err, "exec: --user");
+                free(p->user.additional_gids);
+                p->user.additional_gids = NULL;
+                p->user.n_additional_gids = 0;
+        }
+        p->terminal = o->tty;
+        return 0;
+}
+
+static int exec_process_from_file(struct oci_spec *spec, const char *path, hm_error_t *err)
+{
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+        int r = read_file(path, 0, &buf, &len);
+        if (r < 0)
+                return hm_error_set(err, -r, "exec: --process '%s': %s", path, strerror(-r));
+        return oci_spec_replace_process(spec, buf, len, path, err);
+}
+
+static int exec_in(const struct oci_ctx *ctx, const struct exec_opts *o, hm_error_t *err)
+{
+        _cleanup_(oci_state_release) struct oci_state st = { 0 };
+        int r = state_load(ctx, o->id, &st, err);
+        if (r < 0)
+                return r;
+        const char *status = state_status(ctx, &st);
+        if (!strcmp(status, "stopped"))
+                return hm_error_set(err, ESRCH, "container '%s' is stopped: nothing to exec in", o->id);
+        _cleanup_oci_spec_ struct oci_spec *spec = NULL;
+        r = load_saved_config(ctx, o->id, &spec, err);
+        if (r >= 0)
+                r = o->process ? exec_process_from_file(spec, o->process, err) : exec_process_from_args(spec, o, err);
+        if (r < 0)
+                return r;
+        struct rt_exec_options xo = { .pid = st.pid, .cgroups = st.cgroups, .chroot_dir = st.shared_root,
+                                      .stdin_fd = STDIN_FILENO, .console_socket = o->console_socket,
+                                      .preserve_fds = (unsigned) o->preserve_fds, .detach = o->detach };
+        _cleanup_rt_container_ struct rt_container *c = NULL;
+        r = rt_exec_start(spec, &xo, &c, err);
+        if (r < 0)
+                return hm_error_wrap(err, "exec in container '%s'", o->id);
+        pid_t pid = rt_container_exec_pid(c);
+        if (o->detach) {
+                int setup_status;
+                r = rt_container_wait(c, &setup_status, err); /* the process in between: exits once the command is forked */
+                if (r >= 0 && setup_status != 0)
+                        r = hm_error_set(err, EIO, "exec in container '%s': setup exited with %d", o->id, setup_status);
+        }
+        if (r >= 0 && o->pid_file) {
+                char buf[32];
+                snprintf(buf, sizeof buf, "%d", (int) pid);
+                r = write_file_atomic(o->pid_file, buf, 0644, err);
+        }
+        if (r < 0) {
+                (void) kill(pid, SIGKILL); /* nobody would know of it */
+                return r;
+        }
+        return o->detach ? 0 : wait_foreground(c, err);
+}
+
+static int oci_exec(const struct oci_ctx *ctx, int argc, char **argv, hm_error_t *err)
+{
+        struct exec_opts o = { 0 };
+        int r = parse_exec(argc, argv, &o, err);
+        if (r >= 0)
+                r = exec_in(ctx, &o, err);
+        strv_free(o.env);
+        return r;
+}
+
 static int oci_state_cmd(const struct oci_ctx *ctx, int argc, char **argv, hm_error_t *err)
 {
         const char *id = one_id(argc, argv, "state", err);
@@ -974,12 +1137,14 @@ static int dispatch(const struct oci_ctx *ctx, int argc, char **argv, hm_error_t
                 return oci_list(ctx, argc, argv, err);
         if (!strcmp(cmd, "run"))
                 return oci_run(argc, argv, err);
+        if (!strcmp(cmd, "exec"))
+                return oci_exec(ctx, argc, argv, err);
         if (!strcmp(cmd, "spec"))
                 return oci_spec(err);
         if (!strcmp(cmd, "features"))
                 return oci_features();
         return hm_error_set_exit(err, 2, EINVAL,
-                                 "unknown 'hm oci' command '%s' (create, start, state, kill, delete, list, run, spec, features)",
+                                 "unknown 'hm oci' command '%s' (create, start, state, kill, delete, list, run, exec, spec, features)",
                                  cmd);
 }
 

@@ -21,6 +21,7 @@
 struct pctx {
         struct strbuf path;
         hm_error_t *err;
+        const char *file; /* error prefix; NULL: "config.json" */
 };
 
 struct oci_field;
@@ -51,7 +52,8 @@ static int fail(struct pctx *c, int code, const char *fmt, ...)
         if (vasprintf(&msg, fmt, ap) < 0)
                 abort();
         va_end(ap);
-        return hm_error_set(c->err, code, "config.json: %s: %s", c->path.len ? c->path.buf : "(root)", msg);
+        return hm_error_set(c->err, code, "%s: %s: %s", c->file ? c->file : "config.json", c->path.len ? c->path.buf : "(root)",
+                            msg);
 }
 
 static size_t path_push_key(struct pctx *c, const char *key)
@@ -907,7 +909,8 @@ static int p_mount_options(struct pctx *c, yajl_val v, void *base, const struct 
         if (r < 0) {
                 /* e->msg is "options[N]: ..."; our path already ends in ".options" */
                 const char *bracket = strchr(e->msg, '[');
-                r = hm_error_set(c->err, e->code, "config.json: %s%s", c->path.buf, bracket ? bracket : e->msg);
+                r = hm_error_set(c->err, e->code, "%s: %s%s", c->file ? c->file : "config.json", c->path.buf,
+                                 bracket ? bracket : e->msg);
                 hm_error_release(&e);
                 return r;
         }
@@ -1004,12 +1007,39 @@ int oci_spec_parse(const char *json, size_t len, struct oci_spec **ret, hm_error
         }
         _cleanup_oci_spec_ struct oci_spec *s = xzalloc(sizeof *s);
         set_defaults(s);
-        _cleanup_(pctx_release) struct pctx c = { STRBUF_INIT, err };
+        _cleanup_(pctx_release) struct pctx c = { STRBUF_INIT, err, NULL };
         int r = dispatch(&c, tree, spec_fields, s);
         if (r >= 0)
                 r = check_spec(&c, s);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(s);
+        return 0;
+}
+
+int oci_spec_replace_process(struct oci_spec *s, const char *json, size_t len, const char *name, hm_error_t *err)
+{
+        char ebuf[256] = "";
+        _cleanup_free_ char *copy = xstrndup(json, len);
+        if (strlen(copy) != len)
+                return hm_error_set(err, EINVAL, "%s: contains a NUL byte", name);
+        _cleanup_yajl_tree_ yajl_val tree = yajl_tree_parse(copy, ebuf, sizeof ebuf);
+        if (!tree) {
+                ebuf[strcspn(ebuf, "\n")] = 0;
+                return hm_error_set(err, EINVAL, "%s: invalid JSON: %s", name, *ebuf ? ebuf : "parse error");
+        }
+        /* parsed into a scratch spec: on failure s is untouched, on success the old process goes with it */
+        _cleanup_oci_spec_ struct oci_spec *t = xzalloc(sizeof *t);
+        set_defaults(t);
+        _cleanup_(pctx_release) struct pctx c = { STRBUF_INIT, err, name };
+        int r = dispatch(&c, tree, process_fields, &t->process);
+        if (r >= 0)
+                r = check_unique_rlimits(&c, &t->process);
+        if (r < 0)
+                return r;
+        struct oci_process old = s->process;
+        s->process = t->process;
+        t->process = old;
+        s->process_present = true;
         return 0;
 }

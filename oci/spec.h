@@ -258,6 +258,11 @@ struct oci_spec {
 
 /* Parse config.json text.  Errors: "config.json: <json path>: <what>". */
 int oci_spec_parse(const char *json, size_t len, struct oci_spec **ret, hm_error_t *err);
+/*
+ * A process object alone (OCI exec --process FILE) replaces s->process;
+ * errors are "<name>: <json path>: <what>", and leave s untouched.
+ */
+int oci_spec_replace_process(struct oci_spec *s, const char *json, size_t len, const char *name, hm_error_t *err);
 /* Read and parse a file. */
 int oci_spec_load(const char *path, struct oci_spec **ret, hm_error_t *err);
 /* Serialise (runtime-spec 1.x JSON).  *ret is heap, NUL-terminated. */

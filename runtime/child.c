@@ -47,6 +47,11 @@
  * 10. seccomp (raw BPF compiled by the parent)
  * 11. execve (PATH searched in the spec's env, not the host's)
  *
+ * OCI exec (p->exec) runs the same sequence with steps 2..4 replaced by
+ * step2_join (setns into the container's namespaces, chroot without a
+ * mount ns of its own); at 4b the process left behind reports the
+ * command's pid and waits for it (or exits at once when detached).
+ *
  * Any failure sends {type, errno, len, "what failed"} on the sync fd and
  * _exit(127)s; the parent turns it into "<what failed>: <strerror>".  EOF
  * on the sync fd (closed by exec) means the command is running.
@@ -264,6 +269,57 @@ static void step2_namespaces(const struct rt_plan *p)
         /* detached create: our creator exits on purpose, the container must stay */
         if (p->exec_fifo_fd < 0 && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 die(p, "set parent death signal", NULL);
+}
+
+static const char *ns_name(int nstype)
+{
+        switch (nstype) {
+        case CLONE_NEWUSER: return "user";
+        case CLONE_NEWIPC: return "ipc";
+        case CLONE_NEWUTS: return "uts";
+        case CLONE_NEWNET: return "network";
+        case CLONE_NEWCGROUP: return "cgroup";
+        case CLONE_NEWPID: return "pid";
+        case CLONE_NEWNS: return "mount";
+        default: return "other";
+        }
+}
+
+/*
+ * exec: into the container's namespaces (the user namespace first: the
+ * others are owned by it), root of its user namespace, then its root: the
+ * mount namespace's own root (after the container's pivot_root, setns puts
+ * us on it) or, without a mount namespace of its own, a chroot.
+ */
+static void step2_join(const struct rt_plan *p)
+{
+        for (size_t i = 0; i < p->n_joins; i++) {
+                if (setns(p->joins[i].fd, p->joins[i].nstype) < 0)
+                        die3(p, "join the container's", ns_name(p->joins[i].nstype), " namespace");
+                if (p->joins[i].nstype == CLONE_NEWUSER && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
+                        die(p, "become root in the container's user namespace", NULL);
+        }
+        if (p->chroot_dir && (chroot(p->chroot_dir) < 0 || chdir("/") < 0))
+                die(p, "chroot into the container's root", p->chroot_dir);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) /* cleared by the credential change */
+                die(p, "set parent death signal", NULL);
+}
+
+/*
+ * exec, the process left behind by the fork: report the command's pid,
+ * then stay as its waiter (the caller's handle on its status) or, detached,
+ * leave it to the caller's subreaper.
+ */
+static _Noreturn void exec_parent(const struct rt_plan *p, pid_t main_pid)
+{
+        struct rt_msg_header h = { RT_MSG_PID, (int32_t) main_pid, 0 };
+        if (send(p->sync_fd, &h, sizeof h, MSG_NOSIGNAL) != (ssize_t) sizeof h) {
+                kill(main_pid, SIGKILL);
+                _exit(127);
+        }
+        if (p->exec_detach)
+                _exit(0);
+        rt_init_run(main_pid, false);
 }
 
 /* ---- 3. mounts ---- */
@@ -886,15 +942,21 @@ _Noreturn void rt_child_run(const struct rt_plan *p)
 {
         step0_signals_stdio(p);
         step1_sync(p);
-        step2_namespaces(p);
-        step3_mounts(p);
-        step4_hostname(p);
+        if (p->exec) {
+                step2_join(p);
+        } else {
+                step2_namespaces(p);
+                step3_mounts(p);
+                step4_hostname(p);
+        }
         if (p->terminal)
                 setup_console(p);
 
         pid_t main_pid = fork();
         if (main_pid < 0)
                 die(p, "fork the command", NULL);
+        if (main_pid > 0 && p->exec)
+                exec_parent(p, main_pid);
         if (main_pid > 0)
                 rt_init_run(main_pid, !(p->clone_flags & CLONE_NEWPID));
 
@@ -905,7 +967,8 @@ _Noreturn void rt_child_run(const struct rt_plan *p)
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        /* detached exec: our parent exits at once, the command stays */
+        if (!p->exec_detach && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 die(p, "set parent death signal", NULL);
         step9_close_fds(p);
         if (p->exec_fifo_fd >= 0)

@@ -19,7 +19,8 @@ struct rt_start_options;
 
 /* Sync socket messages, child -> parent: header then `len` bytes of text. */
 /* RT_MSG_READY (detached create only): set up, now blocked on the exec fifo. */
-enum { RT_MSG_ERROR = 1, RT_MSG_NOTICE = 2, RT_MSG_READY = 3 };
+/* RT_MSG_PID (exec only): the forked command's pid (in the caller's pid namespace) in `err`, no text. */
+enum { RT_MSG_ERROR = 1, RT_MSG_NOTICE = 2, RT_MSG_READY = 3, RT_MSG_PID = 4 };
 struct rt_msg_header {
         int32_t type;
         int32_t err;  /* errno for RT_MSG_ERROR */
@@ -139,10 +140,27 @@ struct rt_plan {
          * signal for the container's init (its creator exits).
          */
         int exec_fifo_fd;
+
+        /*
+         * OCI exec (rt_plan_build_exec): no clone flags, no mounts; the child
+         * setns()es into joins[] (the user namespace first, then become root
+         * in it; the pid namespace last but one, so the fork at step 4b lands
+         * in it; the mount namespace last), chroots into chroot_dir when the
+         * container has no mount namespace of its own, and forks: the
+         * command goes on through steps 5..11, the process left behind sends
+         * its pid (RT_MSG_PID) and either waits for it as rt_init_run does
+         * or, exec_detach, exits at once (the command is reparented to the
+         * caller's subreaper, as conmon and containerd-shim expect).
+         */
+        bool exec;
+        bool exec_detach;
+        char *chroot_dir;
 };
 
 int rt_plan_build(struct rt_plan *p, const struct oci_spec *spec, const struct rt_start_options *o,
                   bool rootless, hm_error_t *err);
+struct rt_exec_options;
+int rt_plan_build_exec(struct rt_plan *p, const struct oci_spec *spec, const struct rt_exec_options *o, hm_error_t *err);
 void rt_plan_release(struct rt_plan *p);
 
 /* The child after clone: runs the numbered sequence, never returns. */

@@ -20,6 +20,7 @@
 #include "lib/util.h"
 #include "oci/spec.h"
 #include "runtime/runtime.h"
+#include "runtime/syscalls.h"
 
 /* The namespace type behind an fd (NS_GET_NSTYPE, 4.11); EINVAL when it differs. */
 static int setns_check(int fd, int flag)
@@ -271,24 +272,24 @@ static int plan_process(struct rt_plan *p, const struct oci_process *proc, hm_er
 }
 
 /* The console socket (a path the caller listens on) connected now, above stdio. */
-static int plan_console(struct rt_plan *p, const struct rt_start_options *o, hm_error_t *err)
+static int plan_console(struct rt_plan *p, const char *console_socket, hm_error_t *err)
 {
         if (!p->terminal) {
-                if (o->console_socket)
+                if (console_socket)
                         return hm_error_set(err, EINVAL, "--console-socket given but process.terminal is false");
                 return 0;
         }
-        if (!o->console_socket)
-                return hm_error_set(err, EINVAL, "process.terminal: needs a console socket (hm oci create --console-socket PATH)");
+        if (!console_socket)
+                return hm_error_set(err, EINVAL, "process.terminal: needs a console socket (--console-socket PATH)");
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        if (strlen(o->console_socket) >= sizeof sa.sun_path)
-                return hm_error_set(err, ENAMETOOLONG, "--console-socket '%s': path too long", o->console_socket);
-        memcpy(sa.sun_path, o->console_socket, strlen(o->console_socket) + 1);
+        if (strlen(console_socket) >= sizeof sa.sun_path)
+                return hm_error_set(err, ENAMETOOLONG, "--console-socket '%s': path too long", console_socket);
+        memcpy(sa.sun_path, console_socket, strlen(console_socket) + 1);
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0) {
                 int e = errno;
                 safe_close(fd);
-                return hm_error_set(err, e, "--console-socket '%s': connect: %s", o->console_socket, strerror(e));
+                return hm_error_set(err, e, "--console-socket '%s': connect: %s", console_socket, strerror(e));
         }
         if (fd <= 2) { /* dup2 onto stdio in the child must not clobber it */
                 int n = fcntl(fd, F_DUPFD_CLOEXEC, 3);
@@ -297,6 +298,121 @@ static int plan_console(struct rt_plan *p, const struct rt_start_options *o, hm_
         }
         p->console_fd = fd;
         return fd < 0 ? hm_error_set(err, errno, "--console-socket: %s", strerror(errno)) : 0;
+}
+
+static int plan_preserve_fds(struct rt_plan *p, unsigned n, hm_error_t *err)
+{
+        for (unsigned fd = 3; fd < 3 + n; fd++)
+                if (fcntl((int) fd, F_GETFD) < 0)
+                        return hm_error_set(err, EBADF, "--preserve-fds %u: fd %u is not open", n, fd);
+        p->preserve_fds = n;
+        return 0;
+}
+
+/*
+ * exec: the namespaces of `pid` that differ from ours, in the order the
+ * child joins them (child.h).  The pidfd, taken before the /proc lookups
+ * and checked alive after them, pins the process: a pid reused in between
+ * would leave it dead.  Returns 0, or -errno of a failed open (joins[]
+ * then released again) without setting err.
+ */
+static int exec_ns_open(struct rt_plan *p, pid_t pid, const char **ret_failed)
+{
+        static const struct {
+                const char *name;
+                int flag;
+        } order[] = { { "user", CLONE_NEWUSER }, { "ipc", CLONE_NEWIPC },       { "uts", CLONE_NEWUTS }, { "net", CLONE_NEWNET },
+                      { "cgroup", CLONE_NEWCGROUP }, { "pid", CLONE_NEWPID }, { "mnt", CLONE_NEWNS } };
+        _Static_assert(ARRAY_SIZE(order) <= ARRAY_SIZE(p->joins), "joins");
+        _cleanup_close_ int pidfd = rt_pidfd_open(pid, 0);
+        *ret_failed = "pidfd_open";
+        if (pidfd < 0)
+                return -errno;
+        int r = 0;
+        for (size_t i = 0; i < ARRAY_SIZE(order) && r == 0; i++) {
+                char path[64], own[64];
+                snprintf(path, sizeof path, "/proc/%d/ns/%s", (int) pid, order[i].name);
+                snprintf(own, sizeof own, "/proc/self/ns/%s", order[i].name);
+                *ret_failed = order[i].name;
+                int fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0 && errno == ENOENT && order[i].flag == CLONE_NEWCGROUP)
+                        continue; /* a kernel without cgroup namespaces */
+                if (fd < 0) {
+                        r = -errno;
+                        break;
+                }
+                struct stat theirs, ours;
+                if (fstat(fd, &theirs) == 0 && stat(own, &ours) == 0 && theirs.st_ino == ours.st_ino &&
+                    theirs.st_dev == ours.st_dev) {
+                        close(fd);
+                        continue;
+                }
+                p->joins[p->n_joins++] = (struct rt_join) { order[i].flag, fd };
+        }
+        if (r == 0 && rt_pidfd_send_signal(pidfd, 0, NULL, 0) < 0) {
+                *ret_failed = "pidfd_send_signal";
+                r = -errno;
+        }
+        if (r < 0) {
+                for (size_t i = 0; i < p->n_joins; i++)
+                        safe_close(p->joins[i].fd);
+                p->n_joins = 0;
+        }
+        return r;
+}
+
+/*
+ * The container's init is not dumpable and never exec'd: without
+ * CAP_SYS_PTRACE (rootless) its /proc/PID/ns cannot be opened.  Its child,
+ * the container's command, is in the same namespaces and is reachable.
+ */
+static int plan_exec_namespaces(struct rt_plan *p, pid_t pid, hm_error_t *err)
+{
+        const char *failed;
+        int r = exec_ns_open(p, pid, &failed);
+        if (r == -EACCES || r == -EPERM) {
+                char path[64];
+                snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int) pid, (int) pid);
+                _cleanup_free_ char *kids = NULL;
+                const char *fallback_failed;
+                if (read_file(path, 0, &kids, NULL) == 0)
+                        for (char *k = kids, *end; r < 0 && *k; k = end) {
+                                long kid = strtol(k, &end, 10);
+                                if (end == k || kid <= 0)
+                                        break;
+                                if (exec_ns_open(p, (pid_t) kid, &fallback_failed) == 0)
+                                        r = 0;
+                        }
+        }
+        if (r < 0)
+                return hm_error_set(err, -r, "open '/proc/%d/ns/%s': %s", (int) pid, failed, strerror(-r));
+        for (size_t i = 0; i < p->n_joins; i++)
+                p->userns |= p->joins[i].nstype == CLONE_NEWUSER;
+        /* its user namespace may have setgroups denied (rootless without newgidmap) */
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/setgroups", (int) pid);
+        _cleanup_free_ char *sg = NULL;
+        p->setgroups_allowed = !p->userns || (read_file(path, 64, &sg, NULL) == 0 && str_has_prefix(sg, "allow"));
+        return 0;
+}
+
+int rt_plan_build_exec(struct rt_plan *p, const struct oci_spec *spec, const struct rt_exec_options *o, hm_error_t *err)
+{
+        *p = (struct rt_plan) { .sync_fd = -1, .sync_peer_fd = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
+                                .pidns_fd = -1, .console_fd = -1, .exec_fifo_fd = -1, .exec = true, .exec_detach = o->detach };
+        if (!spec->process_present)
+                return hm_error_set(err, EINVAL, "process: missing");
+        int r = plan_process(p, &spec->process, err);
+        if (r >= 0)
+                r = plan_console(p, o->console_socket, err);
+        if (r >= 0)
+                r = plan_preserve_fds(p, o->preserve_fds, err);
+        if (r >= 0)
+                r = plan_exec_namespaces(p, o->pid, err);
+        if (r < 0)
+                return r;
+        p->chroot_dir = o->chroot_dir ? xstrdup(o->chroot_dir) : NULL;
+        return 0;
 }
 
 int rt_plan_build(struct rt_plan *p, const struct oci_spec *spec, const struct rt_start_options *o, bool rootless,
@@ -316,13 +432,11 @@ int rt_plan_build(struct rt_plan *p, const struct oci_spec *spec, const struct r
         if (r >= 0)
                 r = plan_process(p, &spec->process, err);
         if (r >= 0)
-                r = plan_console(p, o, err);
+                r = plan_console(p, o->console_socket, err);
+        if (r >= 0)
+                r = plan_preserve_fds(p, o->preserve_fds, err);
         if (r < 0)
                 return r;
-        for (unsigned fd = 3; fd < 3 + o->preserve_fds; fd++)
-                if (fcntl((int) fd, F_GETFD) < 0)
-                        return hm_error_set(err, EBADF, "--preserve-fds %u: fd %u is not open", o->preserve_fds, fd);
-        p->preserve_fds = o->preserve_fds;
         p->mounts = xcalloc(spec->n_mounts + 1, sizeof *p->mounts);
         for (size_t i = 0; r >= 0 && i < spec->n_mounts; i++)
                 r = plan_mount(p, &spec->mounts[i], i, err);
@@ -373,5 +487,6 @@ void rt_plan_release(struct rt_plan *p)
         strv_free(p->argv);
         strv_free(p->envp);
         free(p->cwd);
+        free(p->chroot_dir);
         *p = (struct rt_plan) { .sync_fd = -1, .sync_peer_fd = -1, .exec_fifo_fd = -1, .pidns_fd = -1, .console_fd = -1 };
 }

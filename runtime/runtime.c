@@ -29,12 +29,15 @@ struct rt_container {
         bool reaped;
         struct rt_cgroup cg;
         char **notices;
+        pid_t exec_pid;              /* exec: the command (RT_MSG_PID), 0 until known */
+        char *const *join_cgroups;   /* exec: the container's cgroups, borrowed during start */
 };
 
 pid_t rt_container_pid(const struct rt_container *c) { return c->pid; }
 int rt_container_pidfd(const struct rt_container *c) { return c->pidfd; }
 int rt_container_stdout_fd(const struct rt_container *c) { return c->stdout_fd; }
 int rt_container_stderr_fd(const struct rt_container *c) { return c->stderr_fd; }
+pid_t rt_container_exec_pid(const struct rt_container *c) { return c->exec_pid; }
 
 const char *const *rt_container_notices(const struct rt_container *c)
 {
@@ -340,6 +343,10 @@ static int read_sync(struct rt_container *c, int fd, hm_error_t *err)
                 m.text[m.h.len] = 0;
                 if (m.h.type == RT_MSG_READY)
                         return 0; /* detached: blocked on the exec fifo, the socket stays open */
+                if (m.h.type == RT_MSG_PID) {
+                        c->exec_pid = (pid_t) m.h.err;
+                        continue;
+                }
                 if (m.h.type == RT_MSG_NOTICE) {
                         strv_push(&c->notices, m.text);
                         continue;
@@ -365,13 +372,20 @@ static int configure_child(struct rt_container *c, const struct oci_spec *spec, 
                            const struct rt_idmap *idmap, const struct rt_start_options *o, hm_error_t *err)
 {
         int r = 0;
-        if (p->userns)
+        if (p->exec) {
+                /* the container's cgroups, not ours to remove: a borrowed view */
+                struct rt_cgroup join = { 0 };
+                for (int i = 0; i < _RT_CG_MAX && c->join_cgroups && c->join_cgroups[i]; i++)
+                        join.dirs[i] = *c->join_cgroups[i] ? c->join_cgroups[i] : NULL;
+                r = rt_cgroup_enter(&join, c->pid, err);
+        } else if (p->userns) {
                 r = rt_idmap_apply(idmap, c->pid, err);
-        if (r >= 0)
+        }
+        if (r >= 0 && !p->exec)
                 r = rt_cgroup_enter(&c->cg, c->pid, err);
         if (r >= 0 && spec->process.oom_score_adj_present)
                 r = write_oom_score_adj(c->pid, spec->process.oom_score_adj, err);
-        if (r >= 0 && o->after_clone)
+        if (r >= 0 && o && o->after_clone)
                 r = o->after_clone(c->pid, p->userns, o->after_clone_data, err);
         return r;
 }
@@ -540,6 +554,35 @@ int rt_container_start(const struct oci_spec *spec, const struct rt_start_option
                 return r;
         c->stdout_fd = TAKE_FD(fds.out[0]);
         c->stderr_fd = TAKE_FD(fds.errp[0]);
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+int rt_exec_start(const struct oci_spec *spec, const struct rt_exec_options *o, struct rt_container **ret,
+                  hm_error_t *err)
+{
+        _cleanup_(plan_releasep) struct rt_plan plan = { 0 };
+        int r = rt_plan_build_exec(&plan, spec, o, err);
+        if (r < 0)
+                return r;
+        struct rt_start_options so = { .stdin_fd = o->stdin_fd };
+        _cleanup_free_ void *bpf = NULL;
+        r = prepare_seccomp(&plan, spec, &so, &bpf, err);
+        if (r < 0)
+                return r;
+        _cleanup_(container_freep) struct rt_container *c = xzalloc(sizeof *c);
+        c->pidfd = c->stdout_fd = c->stderr_fd = -1;
+        c->join_cgroups = o->cgroups;
+        _cleanup_(child_fds_release) struct child_fds fds = { { -1, -1 }, -1, -1, { -1, -1 }, { -1, -1 } };
+        r = child_fds_open(&fds, &so, err);
+        if (r < 0)
+                return r;
+        r = launch(c, spec, &plan, NULL, &fds, NULL, err);
+        c->join_cgroups = NULL;
+        if (r < 0)
+                return r;
+        if (c->exec_pid <= 0)
+                return hm_error_set(err, EPROTO, "exec: the command's pid was not reported");
         *ret = TAKE_PTR(c);
         return 0;
 }

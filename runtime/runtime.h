@@ -106,6 +106,31 @@ bool rt_spec_shares_mount_ns(const struct oci_spec *spec);
  */
 const char *const *rt_container_notices(const struct rt_container *c);
 
+/*
+ * OCI exec: one more process in a running (or created) container.  spec is
+ * the container's config with spec->process replaced by the new process
+ * (its args/env/cwd/user/capabilities/rlimits/terminal); its linux.seccomp
+ * is applied to it.  The process joins every namespace of `pid` (the
+ * container's init) that differs from ours, its cgroups, its root, and
+ * gets the same setup sequence as a container's command (child.c 5..11).
+ * Returns once the command has been exec'd.  The returned handle is the
+ * process in between (outside the container's pid namespace): its pidfd
+ * and rt_container_wait() give the command's status, or 0 with detach (it
+ * exits once the command is forked).  No cgroup is owned.
+ */
+struct rt_exec_options {
+        pid_t pid;                 /* the container's init */
+        char *const *cgroups;      /* its RT_CGROUP_SLOTS directories ("" none), or NULL */
+        const char *chroot_dir;    /* no mount namespace of its own: its rootfs, entered with chroot */
+        int stdin_fd;              /* the command inherits our stdout/stderr */
+        const char *console_socket; /* process.terminal: where the pty master goes */
+        unsigned preserve_fds;
+        bool detach;
+};
+int rt_exec_start(const struct oci_spec *spec, const struct rt_exec_options *o, struct rt_container **ret,
+                  hm_error_t *err);
+pid_t rt_container_exec_pid(const struct rt_container *c); /* the exec'd command, in our pid namespace */
+
 /* compile the spec's seccomp to BPF once (for reuse across many steps) */
 int rt_seccomp_compile(const struct oci_seccomp *s, void **ret_bpf, size_t *ret_len, hm_error_t *err);
 
