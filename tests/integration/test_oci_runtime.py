@@ -78,6 +78,60 @@ class Podman:
 RUN_FLAGS = ["--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 
 
+def ns_links(pid):
+    out = {}
+    for ns in ("pid", "mnt", "net", "uts", "ipc", "cgroup"):
+        try:
+            out[ns] = os.readlink("/proc/%s/ns/%s" % (pid, ns))
+        except OSError:
+            out[ns] = None
+    return out
+
+
+INSIDE = "for n in pid mnt net uts ipc cgroup; do echo $n=$(readlink /proc/self/ns/$n); done; echo comm1=$(cat /proc/1/comm)"
+
+
+def exec_checks(name, ex, ctr, hostname, init_pid):
+    """`<engine> exec` into a running container (ctr: its name or id; init_pid: its init on the host)."""
+    p = ex(ctr, "sh", "-c", "echo exec-says-hi; echo exec-err >&2; exit 5")
+    tap.check(p.returncode == 5 and "exec-says-hi" in p.stdout.splitlines() and "exec-err" in p.stderr,
+              "%s exec: stdout, stderr and exit code 5 come back" % name, lambda: describe(p))
+    p = ex(ctr, "sh", "-c", "echo exec-other")
+    tap.check(p.returncode == 0 and "exec-other" in p.stdout and "exec-says-hi" not in p.stdout,
+              "%s exec (control): exit 0 and the other output" % name, lambda: describe(p))
+    p = ex("-e", "HM_EXEC_VAR=from-exec", "-w", "/tmp", "-u", "1000:1001", ctr, "sh", "-c",
+           "echo var=$HM_EXEC_VAR; echo cwd=$(pwd); echo ids=$(id -u):$(id -g)")
+    tap.check(p.returncode == 0 and "var=from-exec" in p.stdout and "cwd=/tmp" in p.stdout and "ids=1000:1001" in p.stdout,
+              "%s exec -e -w -u: env, cwd and user of the process" % name, lambda: describe(p))
+    p = ex(ctr, "sh", "-c", "echo var=$HM_EXEC_VAR; echo cwd=$(pwd); echo ids=$(id -u):$(id -g); hostname")
+    tap.check(p.returncode == 0 and "var=\n" in p.stdout + "\n" and "cwd=/\n" in p.stdout and "ids=0:0" in p.stdout,
+              "%s exec without them (control): no such variable, cwd /, root" % name, lambda: describe(p))
+    tap.check(hostname in p.stdout.split(), "%s exec: the container's hostname" % name, lambda: describe(p))
+    p = ex(ctr, "sh", "-c", INSIDE)
+    seen = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
+    want = ns_links(init_pid) if init_pid > 0 else {}
+    own = ns_links("self")
+    tap.check(p.returncode == 0 and want and all(seen.get(k) == v for k, v in want.items() if v) and seen.get("comm1") == "hm-init",
+              "%s exec: in every namespace of the container's init (pid %d), whose pid 1 is hm-init" % (name, init_pid),
+              lambda: describe(p) + "\nwant %r" % want)
+    tap.check(all(own[k] != want.get(k) for k in ("pid", "mnt", "uts")) and open("/proc/1/comm").read().strip() != "hm-init",
+              "%s exec (control): the host's pid/mnt/uts namespaces and pid 1 differ" % name, lambda: repr(own))
+    p = ex("-t", ctr, "sh", "-c", "tty; exit 4")
+    tap.check(p.returncode == 4 and "/dev/pts/" in p.stdout, "%s exec -t: the process runs on a pty, exit 4" % name,
+              lambda: describe(p))
+    p = ex(ctr, "sh", "-c", "tty; true")
+    tap.check(p.returncode == 0 and "not a tty" in p.stdout, "%s exec without -t (control): no tty" % name, lambda: describe(p))
+    p = ex(ctr, "/no/such/command")
+    # docker's CLI prints the runtime's error on stdout
+    tap.check(p.returncode not in (0, 124) and "exec '/no/such/command': No such file" in p.stderr + p.stdout,
+              "%s exec of a missing command: fails with hm-oci's error naming it" % name, lambda: describe(p))
+    p = ex(ctr, "sh", "-c", "ps -o pid,stat,comm")
+    rows = [line.split() for line in p.stdout.splitlines()[1:]]
+    tap.check(p.returncode == 0 and len(rows) == 3 and not any("Z" in r[1] for r in rows),
+              "%s exec: nothing left in the container after the execs (init, its command, this ps)" % name,
+              lambda: describe(p))
+
+
 def podman_tests(tmp):
     pm = Podman(tmp)
     p = pm("import", os.path.join(tmp, "busybox.tar"), "localhost/hm-oci-busybox:test")
@@ -136,9 +190,9 @@ def podman_tests(tmp):
               "hm-oci keeps its state under --root while it runs",
               lambda: "state dir: %r" % (os.listdir(pm.state) if os.path.isdir(pm.state) else None))
     tap.check(bool(stray_processes([token])), "the container's process is visible while it runs (control)")
-    p = pm("exec", "hm-oci-detached", "true")
-    if p.returncode != 0:
-        tap.diag("podman exec is not implemented by hm-oci (%s)" % p.stderr.strip().splitlines()[-1:])
+    p = pm("inspect", "--format", "{{.State.Pid}}", "hm-oci-detached")
+    init_pid = int(p.stdout.strip() or 0)
+    exec_checks("podman", lambda *a: pm("exec", *a), "hm-oci-detached", cid[:12], init_pid)
     p = pm("stop", "-t", "2", "hm-oci-detached", timeout=60)
     tap.check(p.returncode == 0, "podman stop", lambda: describe(p))
     p = pm("ps", "-a", "--format", "{{.ID}} {{.Status}}")
@@ -197,6 +251,9 @@ def docker_tests(tmp, tar):
         cid = p.stdout.strip()
         tap.check(p.returncode == 0 and bool(stray_processes(["16180339"])), "docker run -d: the container runs",
                   lambda: describe(p))
+        p = run(dk + ["inspect", "--format", "{{.State.Pid}}", cid])
+        init_pid = int(p.stdout.strip() or 0)
+        exec_checks("docker", lambda *a: run(dk + ["exec"] + list(a)), cid, cid[:12], init_pid)
         p = run(dk + ["stop", "-t", "2", cid], timeout=60)
         q = run(dk + ["ps", "-a", "--format", "{{.ID}} {{.Status}}"])
         tap.check(p.returncode == 0 and "Exited" in q.stdout, "docker stop: it exited", lambda: describe(p) + describe(q))
@@ -274,6 +331,181 @@ def bundle_tests(tmp):
     gone = wait_until(lambda: not stray_processes(needles), 10)
     tap.check(gone, "no bundle process left", lambda: "\n".join(stray_processes(needles)))
 
+DETACH_HELPER = """
+import ctypes, os, subprocess, sys
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER, as conmon and the shim are
+rc = subprocess.call(sys.argv[2:], cwd="/")
+if rc:
+    sys.exit(rc)
+pid = int(open(sys.argv[1]).read())
+ppid = [l.split()[1] for l in open("/proc/%d/status" % pid) if l.startswith("PPid:")][0]
+print("cgroup=" + ",".join(sorted(open("/proc/%d/cgroup" % pid).read().split())))
+_, st = os.waitpid(pid, 0)
+print("reaped=%d parent-was-us=%s status=%d" % (pid, ppid == str(os.getpid()), os.waitstatus_to_exitcode(st)))
+"""
+
+
+def exec_with_console(argv):
+    """Run argv (hm-oci exec -t --console-socket S ...): take the pty master from S, read it to the end."""
+    import socket
+    d = tempfile.mkdtemp(prefix="hm-oci-console.")
+    path = os.path.join(d, "sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    srv.settimeout(60)
+    proc = subprocess.Popen(argv[:4] + ["--console-socket", path] + argv[4:],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    out = b""
+    try:
+        conn, _ = srv.accept()
+        with conn:
+            _, fds, _, _ = socket.recv_fds(conn, 64, 1)
+        with os.fdopen(fds[0], "rb", buffering=0) as master:
+            while True:
+                try:
+                    b = master.read(4096)
+                except OSError:  # EIO: the slave's last holder is gone
+                    break
+                if not b:
+                    break
+                out += b
+    except OSError as e:
+        out += ("(console: %s)" % e).encode()
+    finally:
+        srv.close()
+        shutil.rmtree(d, ignore_errors=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+    return subprocess.CompletedProcess(argv, proc.returncode, out.decode(errors="replace") + stdout, stderr)
+
+
+def exec_direct_tests(tmp):
+    """hm-oci exec without an engine: create + start a bundle, then exec into it."""
+    state = os.path.join(tmp, "xstate")
+    token = "14142135"
+    d = make_bundle(tmp, "bbx", ["sleep", token])
+    if not tap.check(d is not None, "exec: a bundle whose command sleeps"):
+        return
+    oci = [HM_OCI, "--root", state]
+    with open(os.path.join(tmp, "xcreate.out"), "w+") as out:
+        rc = subprocess.call(oci + ["create", "--bundle", d, "hm-x"], stdout=out, stderr=out,
+                             stdin=subprocess.DEVNULL, timeout=60)
+    if not tap.check(rc == 0 and run(oci + ["start", "hm-x"]).returncode == 0, "exec: the container is created and started"):
+        return
+    with open(os.path.join(state, "hm-x", "state.json")) as f:
+        init_pid = json.load(f)["pid"]
+    ex = [HM_OCI, "--root", state, "exec"]
+    p = run(ex + ["hm-x", "sh", "-c", "echo direct-hi; exit 7"])
+    tap.check(p.returncode == 7 and "direct-hi" in p.stdout, "hm-oci exec ID CMD: output and exit code 7", lambda: describe(p))
+    p = run(ex + ["--env", "K=v", "--cwd", "/tmp", "--user", "1000:1001", "hm-x", "sh", "-c",
+                  "echo k=$K cwd=$(pwd) ids=$(id -u):$(id -g); ls /proc/$$/fd | tr '\\n' ' '"])
+    tap.check(p.returncode == 0 and "k=v cwd=/tmp ids=1000:1001" in p.stdout and p.stdout.split("\n")[1].split() == ["0", "1", "2"],
+              "hm-oci exec --env --cwd --user: applied; the process holds fds 0-2 only", lambda: describe(p))
+    p = run(ex + ["hm-x", "sh", "-c", INSIDE + "; grep -E '^(Seccomp|NoNewPrivs|CapBnd):' /proc/self/status"])
+    seen = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
+    want = ns_links(init_pid)
+    tap.check(all(seen.get(k) == v for k, v in want.items() if v) and seen.get("comm1") == "hm-init",
+              "hm-oci exec: every namespace of the container's init, pid 1 is hm-init", lambda: describe(p))
+    with open(os.path.join(d, "config.json")) as f:
+        bnd = json.load(f)["process"]["capabilities"]["bounding"]
+    st = dict(line.split(":", 1) for line in p.stdout.splitlines() if ":" in line)
+    tap.check(st.get("Seccomp", "").strip() == "2" and st.get("NoNewPrivs", "").strip() == "1" and
+              bin(int(st.get("CapBnd", "0").strip(), 16)).count("1") == len(bnd),
+              "hm-oci exec: the container's seccomp filter, no_new_privs and bounding set (%d caps)" % len(bnd),
+              lambda: describe(p))
+
+    proc_file = os.path.join(tmp, "process.json")
+    with open(proc_file, "w") as f:
+        json.dump({"args": ["sh", "-c", "cat /proc/self/cgroup; sleep 1; exit 3"], "env": ["PATH=/bin"], "cwd": "/",
+                   "user": {"uid": 0, "gid": 0}, "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"],
+                                                                 "permitted": ["CAP_KILL"]}, "noNewPrivileges": True}, f)
+    pid_file = os.path.join(tmp, "exec.pid")
+    p = run([sys.executable, "-c", DETACH_HELPER, pid_file] + ex + ["--process", proc_file, "--detach", "--pid-file", pid_file, "hm-x"])
+    tap.check(p.returncode == 0 and "parent-was-us=True status=3" in p.stdout,
+              "hm-oci exec --process --detach --pid-file: hm exits 0, the process is reparented to the caller's subreaper, "
+              "which reaps its exit code 3", lambda: describe(p))
+    with open("/proc/%d/cgroup" % init_pid) as f:
+        init_cg = "cgroup=" + ",".join(sorted(f.read().split()))
+    tap.check(init_cg in p.stdout.splitlines() and "hm-x" in init_cg,
+              "hm-oci exec: the process is in every cgroup of the container's init", lambda: describe(p) + "\ninit: " + init_cg)
+    with open("/proc/self/cgroup") as f:
+        tap.check("hm-x" not in f.read(), "hm-oci exec (control): our own cgroups are others")
+
+    p = exec_with_console(ex + ["--tty", "hm-x", "sh", "-c", "tty; exit 4"])
+    tap.check(p.returncode == 4 and "/dev/pts/" in p.stdout, "hm-oci exec --tty --console-socket: a pty of the container, exit 4",
+              lambda: describe(p))
+    p = run(ex + ["--tty", "hm-x", "tty"])
+    tap.check(p.returncode != 0 and "console socket" in p.stderr and len(p.stderr.strip().splitlines()) == 1,
+              "hm-oci exec --tty without --console-socket: a one-line error", lambda: describe(p))
+    with open(os.path.join(tmp, "bad-process.json"), "w") as f:
+        f.write('{"args": ["true"], "cwd": "/", "user": {"uid": "root"}}')
+    p = run(ex + ["--process", os.path.join(tmp, "bad-process.json"), "hm-x"])
+    tap.check(p.returncode != 0 and "bad-process.json: user.uid" in p.stderr and len(p.stderr.strip().splitlines()) == 1,
+              "hm-oci exec --process with a bad field: one line naming the file and the field", lambda: describe(p))
+    p = run(ex + ["hm-x-nosuch", "true"])
+    tap.check(p.returncode != 0 and "'hm-x-nosuch' does not exist" in p.stderr and len(p.stderr.strip().splitlines()) == 1,
+              "hm-oci exec into a container that does not exist: one line naming it", lambda: describe(p))
+    p = run(ex + ["hm-x", "sh", "-c", "ps -o pid,stat,comm"])
+    rows = [line.split() for line in p.stdout.splitlines()[1:]]
+    tap.check(p.returncode == 0 and len(rows) == 3 and not any("Z" in r[1] for r in rows),
+              "hm-oci exec: nothing left in the container after the execs (init, its command, this ps)", lambda: describe(p))
+    run(oci + ["kill", "hm-x", "KILL"])
+    wait_until(lambda: '"stopped"' in run(oci + ["state", "hm-x"]).stdout, 10)
+    p = run(ex + ["hm-x", "true"])
+    tap.check(p.returncode != 0 and "'hm-x' is stopped" in p.stderr and len(p.stderr.strip().splitlines()) == 1,
+              "hm-oci exec into a stopped container: one line naming it", lambda: describe(p))
+    p = run(oci + ["delete", "hm-x"])
+    tap.check(p.returncode == 0, "exec: delete", lambda: describe(p))
+    left = os.listdir(state) if os.path.isdir(state) else []
+    cg = [c for c in ("/sys/fs/cgroup/pids/hm/hm-x", "/sys/fs/cgroup/hm/hm-x") if os.path.exists(c)]
+    tap.check(not left and not cg, "exec: no state and no cgroup left", lambda: repr(left + cg))
+    gone = wait_until(lambda: not stray_processes([token, state]), 10)
+    tap.check(gone, "exec: no process left", lambda: "\n".join(stray_processes([token, state])))
+    exec_rootless_tests(tmp)
+
+
+def exec_rootless_tests(tmp):
+    """The same binary as an unprivileged user (hmtest): create, start, exec, delete."""
+    import pwd
+    try:
+        user = pwd.getpwnam("hmtest")
+    except KeyError:
+        tap.skip("hm-oci exec rootless", "no user hmtest")
+        return
+    base = os.path.join(tmp, "rootless")
+    os.makedirs(os.path.join(base, "bin"))
+    token = "17320508"
+    d = make_bundle(base, "bb", ["sleep", token])
+    if not tap.check(d is not None, "exec rootless: a bundle"):
+        return
+    shutil.copy(HM_OCI, os.path.join(base, "bin", "hm-oci"))  # the build dir may be closed to hmtest
+    for root, dirs, files in os.walk(base):
+        for n in dirs + files:
+            os.lchown(os.path.join(root, n), user.pw_uid, user.pw_gid)
+    os.chown(base, user.pw_uid, user.pw_gid)
+    state = os.path.join(base, "state")
+    oci = ["setpriv", "--reuid", str(user.pw_uid), "--regid", str(user.pw_gid), "--clear-groups",
+           os.path.join(base, "bin", "hm-oci"), "--root", state]
+    with open(os.path.join(base, "create.out"), "w+") as out:
+        rc = subprocess.call(oci + ["create", "--bundle", d, "hm-rl"], stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                             timeout=60, cwd=base)
+        out.seek(0)
+        msg = out.read()
+    if not tap.check(rc == 0 and run(oci + ["start", "hm-rl"]).returncode == 0, "exec rootless: created and started as hmtest",
+                     lambda: msg):
+        return
+    p = run(oci + ["exec", "--user", "5:6", "hm-rl", "sh", "-c", "echo ids=$(id -u):$(id -g) comm1=$(cat /proc/1/comm); exit 9"])
+    tap.check(p.returncode == 9 and "ids=5:6 comm1=hm-init" in p.stdout,
+              "hm-oci exec as hmtest (rootless): in the container (pid 1 hm-init), user 5:6, exit 9", lambda: describe(p))
+    p = run(oci + ["delete", "--force", "hm-rl"])
+    tap.check(p.returncode == 0 and not os.listdir(state), "exec rootless: delete --force, no state left", lambda: describe(p))
+    gone = wait_until(lambda: not stray_processes([token]), 10)
+    tap.check(gone, "exec rootless: no process left", lambda: "\n".join(stray_processes([token])))
+
 
 def main():
     if os.geteuid() != 0:
@@ -299,6 +531,7 @@ def main():
         else:
             tap.skip("docker --runtime hm", "dockerd/docker or the busybox tar missing")
         bundle_tests(tmp)
+        exec_direct_tests(tmp)
     finally:
         for pid in [int(x.split()[0]) for x in stray_processes([tmp])]:
             try:
