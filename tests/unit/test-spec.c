@@ -271,8 +271,43 @@ static void test_accepted_empty(void)
         oci_spec_free(s);
 }
 
+/* OCI exec --process FILE: a process object alone replaces spec->process, or leaves it untouched */
+static void test_replace_process(void)
+{
+        struct oci_spec *s = oci_spec_new_default();
+        hm_error_t err = NULL;
+        static const char ok[] = "{\"args\":[\"ls\",\"-l\"],\"env\":[\"A=b\"],\"cwd\":\"/tmp\",\"terminal\":true,"
+                                 "\"user\":{\"uid\":5,\"gid\":6,\"additionalGids\":[7]},\"noNewPrivileges\":true,"
+                                 "\"capabilities\":{\"bounding\":[\"CAP_KILL\"]},\"apparmorProfile\":\"\"}";
+        int r = oci_spec_replace_process(s, ok, strlen(ok), "p.json", &err);
+        tap_ok(r == 0, "a process object is accepted%s%s", err ? ": " : "", err ? err->msg : "");
+        tap_ok(r == 0 && !strcmp(s->process.args[1], "-l") && !strcmp(s->process.env[0], "A=b") && !s->process.env[1] &&
+                       !strcmp(s->process.cwd, "/tmp") && s->process.terminal && s->process.user.uid == 5 &&
+                       s->process.user.gid == 6 && s->process.user.n_additional_gids == 1 &&
+                       s->process.capabilities.bounding == UINT64_C(1) << CAP_KILL && s->process_present,
+               "it replaces args, env, cwd, terminal, user and capabilities");
+        hm_error_release(&err);
+        static const char *const bad_process[][2] = {
+                { "{\"args\":[\"x\"],\"cwd\":\"rel\"}", "p.json: cwd: 'rel' is not an absolute path" },
+                { "{\"args\":[\"x\"],\"cwd\":\"/\",\"bogus\":1}", "p.json: bogus: unknown field" },
+                { "{\"cwd\":\"/\"}", "p.json: args: missing" },
+                { "[1]", "p.json: (root): not an object" },
+                { "{", "p.json: invalid JSON" },
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(bad_process); i++) {
+                const char *json = bad_process[i][0], *want = bad_process[i][1];
+                r = oci_spec_replace_process(s, json, strlen(json), "p.json", &err);
+                tap_ok(r < 0 && err && str_has_prefix(err->msg, want), "refused #%zu: %s (got: %s)", i, want,
+                       err ? err->msg : "accepted");
+                hm_error_release(&err);
+        }
+        tap_ok(!strcmp(s->process.args[0], "ls") && !strcmp(s->process.cwd, "/tmp"), "a refused one leaves the process as it was");
+        oci_spec_free(s);
+}
+
 int main(void)
 {
+        test_replace_process();
         test_full_parse();
         test_default();
         test_refused();
