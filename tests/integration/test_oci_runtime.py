@@ -20,6 +20,14 @@ bundle: bundles/make-busybox-bundle.sh + `hm oci run` (output, exit code, contro
 same bundle without a mount namespace of its own, through create/start/kill/delete: its
 mounts are made below the rootfs in our namespace (seen while it runs: the control) and
 are all gone after delete.
+exec: `podman exec` and `docker exec` into the running container (exec_checks: output, exit code,
+-e/-w/-u with a control without them, the namespaces of the container's init and its pid 1
+hm-init with the host's as control, -t with a no-tty control, a missing command, nothing left
+in the container); `hm-oci exec` directly on a created+started bundle: the command-line form,
+--process + --detach + --pid-file under a subreaper (as conmon/the shim are: it reaps the exit
+code), cgroups, seccomp/no_new_privs/bounding set, --tty with a console socket, one-line errors
+(bad process file, missing and stopped container), a container with a user namespace of its own
+(+ --preserve-fds, with a control), and a rootless container created and exec'd as hmtest.
 
 podman's defaults for a root container raise RLIMIT_NOFILE/NPROC above the caller's hard
 limits, which needs CAP_SYS_RESOURCE (runc fails the same way without it): the podman runs
@@ -465,7 +473,56 @@ def exec_direct_tests(tmp):
     tap.check(not left and not cg, "exec: no state and no cgroup left", lambda: repr(left + cg))
     gone = wait_until(lambda: not stray_processes([token, state]), 10)
     tap.check(gone, "exec: no process left", lambda: "\n".join(stray_processes([token, state])))
+    exec_userns_tests(tmp)
     exec_rootless_tests(tmp)
+
+
+def exec_userns_tests(tmp):
+    """As root, a container with a user namespace of its own (0 -> 200000): exec joins it first."""
+    state = os.path.join(tmp, "ustate")
+    token = "22360679"
+    d = make_bundle(tmp, "bbu", ["sleep", token])
+    if not tap.check(d is not None, "exec userns: a bundle"):
+        return
+    cfg = os.path.join(d, "config.json")
+    with open(cfg) as f:
+        spec = json.load(f)
+    spec["linux"]["namespaces"].append({"type": "user"})
+    for k in ("uidMappings", "gidMappings"):
+        spec["linux"][k] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    with open(cfg, "w") as f:
+        json.dump(spec, f)
+    oci = [HM_OCI, "--root", state]
+    with open(os.path.join(tmp, "ucreate.out"), "w+") as out:
+        rc = subprocess.call(oci + ["create", "--bundle", d, "hm-u"], stdout=out, stderr=out, stdin=subprocess.DEVNULL, timeout=60)
+        out.seek(0)
+        msg = out.read()
+    if tap.check(rc == 0 and run(oci + ["start", "hm-u"]).returncode == 0, "exec userns: created and started", lambda: msg):
+        # --preserve-fds 1: our fd 3 reaches the process
+        r, w = os.pipe()
+        os.write(w, b"fd3-in-exec\n")
+        os.close(w)
+        if r != 3:
+            os.dup2(r, 3)
+            os.close(r)
+        try:
+            p = subprocess.run(oci + ["exec", "--preserve-fds", "1", "-u", "7:8", "hm-u", "sh", "-c",
+                                      "id -u; id -g; cat /proc/self/uid_map; cat <&3"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60, pass_fds=(3,))
+        finally:
+            os.close(3)
+        tap.check(p.returncode == 0 and p.stdout.split()[:5] == ["7", "8", "0", "200000", "65536"],
+                  "hm-oci exec into a user namespace (0 -> 200000) as root: uid 7, gid 8 there", lambda: describe(p))
+        tap.check("fd3-in-exec" in p.stdout, "hm-oci exec --preserve-fds 1: fd 3 reaches the process", lambda: describe(p))
+        p = run(oci + ["exec", "hm-u", "sh", "-c", "cat <&3"])
+        tap.check(p.returncode != 0 and "fd3-in-exec" not in p.stdout, "without --preserve-fds (control): no fd 3",
+                  lambda: describe(p))
+        with open("/proc/self/uid_map") as f:
+            tap.check(f.read().split()[:2] == ["0", "0"], "exec userns (control): our own uid map is the identity")
+    p = run(oci + ["delete", "--force", "hm-u"])
+    tap.check(p.returncode == 0 and not os.listdir(state), "exec userns: delete --force, no state left", lambda: describe(p))
+    gone = wait_until(lambda: not stray_processes([token]), 10)
+    tap.check(gone, "exec userns: no process left", lambda: "\n".join(stray_processes([token])))
 
 
 def exec_rootless_tests(tmp):
