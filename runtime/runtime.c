@@ -373,16 +373,17 @@ static int configure_child(struct rt_container *c, const struct oci_spec *spec, 
 {
         int r = 0;
         if (p->exec) {
-                /* the container's cgroups, not ours to remove: a borrowed view */
+                /* the container's cgroups (exec): a borrowed view, never removed by us */
                 struct rt_cgroup join = { 0 };
                 for (int i = 0; i < _RT_CG_MAX && c->join_cgroups && c->join_cgroups[i]; i++)
                         join.dirs[i] = *c->join_cgroups[i] ? c->join_cgroups[i] : NULL;
                 r = rt_cgroup_enter(&join, c->pid, err);
-        } else if (p->userns) {
-                r = rt_idmap_apply(idmap, c->pid, err);
+        } else {
+                if (p->userns)
+                        r = rt_idmap_apply(idmap, c->pid, err);
+                if (r >= 0)
+                        r = rt_cgroup_enter(&c->cg, c->pid, err);
         }
-        if (r >= 0 && !p->exec)
-                r = rt_cgroup_enter(&c->cg, c->pid, err);
         if (r >= 0 && spec->process.oom_score_adj_present)
                 r = write_oom_score_adj(c->pid, spec->process.oom_score_adj, err);
         if (r >= 0 && o && o->after_clone)
