@@ -584,7 +584,7 @@ static void test_terminal(const char *rootfs)
         s->process.terminal = true;
         struct result r;
         run_full(s, NULL, "hm-tty", 0, -1, &r);
-        TAP_IS_STR(r.error, "process.terminal: needs a console socket (hm oci create --console-socket PATH)",
+        TAP_IS_STR(r.error, "process.terminal: needs a console socket (--console-socket PATH)",
                    "terminal without a console socket: refused");
         result_release(&r);
 
