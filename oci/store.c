@@ -1035,7 +1035,7 @@ void oci_store_abort_layer(struct oci_store *s, struct oci_store_upper *u)
 {
         if (!u)
                 return;
-        (void) rm_rf(u->dir);
+        (void) rm_rf(u->keep_dir ? u->upper : u->dir);
         oci_store_upper_free(u);
 }
 
@@ -1053,6 +1053,30 @@ int oci_store_begin_layer(struct oci_store *s, const char *run_id, struct oci_st
         if (mkdir(u->upper, 0755) < 0 || mkdir(u->work, 0700) < 0 || mkdir(u->merged, 0700) < 0) {
                 r = hm_error_set(err, errno, "create '%s': %s", u->upper, strerror(errno));
                 oci_store_abort_layer(s, u);
+                return r;
+        }
+        *ret = u;
+        return 0;
+}
+
+int oci_store_begin_layer_in(struct oci_store *s, const char *dir, struct oci_store_upper **ret, hm_error_t *err)
+{
+        if (!dir) {
+                int r = oci_store_begin_layer(s, NULL, ret, err);
+                if (r >= 0)
+                        (*ret)->keep_dir = true;
+                return r;
+        }
+        struct oci_store_upper *u = xzalloc(sizeof *u);
+        u->keep_dir = true;
+        u->dir = xstrdup(dir);
+        u->upper = xasprintf("%s/upper", dir);
+        u->work = xasprintf("%s/work", dir);
+        u->merged = xasprintf("%s/merged", dir);
+        /* an upper left by a failed removal is not this layer's */
+        if (mkdir(u->upper, 0755) < 0 && (errno != EEXIST || rm_rf(u->upper) < 0 || mkdir(u->upper, 0755) < 0)) {
+                int r = hm_error_set(err, errno, "create '%s': %s", u->upper, strerror(errno));
+                oci_store_upper_free(u);
                 return r;
         }
         *ret = u;
