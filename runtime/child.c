@@ -28,16 +28,7 @@
  *     new child (pid 2) goes on.  Forking here, after the mounts, gives
  *     pid 1 the final root and /proc while keeping it out of the
  *     user/capability/seccomp switch below (pid 1 makes itself
- *     non-dumpable: no ptrace, /proc/1/exe, /proc/1/mem from the command).
- *     With vfork(): pid 1 waits, suspended, until the command has exec'd
- *     (or failed), and the command runs on pid 1's memory until then
- *     instead of a copy of it (the copy and its teardown at exec were
- *     ~0.5 ms of kernel time per step: hm's mappings, 46 libraries).  It
- *     writes only its own stack frames, errno and pty_slave; its
- *     credentials, seccomp filter, rlimits, cwd, umask, session, fd table
- *     and signal mask are its own (no CLONE_THREAD/FS/FILES/SIGHAND).  A
- *     detached create (9b) forks instead: pid 1 must forward signals while
- *     the command waits for OCI start.
+ *     non-dumpable: no ptrace, /proc/1/exe, /proc/1/mem from the command)
  *  5. rlimits, umask
  *  6. setsid; seccomp here instead of step 10 when noNewPrivileges is false
  *     (loading a filter without NNP needs CAP_SYS_ADMIN, gone after 6);
@@ -891,9 +882,22 @@ static void step4_hostname(const struct rt_plan *p)
                   "hostname in their own UTS namespace", NULL, NULL);
 }
 
-/* pid 2, steps 5-11 (with vfork: on pid 1's memory, see 4b) */
-static _Noreturn void run_command(const struct rt_plan *p)
+_Noreturn void rt_child_run(const struct rt_plan *p)
 {
+        step0_signals_stdio(p);
+        step1_sync(p);
+        step2_namespaces(p);
+        step3_mounts(p);
+        step4_hostname(p);
+        if (p->terminal)
+                setup_console(p);
+
+        pid_t main_pid = fork();
+        if (main_pid < 0)
+                die(p, "fork the command", NULL);
+        if (main_pid > 0)
+                rt_init_run(main_pid, !(p->clone_flags & CLONE_NEWPID));
+
         step5_rlimits(p);
         step6_identity(p);
         if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
@@ -909,28 +913,4 @@ static _Noreturn void run_command(const struct rt_plan *p)
         if (p->no_new_privs)
                 load_seccomp(p);
         exec_command(p);
-}
-
-static pid_t start_command(const struct rt_plan *p)
-{
-        pid_t pid = p->exec_fifo_fd >= 0 ? fork() : vfork();
-        if (pid == 0)
-                run_command(p);
-        return pid;
-}
-
-_Noreturn void rt_child_run(const struct rt_plan *p)
-{
-        step0_signals_stdio(p);
-        step1_sync(p);
-        step2_namespaces(p);
-        step3_mounts(p);
-        step4_hostname(p);
-        if (p->terminal)
-                setup_console(p);
-
-        pid_t main_pid = start_command(p);
-        if (main_pid < 0)
-                die(p, "fork the command", NULL);
-        rt_init_run(main_pid, !(p->clone_flags & CLONE_NEWPID));
 }
