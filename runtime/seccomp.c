@@ -233,7 +233,7 @@ size_t rt_seccomp_compact(const struct sock_filter *in, size_t n, struct sock_fi
         return m;
 }
 
-int rt_seccomp_compile(const struct oci_seccomp *s, void **ret_bpf, size_t *ret_len, hm_error_t *err)
+int rt_seccomp_compile_raw(const struct oci_seccomp *s, void **ret_bpf, size_t *ret_len, hm_error_t *err)
 {
         uint32_t def;
         if (to_action(s->default_action, s->default_errno_ret, s->default_errno_ret_present, &def) < 0)
@@ -250,9 +250,14 @@ int rt_seccomp_compile(const struct oci_seccomp *s, void **ret_bpf, size_t *ret_
                 r = add_rule(ctx, def, &s->syscalls[i], i, err);
         if (r < 0)
                 return r;
+        return export_bpf(ctx, ret_bpf, ret_len, err);
+}
+
+int rt_seccomp_compile(const struct oci_seccomp *s, void **ret_bpf, size_t *ret_len, hm_error_t *err)
+{
         void *bpf = NULL;
         size_t len = 0;
-        r = export_bpf(ctx, &bpf, &len, err);
+        int r = rt_seccomp_compile_raw(s, &bpf, &len, err);
         if (r < 0)
                 return r;
         if (len % sizeof(struct sock_filter)) {
