@@ -1035,7 +1035,7 @@ void oci_store_abort_layer(struct oci_store *s, struct oci_store_upper *u)
 {
         if (!u)
                 return;
-        (void) rm_rf(u->dir);
+        (void) rm_rf(u->keep_dir ? u->upper : u->dir);
         oci_store_upper_free(u);
 }
 
@@ -1053,6 +1053,30 @@ int oci_store_begin_layer(struct oci_store *s, const char *run_id, struct oci_st
         if (mkdir(u->upper, 0755) < 0 || mkdir(u->work, 0700) < 0 || mkdir(u->merged, 0700) < 0) {
                 r = hm_error_set(err, errno, "create '%s': %s", u->upper, strerror(errno));
                 oci_store_abort_layer(s, u);
+                return r;
+        }
+        *ret = u;
+        return 0;
+}
+
+int oci_store_begin_layer_in(struct oci_store *s, const char *dir, struct oci_store_upper **ret, hm_error_t *err)
+{
+        if (!dir) {
+                int r = oci_store_begin_layer(s, NULL, ret, err);
+                if (r >= 0)
+                        (*ret)->keep_dir = true;
+                return r;
+        }
+        struct oci_store_upper *u = xzalloc(sizeof *u);
+        u->keep_dir = true;
+        u->dir = xstrdup(dir);
+        u->upper = xasprintf("%s/upper", dir);
+        u->work = xasprintf("%s/work", dir);
+        u->merged = xasprintf("%s/merged", dir);
+        /* an upper left by a failed removal is not this layer's */
+        if (mkdir(u->upper, 0755) < 0 && (errno != EEXIST || rm_rf(u->upper) < 0 || mkdir(u->upper, 0755) < 0)) {
+                int r = hm_error_set(err, errno, "create '%s': %s", u->upper, strerror(errno));
+                oci_store_upper_free(u);
                 return r;
         }
         *ret = u;
@@ -1571,38 +1595,6 @@ int oci_store_drop_layer(struct oci_store *s, const char *id, hm_error_t *err)
         return oci_store_drop_layers(s, ids, err);
 }
 
-int oci_store_drop_layers(struct oci_store *s, char *const *ids, hm_error_t *err)
-{
-        int first = 0, marked = 0;
-        {
-                int r = oci_store_lock(s, err);
-                if (r < 0)
-                        return r;
-                _cleanup_unlock_ struct oci_store *locked = s;
-                for (size_t i = 0; ids && ids[i]; i++) {
-                        hm_error_t e = NULL;
-                        r = mark_dropped_locked(s, ids[i], &e);
-                        if (r > 0)
-                                marked++;
-                        if (r < 0 && !first) {
-                                first = r;
-                                *err = TAKE_PTR(e);
-                        }
-                        hm_error_release(&e);
-                }
-        }
-        /* one collection for the whole batch: each one reads every layer's meta */
-        if (marked) {
-                hm_error_t e = NULL;
-                int r = oci_store_gc(s, &e);
-                if (r < 0 && !first) {
-                        first = r;
-                        *err = TAKE_PTR(e);
-                }
-                hm_error_release(&e);
-        }
-        return first;
-}
 
 /*
  * The set of layer ids that must stay, as a sorted array: a long chain lists
@@ -1648,8 +1640,11 @@ static void idset_release(struct idset *set)
         *set = (struct idset){ 0 };
 }
 
-/* Ids that must stay: image layers of images, live snapshots and their chains. */
-static void gc_live_set(struct oci_store *s, struct idset *live)
+/*
+ * Ids that must stay: image layers of images, live snapshots and their
+ * chains.  Layers in `dropping` (may be NULL) count as dropped already.
+ */
+static void gc_live_set(struct oci_store *s, struct idset *live, const struct idset *dropping)
 {
         struct oci_image **imgs = NULL;
         size_t n = 0;
@@ -1672,7 +1667,7 @@ static void gc_live_set(struct oci_store *s, struct idset *live)
                         hm_error_release(&e);
                         continue;
                 }
-                if (m->kind == OCI_LAYER_IMAGE || m->dropped)
+                if (m->kind == OCI_LAYER_IMAGE || m->dropped || (dropping && idset_has(dropping, id)))
                         continue;
                 idset_add(live, id);
                 for (size_t j = 0; m->lowers && m->lowers[j]; j++)
@@ -1737,11 +1732,78 @@ int oci_store_gc(struct oci_store *s, hm_error_t *err)
                 return r;
         _cleanup_unlock_ struct oci_store *locked = s;
         struct idset live = { 0 };
-        gc_live_set(s, &live);
+        gc_live_set(s, &live, NULL);
         r = gc_layers(s, &live, err);
         idset_release(&live);
         gc_tags(s);
         return r;
+}
+
+/*
+ * One locked pass: the collection runs as if the layers were marked
+ * dropped, and only those it must keep (lowers of a live layer) get the
+ * mark written.  Writing it for every layer that is removed right after
+ * was a new meta file per layer (an inode to allocate on a busy ext4, and
+ * one more deleted).  A layer whose removal fails gets its mark too, so a
+ * later collection finishes the job.
+ */
+int oci_store_drop_layers(struct oci_store *s, char *const *ids, hm_error_t *err)
+{
+        int r = oci_store_lock(s, err);
+        if (r < 0)
+                return r;
+        _cleanup_unlock_ struct oci_store *locked = s;
+        struct idset dropping = { 0 }, live = { 0 };
+        for (size_t i = 0; ids && ids[i]; i++) {
+                if (!valid_id(ids[i]) || !strcmp(ids[i], OCI_HOST_IMAGE))
+                        continue;
+                _cleanup_meta_ struct oci_layer_meta *m = NULL;
+                hm_error_t e = NULL;
+                if (oci_store_layer_meta(s, ids[i], &m, &e) < 0) {
+                        hm_error_release(&e);
+                        continue; /* unknown: nothing to do */
+                }
+                if (m->kind != OCI_LAYER_IMAGE && !m->dropped)
+                        idset_add(&dropping, ids[i]);
+        }
+        if (!dropping.n)
+                return 0;
+        idset_seal(&dropping);
+        gc_live_set(s, &live, &dropping);
+        int first = 0;
+        for (size_t i = 0; i < dropping.n; i++) {
+                if (!idset_has(&live, dropping.v[i]))
+                        continue;
+                hm_error_t e = NULL;
+                r = mark_dropped_locked(s, dropping.v[i], &e);
+                if (r < 0 && !first) {
+                        first = r;
+                        *err = TAKE_PTR(e);
+                }
+                hm_error_release(&e);
+        }
+        hm_error_t e = NULL;
+        r = gc_layers(s, &live, &e);
+        if (r < 0 && !first) {
+                first = r;
+                *err = TAKE_PTR(e);
+        }
+        hm_error_release(&e);
+        for (size_t i = 0; i < dropping.n; i++) {
+                _cleanup_free_ char *meta = xasprintf("%s/layers/%s.meta", s->path, dropping.v[i]);
+                if (idset_has(&live, dropping.v[i]) || access(meta, F_OK) < 0)
+                        continue;
+                r = mark_dropped_locked(s, dropping.v[i], &e);
+                if (r < 0 && !first) {
+                        first = r;
+                        *err = TAKE_PTR(e);
+                }
+                hm_error_release(&e);
+        }
+        gc_tags(s);
+        idset_release(&live);
+        idset_release(&dropping);
+        return first;
 }
 
 /*

@@ -196,10 +196,21 @@ struct oci_store_upper {
         char *upper; /* dir/upper */
         char *work;  /* dir/work */
         char *merged; /* dir/merged: an empty mount point for the step's rootfs */
+        bool keep_dir; /* abort/commit remove only upper: dir, work and merged stay for the next layer */
 };
 int oci_store_begin_layer(struct oci_store *s, const char *run_id, struct oci_store_upper **ret,
                           hm_error_t *err);
-/* Remove the pair and free u; u may be NULL. */
+/*
+ * Like oci_store_begin_layer, but the step dir (with work/ and merged/) is
+ * kept by abort and commit (u->keep_dir) for the next layer of this process:
+ * `dir` is such a kept dir (only a new upper/ is made in it), or NULL for a
+ * new one.  Fewer directories to create and remove per step: on a busy ext4
+ * without a journal each new inode is a search past the recently deleted
+ * ones.  The caller removes the dir with rm_rf() when done; it must not
+ * reuse it while an overlay mounted from it may still be alive.
+ */
+int oci_store_begin_layer_in(struct oci_store *s, const char *dir, struct oci_store_upper **ret, hm_error_t *err);
+/* Remove the pair (only the upper if u->keep_dir) and free u; u may be NULL. */
 void oci_store_abort_layer(struct oci_store *s, struct oci_store_upper *u);
 void oci_store_upper_free(struct oci_store_upper *u);
 

@@ -28,7 +28,8 @@
  *     new child (pid 2) goes on.  Forking here, after the mounts, gives
  *     pid 1 the final root and /proc while keeping it out of the
  *     user/capability/seccomp switch below (pid 1 makes itself
- *     non-dumpable: no ptrace, /proc/1/exe, /proc/1/mem from the command)
+ *     non-dumpable: no ptrace, /proc/1/exe, /proc/1/mem from the command;
+ *     the command waits at step 9 until pid 1 has done so)
  *  5. rlimits, umask
  *  6. setsid; seccomp here instead of step 10 when noNewPrivileges is false
  *     (loading a filter without NNP needs CAP_SYS_ADMIN, gone after 6);
@@ -619,6 +620,7 @@ static void step3_mounts(const struct rt_plan *p)
 /* ---- 4a. terminal ---- */
 
 static int pty_slave = -1; /* this process only (after clone): the command's terminal */
+static int init_ready = -1; /* the command's read end of the pipe pid 1 closes once it dropped everything */
 
 /*
  * process.terminal: a pty of the container's own devpts (opened after
@@ -887,6 +889,20 @@ static _Noreturn void exec_command(const struct rt_plan *p)
         die(p, "exec", cmd);
 }
 
+/*
+ * Before anything of the command's own runs: pid 1 has dropped its
+ * capabilities and bounding set and is not dumpable (it closes its end of
+ * the pipe after that, init.c), so the command never sees it otherwise.
+ */
+static void wait_for_init(void)
+{
+        char c;
+        while (read(init_ready, &c, 1) < 0 && errno == EINTR)
+                ;
+        close(init_ready);
+        init_ready = -1;
+}
+
 /* ---- the sequence ---- */
 
 static void step0_signals_stdio(const struct rt_plan *p)
@@ -952,13 +968,18 @@ _Noreturn void rt_child_run(const struct rt_plan *p)
         if (p->terminal)
                 setup_console(p);
 
+        int ready[2];
+        if (pipe2(ready, O_CLOEXEC) < 0)
+                die(p, "create the pid 1 ready pipe", NULL);
         pid_t main_pid = fork();
         if (main_pid < 0)
                 die(p, "fork the command", NULL);
         if (main_pid > 0 && p->exec)
                 exec_parent(p, main_pid);
         if (main_pid > 0)
-                rt_init_run(main_pid, !(p->clone_flags & CLONE_NEWPID));
+                rt_init_run(main_pid, !(p->clone_flags & CLONE_NEWPID)); /* closes both ends */
+        close(ready[1]);
+        init_ready = ready[0];
 
         step5_rlimits(p);
         step6_identity(p);
@@ -970,6 +991,7 @@ _Noreturn void rt_child_run(const struct rt_plan *p)
         /* detached exec: our parent exits at once, the command stays */
         if (!p->exec_detach && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 die(p, "set parent death signal", NULL);
+        wait_for_init();
         step9_close_fds(p);
         if (p->exec_fifo_fd >= 0)
                 wait_for_start(p);

@@ -5,7 +5,9 @@
  * the caller: every fd is closed (including the sync fd, so the parent sees
  * EOF only when the command execs), every capability but CAP_KILL is
  * dropped (the bounding set emptied), with no_new_privs set, and it is not
- * dumpable, so the command cannot reach it through ptrace or /proc/1.
+ * dumpable, so the command cannot reach it through ptrace or /proc/1.  The
+ * command waits for all of that before its exec (EOF on a pipe whose write
+ * end pid 1 closes last).
  *
  * Every signal sent to it (but SIGCHLD; SIGKILL/SIGSTOP cannot be caught)
  * is forwarded to the command.  Signals stay blocked and are taken with
@@ -68,13 +70,17 @@ static bool reap(pid_t main_pid, int *code)
 
 _Noreturn void rt_init_run(pid_t main_pid, bool subreaper)
 {
-        if (rt_close_range(0, ~0U, 0) < 0)
-                for (int fd = 0; fd < 1024; fd++)
-                        close(fd);
         if (subreaper)
                 (void) prctl(PR_SET_CHILD_SUBREAPER, 1);
         (void) prctl(PR_SET_NAME, "hm-init");
         drop_privileges();
+        /*
+         * After the drop: closing our end of the "ready" pipe tells the
+         * command (child.c, before exec) that pid 1 holds nothing any more.
+         */
+        if (rt_close_range(0, ~0U, 0) < 0)
+                for (int fd = 0; fd < 1024; fd++)
+                        close(fd);
 
         /* every signal but SIGCHLD is forwarded (OCI kill sends any signal to this pid) */
         sigset_t set;

@@ -46,6 +46,7 @@ struct ns_runner {
         struct ns_step *steps; /* in flight, for free() */
         struct drop_req *drops; /* pending done() timers */
         char **isolation_said; /* reduced-isolation notices already reported: once per run */
+        char **free_slots; /* step dirs (work/, merged/) of finished steps, for the next ones */
 };
 
 struct ns_step {
@@ -54,6 +55,8 @@ struct ns_step {
         struct ns_step *next;
         struct rt_container *c;
         struct oci_store_upper *u;
+        char *slot;       /* u's step dir, kept across layers (oci_store_begin_layer_in) */
+        bool slot_reuse;  /* no overlay of this step can outlive its pid 1: the slot may serve the next step */
         char **chain; /* lower ids bottom-first, without the workspace layer */
         char *stage;  /* tmpfs with copies of the lowers above the host's "/", while mounted here */
         int fds[3];   /* stdout, stderr, pidfd; -1 once unregistered */
@@ -99,6 +102,31 @@ static void step_unlink(struct ns_step *st)
                 }
 }
 
+/*
+ * Back to the pool, or removed when a process of the step might still use
+ * an overlay mounted from it (no pid namespace of its own: its processes
+ * can outlive pid 1, and an overlay work dir must not serve two mounts).
+ */
+static void slot_release(struct ns_step *st)
+{
+        if (!st->slot)
+                return;
+        if (st->slot_reuse) {
+                strv_push_take(&st->r->free_slots, TAKE_PTR(st->slot));
+                return;
+        }
+        (void) rm_rf(st->slot);
+        free(TAKE_PTR(st->slot));
+}
+
+static char *slot_take(struct ns_runner *r)
+{
+        size_t n = strv_len(r->free_slots);
+        if (!n)
+                return NULL;
+        return TAKE_PTR(r->free_slots[n - 1]);
+}
+
 static void step_release(struct ns_step *st)
 {
         struct hm_loop *loop = st->r->base.loop;
@@ -112,6 +140,7 @@ static void step_release(struct ns_step *st)
                 rt_container_free(st->c);
         stage_release(st); /* before removing the dir it is mounted on */
         oci_store_abort_layer(st->r->store, st->u);
+        slot_release(st);
         strv_free(st->chain);
         free(st->res.snapshot);
         free(st->res.error_msg);
@@ -412,7 +441,7 @@ static int stage_host_lowers(struct ns_step *st, char *const *ids, char ***ret_l
 {
         struct oci_store *s = st->r->store;
         _cleanup_free_ char *dir = xasprintf("%s/lowers", st->u->dir);
-        if (mkdir(dir, 0700) < 0)
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST) /* a reused step dir has it */
                 return hm_error_set(err, errno, "create '%s': %s", dir, strerror(errno));
         _cleanup_free_ char *opts = xasprintf("mode=0700,size=%s", stage_size());
         if (mount("hm-lowers", dir, "tmpfs", 0, opts) < 0)
@@ -488,8 +517,15 @@ static int launch(struct ns_runner *r, struct ns_step *st, hm_error_t *err)
         _cleanup_strv_ char **lowers = NULL;
         if ((rc = oci_store_chain_paths(r->store, ids, &lowers, err)) < 0)
                 return rc;
-        if ((rc = oci_store_begin_layer(r->store, x->run_id, &st->u, err)) < 0)
+        char *slot = slot_take(r);
+        if ((rc = oci_store_begin_layer_in(r->store, slot, &st->u, err)) < 0) {
+                if (slot)
+                        (void) rm_rf(slot);
+                free(slot);
                 return rc;
+        }
+        st->slot = slot ? slot : xstrdup(st->u->dir);
+        st->slot_reuse = true; /* nothing mounted from it yet; see below */
         if (on_host && strv_len(ids) > 1 && oci_store_layers_on_host_root(r->store)) {
                 strv_free(lowers);
                 lowers = NULL;
@@ -505,6 +541,8 @@ static int launch(struct ns_runner *r, struct ns_step *st, hm_error_t *err)
         struct oci_image *img = boot_image(r, x);
         _cleanup_oci_spec_ struct oci_spec *spec = build_spec(r, x, img);
         oci_image_free(img);
+        const struct oci_namespace *pidns = oci_spec_find_namespace(spec, OCI_NS_PID);
+        st->slot_reuse = pidns && !pidns->path;
         struct rt_overlay ov = { .lower = lowers, .upper = st->u->upper, .work = st->u->work, .target = st->u->merged };
         _cleanup_free_ char *id = xasprintf("hm-%.8s-%u", x->run_id, x->step->index);
         struct rt_start_options so = { .rootfs_overlay = &ov, .capture_output = true, .stdin_fd = -1, .id = id,
@@ -766,6 +804,9 @@ static void ns_free(struct hm_runner *base)
                 free(d);
         }
         ws_drop_idle(r, NULL);
+        for (char **s = r->free_slots; s && *s; s++)
+                (void) rm_rf(*s);
+        strv_free(r->free_slots);
         if (r->net_dir)
                 (void) rm_rf(r->net_dir);
         free(r->net_dir);

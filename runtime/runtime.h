@@ -133,5 +133,10 @@ pid_t rt_container_exec_pid(const struct rt_container *c); /* the exec'd command
 
 /* compile the spec's seccomp to BPF once (for reuse across many steps) */
 int rt_seccomp_compile(const struct oci_seccomp *s, void **ret_bpf, size_t *ret_len, hm_error_t *err);
+/* libseccomp's program as it is (the tests compare it with the compacted one) */
+int rt_seccomp_compile_raw(const struct oci_seccomp *s, void **ret_bpf, size_t *ret_len, hm_error_t *err);
+/* The same filter with runs of JEQs to one target as range tests (seccomp.c); out may be in. */
+struct sock_filter;
+size_t rt_seccomp_compact(const struct sock_filter *in, size_t n, struct sock_filter *out);
 
 #endif

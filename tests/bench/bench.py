@@ -707,30 +707,33 @@ def met_text(r):
 ANALYSIS = [
     ("ns step vs bwrap", """\
 Why: an ns step does more than a bwrap run, and on 2 busy CPUs the wall ratio follows the CPU
-ratio (the CPU per step of both, and where hm's goes, are in the profile below). Per step hm
-creates about six inodes on the store's ext4 (the step's directory, upper, work dir and mount
-point, overlayfs's own work/work, the snapshot's metadata file); on this machine, where other jobs
-create and delete files all the time, each costs up to a millisecond of kernel time in the inode
-allocator's search past recently deleted inodes (`__ext4_new_inode`/`find_inode_bit`/
-`recently_deleted`; overlayfs's share is under `ovl_fill_super`); bwrap binds one directory and
-creates nothing. hm also forks twice per step (the container's pid 1 from hm, the command from
-pid 1), each fork copying hm's address space with its 46 shared libraries (`copy_process`), and
-loads the default seccomp allow-list, which the kernel JIT-compiles at every load
-(`do_seccomp`); bwrap installs no filter. Already removed: the reading of every layer's metadata
-per dropped snapshot at the end of a run (one collection per run: the 1000-step chain's 112 s of
-reaping is now 0.4 s), the fsyncs of ephemeral metadata (2 per step), the workspace layer of an
-empty workspace and the per-step /workspace directory of a chain.
+ratio (the CPU per step of both, and where hm's goes, are in the profile below). hm forks twice
+per step (the container's pid 1 from hm, the command from pid 1), each fork copying hm's address
+space (~250 mappings: 46 shared libraries) and each exec or exit tearing a copy down
+(`copy_process`/`dup_mmap`, `exit_mmap`); bwrap's own image is small. Per step hm still creates
+about five inodes on the store's ext4 (the upper that becomes the snapshot, its metadata file, and
+overlayfs's work/work plus its O_TMPFILE and RENAME_WHITEOUT probes at every mount, under
+`ovl_fill_super`); on this machine, where other jobs create and delete files all the time, each
+costs up to a millisecond of kernel time in the allocator's search past recently deleted inodes
+(`__ext4_new_inode`/`find_inode_bit`/`recently_deleted`); bwrap binds one directory and creates
+nothing. Already removed: the reading of every layer's metadata per dropped snapshot at the end of
+a run (one collection per run), the fsyncs of ephemeral metadata (2 per step), the workspace layer
+of an empty workspace and the per-step /workspace directory of a chain; the step directory, work
+dir and mount point per step (a runner reuses them for its next step: 3 inodes fewer to create and
+3 fewer to delete per step); the rewrite of every dropped layer's metadata at the end of a run
+(only layers a live one still needs get the mark); 2/3 of the seccomp program (runs of allowed
+syscall numbers as range tests: the default profile loads as 434 BPF instructions instead of
+libseccomp's 1,175, and `do_seccomp` went from ~1.0 to ~0.3 ms per step).
 
-Which of these leads changes from run to run with what the other jobs do to the filesystem: in
-one run at 14:13Z the inode allocation was 7.1 of 13.9 ms of CPU per step, in another at 14:26Z
-0.4 of 7.5 ms, with the forks (1.6 ms) and the seccomp load (0.9 ms) ahead.
+Tried and dropped: starting the command from pid 1 with vfork() (no second copy of the address
+space) lets the command run before pid 1 has emptied its bounding set and made itself
+non-dumpable, which the runtime tests check.
 
 Next change: start the containers of a run from a small static helper (exec'd once per run) so
-the two forks per step copy a few hundred KiB instead of hm's address space; emit a compact
-seccomp program (allowed syscall numbers as ranges) so each load JITs less; create fewer inodes
-per step on the store's filesystem (a per-run pool of step directories reused across steps, so
-only the upper that becomes the snapshot is new; the layer metadata written without a temporary
-file)."""),
+the two forks per step copy a few hundred KiB instead of hm's address space (marking the libraries
+MADV_DONTFORK would do it inside hm, but then every fork() in hm, and the atfork handlers libraries
+register, must stay off those pages); libseccomp compiles the default profile in ~20-28 ms per run
+(the i386 and x32 sections take nearly all of it), about 0.5 ms per step of a 50-step chain."""),
     ("docker runner step", """\
 Why: per step the engine's own work is the floor for hm and for the CLI script alike: container
 create, init and start (runc), wait, commit, remove (the per-request times are in the profile
