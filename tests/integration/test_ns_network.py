@@ -19,7 +19,7 @@ slirp4netns (contrib/install-deps.sh)."""
 import json, os, pwd, shutil, signal, socket, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import Tap, wait_until  # noqa: E402
+from lib import Tap, logs_and_ends, wait_until  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -116,18 +116,10 @@ class Ctx:
         argv, env = self.cmd([self.hm, "run", "--runner=ns", "--format", "json", "-k", "--no-cache", "-d", self.src,
                               "-f", ir] + list(flags), extra_env)
         p = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
-        logs, ends = {}, {}
-        for line in p.stdout.splitlines():
-            try:
-                e = json.loads(line)
-            except ValueError:
-                continue
-            if e.get("kind") == "step_log":
-                logs.setdefault(e["key"], []).append(e["line"])
-            elif e.get("kind") == "step_end":
-                ends[e["key"]] = e["exit_code"]
-            elif e.get("kind") == "chain_failed" and e.get("error"):
-                p.stderr += "\nchain_failed: %s" % e.get("error")
+        errors = []
+        logs, ends = logs_and_ends(p.stdout, errors)
+        for m in errors:
+            p.stderr += "\nchain_failed: %s" % m
         return p, logs, ends
 
     def cleanup(self):

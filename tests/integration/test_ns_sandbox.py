@@ -7,6 +7,9 @@ syscalls, masked and read-only /proc paths, and enforced limits.  Needs a
 busybox image named alpine:3.20 in $HM_STORE (tests/run-all.sh imports it)."""
 import json, os, subprocess, sys, tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib import logs_and_ends  # noqa: E402
+
 HM = os.environ.get("HM_BIN", "build/hm")
 DEFAULT_CAPS = "00000000a80425fb"  # the usual container default set
 results = []
@@ -30,13 +33,7 @@ def run_steps(steps, extra=()):
                        capture_output=True, text=True, timeout=120)
     os.unlink(f.name)
     os.rmdir(src)
-    logs, ends = {}, {}
-    for line in p.stdout.splitlines():
-        e = json.loads(line)
-        if e["kind"] == "step_log":
-            logs.setdefault(e["key"], []).append(e["line"])
-        elif e["kind"] == "step_end":
-            ends[e["key"]] = e["exit_code"]
+    logs, ends = logs_and_ends(p.stdout)
     return p, logs, ends
 
 

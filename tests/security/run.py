@@ -23,6 +23,8 @@ import argparse, io, json, os, secrets, shutil, signal, subprocess, sys, tarfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+from lib import logs_and_ends  # noqa: E402
 HM = os.path.abspath(os.environ.get("HM_BIN", "build/hm"))
 INIT = os.path.abspath(os.environ.get("HM_INIT", os.path.join(os.path.dirname(HM), "hm-test-init")))
 ORIG = os.environ.get("HM_SEC_ORIG_BIN")
@@ -372,13 +374,9 @@ def net_step(mode, cmd):
                             "--network", mode], capture_output=True, text=True, timeout=120)
     finally:
         os.unlink(f.name)
-    lines, errs = [], []
-    for l in p.stdout.splitlines():
-        e = json.loads(l)
-        if e.get("kind") == "step_log":
-            lines.append(e["line"])
-        elif e.get("kind") == "chain_failed":
-            errs.append(e.get("message", ""))
+    errs = []
+    logs, _ = logs_and_ends(p.stdout, errs)
+    lines = [l for k in logs for l in logs[k]]
     v, why = parse_verdict(lines)
     if v is None:
         return ERROR, "no verdict (hm exit %d): %s %s" % (p.returncode, errs, p.stderr.strip()[-200:])
@@ -768,16 +766,7 @@ def run_pipeline(runner, socket, cases, flags=()):
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     finally:
         os.unlink(f.name)
-    logs, ends = {}, {}
-    for line in p.stdout.splitlines():
-        try:
-            e = json.loads(line)
-        except ValueError:
-            continue
-        if e.get("kind") == "step_log":
-            logs.setdefault(e["key"], []).append(e["line"])
-        elif e.get("kind") == "step_end":
-            ends[e["key"]] = e.get("exit_code")
+    logs, ends = logs_and_ends(p.stdout)
     return p, logs, ends
 
 

@@ -589,6 +589,27 @@ def out_of(p):
     return "rc %s\nstdout: %s\nstderr: %s" % (p.returncode, tail(p.stdout), tail(p.stderr))
 
 
+def logs_and_ends(stdout, errors=None):
+    """`hm run --format json` output (text) as ({key: [log lines]}, {key: exit_code}).
+
+    Every non-empty line must be an event (a stray line raises).  With a list as errors, the
+    messages of chain_failed events are appended to it.
+    """
+    logs, ends = {}, {}
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        e = json.loads(line)
+        kind = e.get("kind")
+        if kind == "step_log":
+            logs.setdefault(e["key"], []).append(e["line"])
+        elif kind == "step_end":
+            ends[e["key"]] = e.get("exit_code")
+        elif kind == "chain_failed" and errors is not None:
+            errors.append(e.get("error") or e.get("message") or "")
+    return logs, ends
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     s = socket.socket()
