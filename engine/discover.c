@@ -85,21 +85,20 @@ static int collect(const struct engine_options *opts, enum eng_kind want, struct
         if (rt && *rt)
                 xdg = xasprintf("%s/podman/podman.sock", rt);
 
-        /* the wanted kind's candidates first; "any" keeps the documented order */
+        /* a wanted kind tries only its own candidates; "any" keeps the documented order */
         int r = 0;
         if (want == ENG_PODMAN) {
                 r = add_env_candidate(cs, "CONTAINER_HOST", ENG_PODMAN, want, err);
                 add_candidate(cs, "/run/podman/podman.sock", "default", ENG_PODMAN);
                 if (xdg)
                         add_candidate(cs, xdg, "$XDG_RUNTIME_DIR", ENG_PODMAN);
-                if (r >= 0)
-                        r = add_env_candidate(cs, "DOCKER_HOST", ENG_DOCKER, want, err);
-                add_candidate(cs, "/var/run/docker.sock", "default", ENG_DOCKER);
                 return r;
         }
         r = add_env_candidate(cs, "DOCKER_HOST", ENG_DOCKER, want, err);
-        if (want == ENG_DOCKER)
+        if (want == ENG_DOCKER) {
                 add_candidate(cs, "/var/run/docker.sock", "default", ENG_DOCKER);
+                return r;
+        }
         if (r >= 0)
                 r = add_env_candidate(cs, "CONTAINER_HOST", ENG_PODMAN, want, err);
         add_candidate(cs, "/var/run/docker.sock", "default", ENG_DOCKER);

@@ -10,8 +10,9 @@
  * order: opts->socket (exclusive when given); $DOCKER_HOST (unix:// only);
  * $CONTAINER_HOST (unix:// only); /var/run/docker.sock;
  * /run/podman/podman.sock; $XDG_RUNTIME_DIR/podman/podman.sock.  With
- * kind "docker" the Docker candidates are tried first, with "podman" the
- * Podman ones; the first that answers as the wanted kind wins.
+ * kind "docker" only the Docker candidates ($DOCKER_HOST, the docker
+ * default) are tried, with "podman" only the Podman ones ($CONTAINER_HOST,
+ * the two podman defaults); the first that answers as the wanted kind wins.
  *
  * Everything the runner creates is labelled hm.run=<run id> and
  * hm.owner=<pid>:<start time>; its own images are always named

@@ -29,12 +29,14 @@
 #include "lib/strbuf.h"
 #include "lib/util.h"
 #include "oci/owner.h"
+#include "pipeline/cache.h"
 #include "pipeline/plan.h"
 #include "pipeline/workspace.h"
 #include "sched/loop.h"
 #include "sched/runner.h"
 
 #define COMMIT_TIMEOUT_MS 600000
+#define COMMIT_LOCK_RETRY_MS 20
 /*
  * Output comes from an attach opened before start (engine-api.md §5.4): a
  * live stream of the container's stdout/stderr that ends at the exit.
@@ -96,6 +98,9 @@ struct eng_step {
         char *error;    /* first failure */
         char *snapshot; /* committed image */
         char *old_image; /* image id the cache tag named before this commit, if any */
+        int lock_fd;     /* x->commit_lock, held from the old-image lookup until on_done returned */
+        uint64_t commit_timer; /* lock retry, or the test pause before the commit */
+        bool tag_checked;      /* the old-image lookup answered */
         bool cache_hit;
         struct eng_demux demux;
         uint64_t delivered[3]; /* log bytes passed on, per stream */
@@ -847,6 +852,8 @@ static void commit_request(struct eng_step *s)
         submit(s, &s->req, &o, "commit snapshot");
 }
 
+static void on_commit_timer(struct hm_loop *loop, uint64_t id, void *data);
+
 static void on_old_tag(struct eng_request *req, struct eng_response *resp, void *data)
 {
         struct eng_step *s = data;
@@ -854,7 +861,59 @@ static void on_old_tag(struct eng_request *req, struct eng_response *resp, void 
         if (eng_response_ok(resp))
                 s->old_image = response_id(resp);
         /* 404 (the usual case) or an error: nothing to drop afterwards */
+        s->tag_checked = true;
+        int64_t pause = cache_test_commit_pause_ms();
+        if (pause > 0) {
+                s->commit_timer = hm_loop_add_timer(s->r->base.loop, pause, on_commit_timer, s);
+                return;
+        }
         commit_request(s);
+}
+
+/*
+ * A cacheable step's commit.  Under the commit lock (pipeline/cache.h), the
+ * tag is looked up right before the commit moves it, and the lock is kept
+ * until the scheduler wrote the index (finish): a concurrent run's commit of
+ * the same tag comes wholly before or after, so an image the tag leaves is
+ * always seen here and dropped (on_commit), never orphaned.
+ */
+static void commit_tagged(struct eng_step *s)
+{
+        const struct step_exec *x = s->x;
+        if (x->commit_lock && s->lock_fd < 0) {
+                hm_error_t err = NULL;
+                int r = cache_commit_lock(x->commit_lock, false, &s->lock_fd, &err);
+                if (r < 0) {
+                        fail(s, "commit snapshot '%s': %s", s->snapshot, err->msg);
+                        hm_error_release(&err);
+                        free(s->snapshot);
+                        s->snapshot = NULL;
+                        return;
+                }
+                if (r == 0) { /* another run commits this tag: its index write comes first */
+                        s->commit_timer = hm_loop_add_timer(s->r->base.loop, COMMIT_LOCK_RETRY_MS, on_commit_timer, s);
+                        return;
+                }
+        }
+        if (!x->commit_lock && x->cache_lookup) { /* looked up before the step ran: the tag did not exist */
+                commit_request(s);
+                return;
+        }
+        /* The index has no entry (or another run just committed): the engine may still hold the tag. */
+        _cleanup_free_ char *ref = eng_escape(s->snapshot);
+        _cleanup_free_ char *path = xasprintf("/images/%s/json", ref);
+        struct eng_request_opts o = { .method = "GET", .path = path, .on_done = on_old_tag, .data = s };
+        submit(s, &s->req, &o, "commit snapshot");
+}
+
+static void on_commit_timer(struct hm_loop *loop, uint64_t id, void *data)
+{
+        struct eng_step *s = data;
+        s->commit_timer = 0;
+        if (s->tag_checked) /* the test pause after the lookup */
+                commit_request(s);
+        else
+                commit_tagged(s);
 }
 
 static void do_commit(struct eng_step *s)
@@ -867,15 +926,7 @@ static void do_commit(struct eng_step *s)
                 return;
         }
         s->snapshot = local_ref(x->cache_tag);
-        if (x->cache_lookup) { /* looked up before the step ran: the tag did not exist */
-                commit_request(s);
-                return;
-        }
-        /* The index has no entry, but the engine may still hold the tag. */
-        _cleanup_free_ char *ref = eng_escape(s->snapshot);
-        _cleanup_free_ char *path = xasprintf("/images/%s/json", ref);
-        struct eng_request_opts o = { .method = "GET", .path = path, .on_done = on_old_tag, .data = s };
-        submit(s, &s->req, &o, "commit snapshot");
+        commit_tagged(s);
 }
 
 static void on_remove(struct eng_request *req, struct eng_response *resp, void *data)
@@ -935,6 +986,10 @@ static void step_free(struct eng_step *s)
         eng_request_cancel(s->kill);
         if (s->timer)
                 hm_loop_del_timer(s->r->base.loop, s->timer);
+        if (s->commit_timer)
+                hm_loop_del_timer(s->r->base.loop, s->commit_timer);
+        if (s->lock_fd >= 0)
+                close(s->lock_fd);
         free(s->name);
         free(s->image);
         free(s->id);
@@ -961,6 +1016,8 @@ static void finish(struct eng_step *s)
                 res.exit_code = s->cancel ? 128 + (s->force ? 9 : 15) : 1;
         }
         res.snapshot = TAKE_PTR(s->snapshot);
+        /* the commit lock outlives the step until the index is written (on_done) */
+        _cleanup_close_ int lock_fd = TAKE_FD(s->lock_fd);
         x->runner_data = NULL;
         step_free(s);
         x->on_done(x, &res);
@@ -1001,6 +1058,7 @@ static int eng_start(struct hm_runner *hr, struct step_exec *x, hm_error_t *err)
         s->x = x;
         strbuf_init(&s->line, 0);
         s->name = container_name(x);
+        s->lock_fd = -1;
         s->next = r->steps;
         if (r->steps)
                 r->steps->prev = s;
@@ -1036,6 +1094,15 @@ static void eng_cancel(struct hm_runner *hr, struct step_exec *x, bool force)
                 break;
         case ST_RUN:
                 send_kill(s);
+                break;
+        case ST_COMMIT:
+                if (s->commit_timer) { /* waiting for the commit lock (or the test pause): commit nothing */
+                        hm_loop_del_timer(s->r->base.loop, s->commit_timer);
+                        s->commit_timer = 0;
+                        free(s->snapshot);
+                        s->snapshot = NULL;
+                        do_remove(s);
+                }
                 break;
         default: /* create, start: their callbacks look at s->cancel; commit, remove: nearly done */
                 break;

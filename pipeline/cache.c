@@ -569,3 +569,45 @@ int cache_index_list(struct cache_index *ci, struct cache_entry **ret, size_t *r
         l.n = l.alloc = 0;
         return 0;
 }
+
+char *cache_index_commit_lock_path(const struct cache_index *ci, const char *backend, const char *tag)
+{
+        /* FNV-1a over "backend TAB tag": a collision only makes two tags share a lock */
+        uint64_t h = 1469598103934665603ULL;
+        for (int part = 0; part < 2; part++) {
+                for (const unsigned char *p = (const unsigned char *) (part ? tag : backend); *p; p++)
+                        h = (h ^ *p) * 1099511628211ULL;
+                h = (h ^ '\t') * 1099511628211ULL;
+        }
+        return xasprintf("%s/commit-locks/%016" PRIx64, ci->dir, h);
+}
+
+int cache_commit_lock(const char *path, bool wait, int *ret_fd, hm_error_t *err)
+{
+        _cleanup_free_ char *copy = xstrdup(path);
+        const char *dir = dirname(copy);
+        int r = mkdir_p(dir, 0700);
+        if (r < 0)
+                return hm_error_set(err, -r, "create directory '%s': %s", dir, strerror(-r));
+        _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return hm_error_set(err, errno, "open '%s': %s", path, strerror(errno));
+        while (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
+                if (errno == EWOULDBLOCK && !wait)
+                        return 0;
+                if (errno != EINTR)
+                        return hm_error_set(err, errno, "lock '%s': %s", path, strerror(errno));
+        }
+        *ret_fd = TAKE_FD(fd);
+        return 1;
+}
+
+int64_t cache_test_commit_pause_ms(void)
+{
+        const char *v = getenv("HM_TEST_COMMIT_PAUSE_MS");
+        if (!v || !*v)
+                return 0;
+        char *end = NULL;
+        long long ms = strtoll(v, &end, 10);
+        return end && !*end && ms > 0 && ms < 600000 ? ms : 0;
+}

@@ -49,4 +49,27 @@ int cache_index_evict(struct cache_index *ci, const char *backend, size_t capaci
 int cache_index_list(struct cache_index *ci, struct cache_entry **ret, size_t *ret_n, hm_error_t *err);
 void cache_entries_free(struct cache_entry *e, size_t n);
 
+/*
+ * Commits of one cache tag by concurrent runs.  A runner holds this lock from
+ * before it looks at or moves the backend's tag (engine: the old-image lookup
+ * and the commit; ns: the layer commit) until on_done returned, i.e. until the
+ * scheduler wrote the index entry.  The index then always names what the tag
+ * names after the last commit, and a tag moved by another run is seen (and its
+ * old snapshot dropped) instead of orphaned.  One file per backend and tag,
+ * under <index dir>/commit-locks/ (kept: unlinking a lock file races).
+ *
+ * cache_index_commit_lock_path: heap path.  cache_commit_lock: flock LOCK_EX
+ * (LOCK_NB unless wait); 1 with *ret_fd held, 0 when another process holds it
+ * (only without wait), < 0 on error.
+ */
+char *cache_index_commit_lock_path(const struct cache_index *ci, const char *backend, const char *tag);
+int cache_commit_lock(const char *path, bool wait, int *ret_fd, hm_error_t *err);
+/*
+ * Test only: $HM_TEST_COMMIT_PAUSE_MS, the time a runner waits inside that
+ * window (engine: between the old-image lookup and the commit; ns: between
+ * the commit and on_done), so a test can start a second commit of the same
+ * tag there (tests/integration/test_cache_race.py).  0 when unset.
+ */
+int64_t cache_test_commit_pause_ms(void);
+
 #endif

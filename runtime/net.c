@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -312,6 +313,19 @@ static _Noreturn void intermediate(const struct net_config *c, char **argv, int 
         }
         if (setns(pidnsfd, CLONE_NEWPID) < 0) {
                 dprintf(logfd, "join the step's pid namespace: %s\n", strerror(errno));
+                _exit(125);
+        }
+        /*
+         * A mount namespace of the helper's own, every mount private.
+         * slirp4netns --enable-sandbox (1.2.0) unshares one itself but makes
+         * only "/" private, then pivots and lazily unmounts the old root: the
+         * detach propagates to every mount of the host that sits in a shared
+         * peer group (Docker's overlay2 merged dirs, Podman's /run/netns binds)
+         * and unmounts them under running engines (docs/flake.md).  Rootless,
+         * the step's user namespace already turns those mounts into slaves.
+         */
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+                dprintf(logfd, "a private mount namespace for the network helper: %s\n", strerror(errno));
                 _exit(125);
         }
         /*

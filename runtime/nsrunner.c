@@ -12,6 +12,7 @@
 #include "oci/registry.h"
 #include "oci/spec.h"
 #include "oci/store.h"
+#include "pipeline/cache.h"
 #include "pipeline/plan.h"
 #include "pipeline/workspace.h"
 #include "runtime/net.h"
@@ -63,6 +64,7 @@ struct ns_step {
         uint64_t timer; /* deferred completion */
         struct oci_pull *pull; /* the boot image is being pulled */
         bool canceled;
+        int lock_fd; /* x->commit_lock, held from before the commit until on_done returned */
         struct step_result res;
 };
 
@@ -144,6 +146,8 @@ static void step_release(struct ns_step *st)
         strv_free(st->chain);
         free(st->res.snapshot);
         free(st->res.error_msg);
+        if (st->lock_fd >= 0)
+                close(st->lock_fd);
         step_unlink(st);
         free(st);
 }
@@ -154,6 +158,8 @@ static void step_finish(struct ns_step *st)
         struct step_exec *x = st->x;
         struct step_result res = st->res;
         st->res = (struct step_result) { 0 };
+        /* the commit lock outlives the step until the index is written (on_done) */
+        _cleanup_close_ int lock_fd = TAKE_FD(st->lock_fd);
         st->x = NULL;
         x->runner_data = NULL;
         step_release(st);
@@ -636,6 +642,7 @@ static int ns_start(struct hm_runner *base, struct step_exec *x, hm_error_t *err
         st->r = r;
         st->x = x;
         st->fds[0] = st->fds[1] = st->fds[2] = -1;
+        st->lock_fd = -1;
         st->next = r->steps;
         r->steps = st;
         x->runner_data = st;
@@ -701,6 +708,21 @@ static void commit(struct ns_step *st)
 {
         hm_error_t err = NULL;
         char *id = NULL;
+        /*
+         * A cacheable step: the commit moves the store's tag and on_done writes
+         * the index; under the commit lock (pipeline/cache.h) no other run's
+         * commit of this tag comes in between, so the index names what the tag
+         * names.  Waiting blocks the loop, for as long as another run takes to
+         * commit one layer and write its index entry.
+         */
+        if (st->x->commit_lock && cache_commit_lock(st->x->commit_lock, true, &st->lock_fd, &err) < 0) {
+                hm_error_wrap(&err, "commit"); /* the upper dir goes with step_release */
+                st->res.runner_error = true;
+                st->res.exit_code = 1;
+                st->res.error_msg = xstrdup(err->msg);
+                hm_error_release(&err);
+                return;
+        }
         struct oci_store_upper *u = TAKE_PTR(st->u);
         if (oci_store_commit_layer(st->r->store, u, st->chain, st->x->run_id, st->x->cache_tag, &id, &err) < 0) {
                 hm_error_wrap(&err, "commit");
@@ -740,6 +762,11 @@ static void on_exit_fd(struct hm_loop *loop, int fd, short revents, void *data)
                 st->res.canceled = st->canceled;
                 if (status == 0 && !st->canceled)
                         commit(st);
+        }
+        int64_t pause = st->lock_fd >= 0 || (st->x->cache_tag && st->res.snapshot) ? cache_test_commit_pause_ms() : 0;
+        if (pause > 0) { /* test only: hold the window between the commit and the index write open */
+                st->timer = hm_loop_add_timer(loop, pause, on_deferred_done, st);
+                return;
         }
         step_finish(st);
 }

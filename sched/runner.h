@@ -66,6 +66,7 @@ struct step_exec {
         const char *parent_snapshot; /* builds_in parent's snapshot, or NULL */
         const char *cache_tag;       /* commit under this tag (cacheable step), or NULL: ephemeral */
         bool cache_lookup;           /* the index has cache_tag: verify it exists; hit if so */
+        const char *commit_lock;     /* with cache_tag and a cache index: pipeline/cache.h's commit lock */
         char *const *env;            /* "K=V": HOME=/root then the node env; PATH only if the node sets it */
         const struct workspace *ws;  /* overlaid at /workspace */
 

@@ -33,6 +33,7 @@ struct sstep {
         char *snapshot;          /* committed snapshot (owned) */
         bool ephemeral;          /* snapshot to drop at run end */
         char *cache_hit_snapshot;
+        char *commit_lock;       /* x.commit_lock (owned) */
         int64_t started_ms;
         uint64_t timeout_timer;
         uint64_t kill_timer;
@@ -439,6 +440,14 @@ static void start_step(struct sched *s, struct sstep *st)
         x->on_done = on_done;
         x->sched_data = s;
         if (ps->cache_tag && s->o->cache) {
+                /* HM_TEST_NO_COMMIT_LOCK=1: test-only, the control of test_cache_race.py */
+                const char *nolock = getenv("HM_TEST_NO_COMMIT_LOCK");
+                free(st->commit_lock);
+                st->commit_lock = nolock && !strcmp(nolock, "1")
+                                          ? NULL
+                                          : cache_index_commit_lock_path(s->o->cache, s->runner->backend_id,
+                                                                         ps->cache_tag);
+                x->commit_lock = st->commit_lock;
                 hm_error_t e = NULL;
                 char *snap = NULL;
                 int r = cache_index_get(s->o->cache, s->runner->backend_id, ps->cache_tag, &snap, &e);
@@ -655,6 +664,7 @@ out:
                 hm_loop_del_timer(loop, st->timeout_timer);
                 hm_loop_del_timer(loop, st->kill_timer);
                 free(st->snapshot);
+                free(st->commit_lock);
                 strv_free((char **) st->x.env);
                 for (int k = 0; k < 3; k++)
                         strbuf_release(&st->line[k]);

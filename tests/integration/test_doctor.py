@@ -213,11 +213,10 @@ DEFAULTS = ("/var/run/docker.sock", "/run/podman/podman.sock")
 def exp_engines_absent():
     if any(os.path.exists(p) for p in DEFAULTS):
         return None
-    return (fmt("warning", "docker", "no docker engine answered: /var/run/docker.sock: no such file; "
-                "/run/podman/podman.sock: no such file",
+    # each line lists only its own engine's candidates
+    return (fmt("warning", "docker", "no docker engine answered: /var/run/docker.sock: no such file",
                 "start dockerd or set DOCKER_HOST=unix://PATH (only needed for --runner=docker)")
-            + fmt("warning", "podman", "no podman engine answered: /run/podman/podman.sock: no such file; "
-                  "/var/run/docker.sock: no such file",
+            + fmt("warning", "podman", "no podman engine answered: /run/podman/podman.sock: no such file",
                   "start `podman system service` or set CONTAINER_HOST=unix://PATH (only for --runner=podman)"))
 
 
@@ -304,11 +303,10 @@ def main():
                 s.bind(stale)
                 s.close()
                 eenv = dict(env, DOCKER_HOST="unix://" + stale)
-                # the candidates in engine.h's order for docker: $DOCKER_HOST, the docker default,
-                # $CONTAINER_HOST (the podman there answers, as the wrong kind), the podman default
+                # docker's own candidates only (engine.h): $DOCKER_HOST, then the docker default;
+                # $CONTAINER_HOST (a live podman) and the podman default are not docker's to list
                 why = ("no docker engine answered: $DOCKER_HOST unix://%s: connection refused; "
-                       "/var/run/docker.sock: no such file; $CONTAINER_HOST unix://%s: podman %s answered; "
-                       "/run/podman/podman.sock: no such file" % (stale, psock, ping_version(psock)[1]))
+                       "/var/run/docker.sock: no such file" % stale)
                 docker_i = next(i for i, l in enumerate(root_want[0]) if l.startswith("ok       docker "))
                 want = root_want[0][:docker_i] + fmt("error", "docker", why, "start the engine at unix://%s, or "
                                                      "unset $DOCKER_HOST" % stale) + root_want[0][docker_i + 1:-1]

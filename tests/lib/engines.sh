@@ -11,6 +11,13 @@
 #                                       labelled hm.run on that engine
 #   tests/lib/engines.sh reap SOCK      remove every container and image labelled hm.run
 #
+# ENGINES_DEBUG=1 (opt-in, for chasing flakes) starts dockerd with -D (log:
+# DIR/dockerd.log, containerd's included); ENGINES_DEBUG=2 also starts the
+# Podman service with --log-level=debug (DIR/podman.log).  Podman passes its
+# log level on to each container's cleanup command, and at debug level every
+# container exit then waited for conmon's 20 s timeout here (64 `true` steps:
+# 338 s instead of 21 s), so level 2 is for single reproductions only.
+#
 # Sourcing it defines engines_start, engines_stop, engines_leftovers, engines_reap and
 # engines_api (curl over a unix socket).
 #
@@ -61,7 +68,9 @@ _engines_start_docker() {
                 return 0
         fi
         rm -f "$d/docker.sock" "$d/dockerd.pid"
-        setsid dockerd --host "unix://$d/docker.sock" --iptables=false --ip6tables=false \
+        local dbg=()
+        [ "${ENGINES_DEBUG:-0}" -ge 1 ] && dbg=(-D)
+        setsid dockerd "${dbg[@]}" --host "unix://$d/docker.sock" --iptables=false --ip6tables=false \
                 --bridge=none --data-root "$d/docker-data" --exec-root "$d/docker-exec" \
                 --pidfile "$d/dockerd.pid" </dev/null >"$d/dockerd.log" 2>&1 &
         _engines_wait_ping "$d/docker.sock" dockerd "$d/dockerd.log"
@@ -97,7 +106,9 @@ _engines_start_podman() {
         rm -f "$d/podman.sock" "$d/podman.pid"
         mkdir -p "$d/podman-tmp"
         _engines_podman_conf "$d"
-        CONTAINERS_CONF="$d/containers.conf" setsid podman --root "$d/podman-root" \
+        local dbg=()
+        [ "${ENGINES_DEBUG:-0}" -ge 2 ] && dbg=(--log-level=debug)
+        CONTAINERS_CONF="$d/containers.conf" setsid podman "${dbg[@]}" --root "$d/podman-root" \
                 --runroot "$d/podman-run" system service --time=0 "unix://$d/podman.sock" \
                 </dev/null >"$d/podman.log" 2>&1 &
         echo $! >"$d/podman.pid"

@@ -73,6 +73,24 @@ int main(void)
         tap_diag("%s", m ? m : "");
         free(m);
 
+        /* each kind lists only its own candidates (hm doctor prints one line per kind) */
+        _cleanup_free_ char *ch = xasprintf("unix://%s", missing);
+        setenv("CONTAINER_HOST", ch, 1);
+        m = try_new(loop, "docker", NULL);
+        expect(m, w, "docker with both variables set: $DOCKER_HOST listed (control)");
+        tap_ok(m && !strstr(m, "CONTAINER_HOST") && !strstr(m, "podman.sock"),
+               "docker: no podman candidate listed");
+        tap_diag("%s", m ? m : "");
+        free(m);
+        m = try_new(loop, "podman", NULL);
+        _cleanup_free_ char *pw = xasprintf("no podman engine answered: $CONTAINER_HOST unix://%s: no such file; "
+                                            "/run/podman/podman.sock: ", missing);
+        expect(m, pw, "podman with both variables set: $CONTAINER_HOST and the podman default listed (control)");
+        tap_ok(m && !strstr(m, "DOCKER_HOST") && !strstr(m, "docker.sock"), "podman: no docker candidate listed");
+        tap_diag("%s", m ? m : "");
+        free(m);
+        unsetenv("CONTAINER_HOST");
+
         setenv("DOCKER_HOST", "tcp://127.0.0.1:2375", 1);
         m = try_new(loop, "docker", NULL);
         expect(m, "$DOCKER_HOST 'tcp://127.0.0.1:2375': only unix:///path sockets are supported",

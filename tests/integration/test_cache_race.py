@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Two runs commit the same cache tag inside each other's commit window: no orphan (ns, docker, podman).
+
+Both runs share one $XDG_CACHE_HOME and run one cacheable step with a fresh key, so both miss
+and both commit the tag.  Run A is started with the test-only hook HM_TEST_COMMIT_PAUSE_MS
+(pipeline/cache.h), which holds A inside its commit window; run B is started once A is there:
+  - ns: A has committed its layer (the store's tag names it) and waits before its index write;
+    without the commit lock B commits and writes the index meanwhile, A's later write points the
+    index at A's layer, and B's layer keeps the tag without an index entry: it is never evicted
+    nor cleaned (an orphan).
+  - docker/podman: A has looked the tag up (not there) and waits before its commit; without the
+    lock B looks up (not there either), commits and writes the index, then A's commit moves the
+    tag and B's image is left untagged with the label hm.run: nobody ever removes it.
+With the commit lock (the default) B waits for A's index write, then sees A's snapshot under the
+tag and replaces it properly.  Checked per runner: both runs pass; ns: the index entry names the
+layer the store's tag names, and every snapshot layer of the two runs is that one or ephemeral
+(collectable); engines: no image of the two runs is untagged, the index entry's image exists.
+Control: the same with HM_TEST_NO_COMMIT_LOCK=1 (test-only) shows the orphan, so the checks can
+see it and the interleaving was really forced.
+
+Reads HM_BIN, HM_STORE (ns, root, alpine:3.20 imported), HM_TEST_DOCKER_SOCK,
+HM_TEST_PODMAN_SOCK (busybox tagged alpine:3.20 there)."""
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib import Tap, per_runner, pick_runners, wait_until  # noqa: E402
+import test_reap as R  # noqa: E402  (Runner, store_metas)
+
+HM = os.path.abspath(os.environ.get("HM_BIN", "build/hm"))
+STORE = os.environ.get("HM_STORE", "")
+tap = Tap()
+R.tap = tap
+PAUSE_MS = {"ns": 3000, "docker": 6000, "podman": 8000}
+
+
+def ir(key):
+    step = {"key": "deps", "label": "deps", "image": "alpine:3.20", "cmd": "date +%s%N > /stamp",
+            "cache": {"env_keys": [], "key": key, "policy": "forever"}}
+    return {"version": "0", "graph": {"nodes": [{"env": {}, "step": step}], "node_holes": [],
+                                      "edge_property": "directed", "edges": []}}
+
+
+def events(path):
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+    except OSError:
+        pass
+    return out
+
+
+def run_id(path):
+    for ev in events(path):
+        if ev.get("run_id"):
+            return ev["run_id"].replace("-", "")
+    return None
+
+
+def index_entries(env, tag):
+    p = subprocess.run([HM, "cache", "ls"], capture_output=True, text=True, timeout=60, env=env)
+    return [r.split() for r in p.stdout.splitlines()[1:] if len(r.split()) >= 4 and r.split()[1] == tag]
+
+
+def store_tag(tag):
+    esc = "".join(c if c.isalnum() or c in "-_." else "%%%02X" % ord(c) for c in tag)
+    try:
+        with open(os.path.join(STORE, "tags", esc)) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def untagged(img):
+    tags = img.get("RepoTags") or []
+    return not [t for t in tags if t and t != "<none>:<none>"]
+
+
+def a_in_window(runner, a_out, tag, a_run):
+    """A is inside its commit window: ns, the tag exists (A committed); engines, A's container
+    exited (its lookup follows at once; the pause is long enough for B's step to catch up)."""
+    if not runner.engine:
+        return store_tag(tag) is not None
+    rid = a_run()
+    if not rid:
+        return False
+    for c in runner.engine.containers():
+        if (c.get("Labels") or {}).get("hm.run") == rid and c.get("State") == "exited":
+            return True
+    return False
+
+
+def race(runner, work, locked):
+    name = "%s-%s" % (runner.name, "lock" if locked else "nolock")
+    key = "%064x" % random.getrandbits(256)
+    tag = "harmont-cache/deps:" + key[:16]
+    cache_home = os.path.join(work, "cache-" + name)
+    os.makedirs(cache_home)
+    irf = os.path.join(work, "race-%s.json" % name)
+    with open(irf, "w") as f:
+        json.dump(ir(key), f)
+    env = dict(os.environ, XDG_CACHE_HOME=cache_home)
+    env.pop("HM_TEST_COMMIT_PAUSE_MS", None)
+    if not locked:
+        env["HM_TEST_NO_COMMIT_LOCK"] = "1"
+    else:
+        env.pop("HM_TEST_NO_COMMIT_LOCK", None)
+    argv = [HM, "run", "--format", "json", "-d", os.path.join(work, "src"), "-f", irf] + runner.run_args()
+    outs = {k: os.path.join(work, "%s-%s.json" % (name, k)) for k in "ab"}
+    files = {k: open(outs[k], "w") for k in "ab"}
+    procs = {}
+    try:
+        procs["a"] = subprocess.Popen(argv, stdout=files["a"], stderr=subprocess.PIPE, text=True,
+                                      env=dict(env, HM_TEST_COMMIT_PAUSE_MS=str(PAUSE_MS[runner.name])))
+        there = wait_until(lambda: a_in_window(runner, outs["a"], tag, lambda: run_id(outs["a"])) or
+                           procs["a"].poll() is not None, 120)
+        there = there and procs["a"].poll() is None
+        procs["b"] = subprocess.Popen(argv, stdout=files["b"], stderr=subprocess.PIPE, text=True, env=env)
+        rc = {k: procs[k].wait(timeout=300) for k in "ab"}
+        err = {k: procs[k].stderr.read() for k in "ab"}
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for f in files.values():
+            f.close()
+    runs = {run_id(outs[k]) for k in "ab"} - {None}
+    ok_runs = rc == {"a": 0, "b": 0} and len(runs) == 2
+    tap.check(there and ok_runs, "%s: A held in its commit window while B ran, both passed" % name,
+              lambda: "in window: %s rc: %s\nA: %s\nB: %s" % (there, rc, err["a"][-600:], err["b"][-600:]))
+    entries = index_entries(env, tag)
+    problems = []
+    if len(entries) != 1:
+        problems.append("index entries for %s: %s" % (tag, entries))
+    if runner.engine:
+        mine = [i for i in runner.engine.images() if (i.get("Labels") or {}).get("hm.run") in runs]
+        orphans = [(i.get("Id", "")[:19], i.get("RepoTags")) for i in mine if untagged(i)]
+        if orphans:
+            problems.append("untagged images of the two runs: %s" % orphans)
+        st, _ = runner.engine.request("GET", "/images/%s/json" % ("localhost/" + tag))
+        if st != 200:
+            problems.append("the tag's image is missing (HTTP %d)" % st)
+    else:
+        target = store_tag(tag)
+        if entries and entries[0][3] != target:
+            problems.append("index names %s, the store's tag names %s" % (entries[0][3], target))
+        metas = R.store_metas()
+        for i, m in metas.items():
+            if m.get("kind", "").strip() != "snapshot" or m.get("run", "").strip().replace("-", "") not in runs:
+                continue
+            live = m.get("dropped", "0").strip() in ("0", "") and m.get("ephemeral", "0").strip() in ("0", "")
+            if live and i != target:
+                problems.append("layer %s of a run is neither the tag's nor ephemeral" % i)
+            if live and entries and i != entries[0][3]:
+                problems.append("layer %s is kept but not in the index" % i)
+    # clean up what the test made: the cache entry and its snapshot (and, in the control, the orphan)
+    subprocess.run([HM, "cache", "clean"], capture_output=True, text=True, timeout=120, env=env)
+    if runner.engine:
+        for i in runner.engine.images():
+            if (i.get("Labels") or {}).get("hm.run") in runs:
+                runner.engine.request("DELETE", "/images/%s?force=1" % i["Id"])
+    else:
+        subprocess.run([HM, "reap", "--runner", "ns"], capture_output=True, text=True, timeout=120, env=env)
+    return ok_runs and there, problems
+
+
+def test(runner, work):
+    ran, problems = race(runner, work, locked=True)
+    tap.check(ran and not problems, "%s: with the commit lock, no orphan and the index names the tag's snapshot"
+              % runner.name, lambda: "\n".join(problems))
+    ran, problems = race(runner, work, locked=False)
+    tap.check(ran and problems, "%s (control): without the lock the same interleaving leaves an orphan "
+              "the checks see" % runner.name, lambda: "no problem found: the window was not forced")
+    if problems:
+        tap.diag("%s control: %s" % (runner.name, "; ".join(problems)))
+
+
+def main():
+    if not os.access(HM, os.X_OK):
+        tap.check(False, "hm binary at %s" % HM)
+        return tap.summary()
+    runners = pick_runners(tap, lambda n, s=None: R.Runner(n, s), STORE)
+    return per_runner(tap, runners, "hm-cache-race-", test)
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
