@@ -572,14 +572,18 @@ int cache_index_list(struct cache_index *ci, struct cache_entry **ret, size_t *r
 
 char *cache_index_commit_lock_path(const struct cache_index *ci, const char *backend, const char *tag)
 {
-        /* FNV-1a over "backend TAB tag": a collision only makes two tags share a lock */
+        /*
+         * FNV-1a over "backend TAB tag", folded into 256 slots: the lock files
+         * are never unlinked (that races with flock), so their number must be
+         * bounded; a shared slot only makes two tags' commits take turns.
+         */
         uint64_t h = 1469598103934665603ULL;
         for (int part = 0; part < 2; part++) {
                 for (const unsigned char *p = (const unsigned char *) (part ? tag : backend); *p; p++)
                         h = (h ^ *p) * 1099511628211ULL;
                 h = (h ^ '\t') * 1099511628211ULL;
         }
-        return xasprintf("%s/commit-locks/%016" PRIx64, ci->dir, h);
+        return xasprintf("%s/commit-locks/%02x", ci->dir, (unsigned) ((h ^ (h >> 8) ^ (h >> 16) ^ (h >> 32)) & 0xff));
 }
 
 int cache_commit_lock(const char *path, bool wait, int *ret_fd, hm_error_t *err)

@@ -55,8 +55,9 @@ void cache_entries_free(struct cache_entry *e, size_t n);
  * and the commit; ns: the layer commit) until on_done returned, i.e. until the
  * scheduler wrote the index entry.  The index then always names what the tag
  * names after the last commit, and a tag moved by another run is seen (and its
- * old snapshot dropped) instead of orphaned.  One file per backend and tag,
- * under <index dir>/commit-locks/ (kept: unlinking a lock file races).
+ * old snapshot dropped) instead of orphaned.  A backend and tag hash to one
+ * of 256 files under <index dir>/commit-locks/ (kept, as unlinking a lock file
+ * races, and bounded in number; tags that share one take turns).
  *
  * cache_index_commit_lock_path: heap path.  cache_commit_lock: flock LOCK_EX
  * (LOCK_NB unless wait); 1 with *ret_fd held, 0 when another process holds it
