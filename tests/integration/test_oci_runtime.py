@@ -410,7 +410,7 @@ def exec_direct_tests(tmp):
     p = run(ex + ["hm-x", "sh", "-c", "echo direct-hi; exit 7"])
     tap.check(p.returncode == 7 and "direct-hi" in p.stdout, "hm-oci exec ID CMD: output and exit code 7", lambda: describe(p))
     p = run(ex + ["--env", "K=v", "--cwd", "/tmp", "--user", "1000:1001", "hm-x", "sh", "-c",
-                  "echo k=$K cwd=$(pwd) ids=$(id -u):$(id -g); ls /proc/$$/fd | tr '\\n' ' '"])
+                  "echo k=$K cwd=$(pwd) ids=$(id -u):$(id -g); for f in /proc/$$/fd/*; do [ -e \"$f\" ] && printf '%s ' \"${f##*/}\"; done; echo"])
     tap.check(p.returncode == 0 and "k=v cwd=/tmp ids=1000:1001" in p.stdout and p.stdout.split("\n")[1].split() == ["0", "1", "2"],
               "hm-oci exec --env --cwd --user: applied; the process holds fds 0-2 only", lambda: describe(p))
     p = run(ex + ["hm-x", "sh", "-c", INSIDE + "; grep -E '^(Seccomp|NoNewPrivs|CapBnd):' /proc/self/status"])
