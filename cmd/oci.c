@@ -859,7 +859,7 @@ static int exec_in(const struct oci_ctx *ctx, const struct exec_opts *o, hm_erro
                 r = o->process ? exec_process_from_file(spec, o->process, err) : exec_process_from_args(spec, o, err);
         if (r < 0)
                 return r;
-        struct rt_exec_options xo = { .pid = st.pid, .cgroups = st.cgroups, .chroot_dir = st.shared_root,
+        struct rt_exec_options xo = { .pid = st.pid, .starttime = st.starttime, .cgroups = st.cgroups, .chroot_dir = st.shared_root,
                                       .stdin_fd = STDIN_FILENO, .console_socket = o->console_socket,
                                       .preserve_fds = (unsigned) o->preserve_fds, .detach = o->detach };
         _cleanup_rt_container_ struct rt_container *c = NULL;

@@ -8,7 +8,8 @@
  *     close the parent's end of the sync socket, PR_SET_PDEATHSIG,
  *     install stdin/stdout/stderr
  *  1. sync: wait for the parent's "go" byte; by then the parent has written
- *     uid_map/gid_map (and setgroups) and moved us into our cgroups
+ *     uid_map/gid_map (and setgroups) and moved us into our cgroups;
+ *     then PR_SET_DUMPABLE 0 until execve
  *  2. namespaces: become root of the new user ns; setns() into joined
  *     namespaces; loopback up in a new network ns; PR_SET_PDEATHSIG
  *     (after the credential change, which clears it)
@@ -958,6 +959,18 @@ _Noreturn void rt_child_run(const struct rt_plan *p)
 {
         step0_signals_stdio(p);
         step1_sync(p);
+        /*
+         * Until execve (which makes the command dumpable again, as runc does
+         * for CVE-2016-9962): no ptrace and no /proc/N/{exe,mem,fd} of this
+         * process by others of its uid.  A process exec'd into the container,
+         * or one of a pid namespace joined by path, could otherwise drive it
+         * before its seccomp filter (step 10) is loaded, use the fds it holds
+         * until step 9, or open hm's binary on the host as /proc/N/exe.  Not
+         * before step 1: the parent writes our id maps and opens our
+         * namespaces before "go".
+         */
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+                die(p, "make the process non-dumpable", NULL);
         if (p->exec) {
                 step2_join(p);
         } else {

@@ -21,6 +21,7 @@
 #include <linux/capability.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -78,9 +79,13 @@ _Noreturn void rt_init_run(pid_t main_pid, bool subreaper)
          * After the drop: closing our end of the "ready" pipe tells the
          * command (child.c, before exec) that pid 1 holds nothing any more.
          */
-        if (rt_close_range(0, ~0U, 0) < 0)
-                for (int fd = 0; fd < 1024; fd++)
+        if (rt_close_range(0, ~0U, 0) < 0) {
+                /* before 5.9: one by one, up to the fd limit (--preserve-fds can push the pipe past 1024) */
+                struct rlimit rl;
+                int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (1u << 20) ? (int) rl.rlim_cur : 1 << 20;
+                for (int fd = 0; fd < max; fd++)
                         close(fd);
+        }
 
         /* every signal but SIGCHLD is forwarded (OCI kill sends any signal to this pid) */
         sigset_t set;

@@ -19,6 +19,7 @@
 #include "lib/strbuf.h"
 #include "lib/util.h"
 #include "oci/spec.h"
+#include "oci/store.h"
 #include "runtime/runtime.h"
 #include "runtime/syscalls.h"
 
@@ -313,10 +314,12 @@ static int plan_preserve_fds(struct rt_plan *p, unsigned n, hm_error_t *err)
  * exec: the namespaces of `pid` that differ from ours, in the order the
  * child joins them (child.h).  The pidfd, taken before the /proc lookups
  * and checked alive after them, pins the process: a pid reused in between
- * would leave it dead.  Returns 0, or -errno of a failed open (joins[]
- * then released again) without setting err.
+ * would leave it dead.  A pid already reused before the pidfd was taken is
+ * told apart by its start time (`starttime`, 0: not checked).  Returns 0,
+ * or -errno of a failed open (joins[] then released again) without
+ * setting err.
  */
-static int exec_ns_open(struct rt_plan *p, pid_t pid, const char **ret_failed)
+static int exec_ns_open(struct rt_plan *p, pid_t pid, uint64_t starttime, const char **ret_failed)
 {
         static const struct {
                 const char *name;
@@ -328,6 +331,9 @@ static int exec_ns_open(struct rt_plan *p, pid_t pid, const char **ret_failed)
         *ret_failed = "pidfd_open";
         if (pidfd < 0)
                 return -errno;
+        *ret_failed = "stat";
+        if (starttime && oci_proc_starttime(pid) != starttime)
+                return -ESRCH; /* exited since its state was read; the pid may be another process's now */
         int r = 0;
         for (size_t i = 0; i < ARRAY_SIZE(order) && r == 0; i++) {
                 char path[64], own[64];
@@ -366,10 +372,10 @@ static int exec_ns_open(struct rt_plan *p, pid_t pid, const char **ret_failed)
  * CAP_SYS_PTRACE (rootless) its /proc/PID/ns cannot be opened.  Its child,
  * the container's command, is in the same namespaces and is reachable.
  */
-static int plan_exec_namespaces(struct rt_plan *p, pid_t pid, hm_error_t *err)
+static int plan_exec_namespaces(struct rt_plan *p, pid_t pid, uint64_t starttime, hm_error_t *err)
 {
         const char *failed;
-        int r = exec_ns_open(p, pid, &failed);
+        int r = exec_ns_open(p, pid, starttime, &failed);
         if (r == -EACCES || r == -EPERM) {
                 char path[64];
                 snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int) pid, (int) pid);
@@ -380,10 +386,12 @@ static int plan_exec_namespaces(struct rt_plan *p, pid_t pid, hm_error_t *err)
                                 long kid = strtol(k, &end, 10);
                                 if (end == k || kid <= 0)
                                         break;
-                                if (exec_ns_open(p, (pid_t) kid, &fallback_failed) == 0)
+                                if (exec_ns_open(p, (pid_t) kid, 0, &fallback_failed) == 0)
                                         r = 0;
                         }
         }
+        if (r == -ESRCH)
+                return hm_error_set(err, ESRCH, "the container's init (pid %d) has exited", (int) pid);
         if (r < 0)
                 return hm_error_set(err, -r, "open '/proc/%d/ns/%s': %s", (int) pid, failed, strerror(-r));
         for (size_t i = 0; i < p->n_joins; i++)
@@ -408,7 +416,7 @@ int rt_plan_build_exec(struct rt_plan *p, const struct oci_spec *spec, const str
         if (r >= 0)
                 r = plan_preserve_fds(p, o->preserve_fds, err);
         if (r >= 0)
-                r = plan_exec_namespaces(p, o->pid, err);
+                r = plan_exec_namespaces(p, o->pid, o->starttime, err);
         if (r < 0)
                 return r;
         p->chroot_dir = o->chroot_dir ? xstrdup(o->chroot_dir) : NULL;

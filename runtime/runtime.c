@@ -566,6 +566,18 @@ int rt_exec_start(const struct oci_spec *spec, const struct rt_exec_options *o, 
         int r = rt_plan_build_exec(&plan, spec, o, err);
         if (r < 0)
                 return r;
+        /* a container without cgroups (rootless, or none writable) got its limits as rlimits: so does its exec */
+        bool any_cgroup = false;
+        for (int i = 0; i < _RT_CG_MAX && o->cgroups && o->cgroups[i]; i++)
+                any_cgroup |= *o->cgroups[i] != 0;
+        if (!any_cgroup) {
+                struct rt_rlimit fb[2];
+                size_t nfb = 0;
+                _cleanup_strv_ char **notices = NULL; /* said when the container was created */
+                rt_cgroup_rootless(&spec->linux_.resources, &notices, fb, &nfb);
+                for (size_t i = 0; i < nfb; i++)
+                        add_rlimit(&plan, &fb[i]);
+        }
         struct rt_start_options so = { .stdin_fd = o->stdin_fd };
         _cleanup_free_ void *bpf = NULL;
         r = prepare_seccomp(&plan, spec, &so, &bpf, err);

@@ -18,6 +18,7 @@
 #define HM_RUNTIME_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -120,6 +121,7 @@ const char *const *rt_container_notices(const struct rt_container *c);
  */
 struct rt_exec_options {
         pid_t pid;                 /* the container's init */
+        uint64_t starttime;        /* its /proc/PID/stat start time (0: not checked): tells a reused pid apart */
         char *const *cgroups;      /* its RT_CGROUP_SLOTS directories ("" none), or NULL */
         const char *chroot_dir;    /* no mount namespace of its own: its rootfs, entered with chroot */
         int stdin_fd;              /* the command inherits our stdout/stderr */

@@ -473,8 +473,57 @@ def exec_direct_tests(tmp):
     tap.check(not left and not cg, "exec: no state and no cgroup left", lambda: repr(left + cg))
     gone = wait_until(lambda: not stray_processes([token, state]), 10)
     tap.check(gone, "exec: no process left", lambda: "\n".join(stray_processes([token, state])))
+    exec_created_tests(tmp)
     exec_userns_tests(tmp)
     exec_rootless_tests(tmp)
+
+
+def exec_created_tests(tmp):
+    """A created (not started) container: its command, set up and waiting for `start`, is still a
+    fork of hm with no seccomp filter.  A process exec'd into the container must not reach it
+    (non-dumpable until execve): no /proc/N/exe (hm's binary on the host), no ptrace."""
+    state = os.path.join(tmp, "cstate")
+    token = "26457513"
+    d = make_bundle(tmp, "bbc", ["sleep", token])
+    if not tap.check(d is not None, "exec created: a bundle"):
+        return
+    oci = [HM_OCI, "--root", state]
+    with open(os.path.join(tmp, "ccreate.out"), "w+") as out:
+        rc = subprocess.call(oci + ["create", "--bundle", d, "hm-c"], stdout=out, stderr=out,
+                             stdin=subprocess.DEVNULL, timeout=60)
+        out.seek(0)
+        msg = out.read()
+    if not tap.check(rc == 0 and '"created"' in run(oci + ["state", "hm-c"]).stdout,
+                     "exec created: the container is created, not started", lambda: msg):
+        return
+    with open(os.path.join(state, "hm-c", "state.json")) as f:
+        init_pid = json.load(f)["pid"]
+    with open("/proc/%d/task/%d/children" % (init_pid, init_pid)) as f:
+        kids = f.read().split()
+    try:
+        host_view = os.path.realpath(os.readlink("/proc/%s/exe" % kids[0])) if kids else ""
+    except OSError as e:
+        host_view = "(%s)" % e
+    hm_real = os.path.realpath(HM_OCI)
+    tap.check(len(kids) == 1 and os.path.exists(host_view) and os.path.samefile(host_view, hm_real),
+              "exec created (control): from the host (CAP_SYS_PTRACE), the waiting command's exe is hm's binary",
+              lambda: "kids %r exe %r hm %r" % (kids, host_view, hm_real))
+    p = run(oci + ["exec", "hm-c", "sh", "-c",
+                   "for p in /proc/[0-9]*; do echo \"${p#/proc/} $(readlink $p/exe 2>&1)\"; done; "
+                   "grep -E '^(Pid|PPid|TracerPid):' /proc/2/status"])
+    rows = dict(line.split(" ", 1) for line in p.stdout.splitlines() if " " in line and line.split(" ", 1)[0].isdigit())
+    tap.check(p.returncode == 0 and "2" in rows and not rows["2"].strip().startswith("/") and "Pid:\t2" in p.stdout,
+              "exec created: the waiting command (pid 2) is not dumpable: its /proc/2/exe cannot be read from inside",
+              lambda: describe(p))
+    tap.check(any(v.strip() == "/bin/busybox" for v in rows.values()),
+              "exec created (control): the exec'd shell reads its own /proc/N/exe inside", lambda: describe(p))
+    run(oci + ["kill", "hm-c", "KILL"])
+    wait_until(lambda: '"stopped"' in run(oci + ["state", "hm-c"]).stdout, 10)
+    p = run(oci + ["delete", "hm-c"])
+    left = os.listdir(state) if os.path.isdir(state) else []
+    tap.check(p.returncode == 0 and not left, "exec created: deleted, no state left", lambda: describe(p) + repr(left))
+    gone = wait_until(lambda: not stray_processes([token, state]), 10)
+    tap.check(gone, "exec created: no process left", lambda: "\n".join(stray_processes([token, state])))
 
 
 def exec_userns_tests(tmp):
@@ -539,6 +588,13 @@ def exec_rootless_tests(tmp):
     d = make_bundle(base, "bb", ["sleep", token])
     if not tap.check(d is not None, "exec rootless: a bundle"):
         return
+    # limits without cgroups (rootless): rlimits for the command, and for what is exec'd
+    cfg = os.path.join(d, "config.json")
+    with open(cfg) as f:
+        spec = json.load(f)
+    spec["linux"].setdefault("resources", {}).update({"memory": {"limit": 1 << 30}, "pids": {"limit": 200}})
+    with open(cfg, "w") as f:
+        json.dump(spec, f)
     shutil.copy(HM_OCI, os.path.join(base, "bin", "hm-oci"))  # the build dir may be closed to hmtest
     for root, dirs, files in os.walk(base):
         for n in dirs + files:
@@ -558,6 +614,16 @@ def exec_rootless_tests(tmp):
     p = run(oci + ["exec", "--user", "5:6", "hm-rl", "sh", "-c", "echo ids=$(id -u):$(id -g) comm1=$(cat /proc/1/comm); exit 9"])
     tap.check(p.returncode == 9 and "ids=5:6 comm1=hm-init" in p.stdout,
               "hm-oci exec as hmtest (rootless): in the container (pid 1 hm-init), user 5:6, exit 9", lambda: describe(p))
+    p = run(oci + ["exec", "hm-rl", "sh", "-c", "grep -E '^Max (address space|processes)' /proc/self/limits; echo --; "
+                   "grep -E '^Max (address space|processes)' /proc/2/limits"])
+    mine, _, theirs = p.stdout.partition("--\n")
+    want = ["Max processes 200 200 processes", "Max address space %d %d bytes" % (1 << 30, 1 << 30)]
+    norm = lambda t: sorted(" ".join(line.split()) for line in t.splitlines() if line.strip())  # noqa: E731
+    tap.check(p.returncode == 0 and norm(theirs) == sorted(want),
+              "exec rootless (control): the container's command has memory.limit and pids.limit as rlimits (no cgroups)",
+              lambda: describe(p))
+    tap.check(p.returncode == 0 and norm(mine) == sorted(want),
+              "hm-oci exec rootless: the exec'd process has the same rlimits", lambda: describe(p))
     p = run(oci + ["delete", "--force", "hm-rl"])
     tap.check(p.returncode == 0 and not os.listdir(state), "exec rootless: delete --force, no state left", lambda: describe(p))
     gone = wait_until(lambda: not stray_processes([token]), 10)
