@@ -36,7 +36,6 @@
 #include "sched/runner.h"
 
 #define COMMIT_TIMEOUT_MS 600000
-#define COMMIT_LOCK_RETRY_MS 20
 /*
  * Output comes from an attach opened before start (engine-api.md §5.4): a
  * live stream of the container's stdout/stderr that ends at the exit.
@@ -882,16 +881,16 @@ static void commit_tagged(struct eng_step *s)
         const struct step_exec *x = s->x;
         if (x->commit_lock && s->lock_fd < 0) {
                 hm_error_t err = NULL;
-                int r = cache_commit_lock(x->commit_lock, false, &s->lock_fd, &err);
+                int r = cache_commit_lock(x->commit_lock, &s->lock_fd, &err);
                 if (r < 0) {
-                        fail(s, "commit snapshot '%s': %s", s->snapshot, err->msg);
+                        /* fail() may finish (and free) s: nothing of s after it */
+                        _cleanup_free_ char *snapshot = TAKE_PTR(s->snapshot);
+                        fail(s, "commit snapshot '%s': %s", snapshot, err->msg);
                         hm_error_release(&err);
-                        free(s->snapshot);
-                        s->snapshot = NULL;
                         return;
                 }
                 if (r == 0) { /* another run commits this tag: its index write comes first */
-                        s->commit_timer = hm_loop_add_timer(s->r->base.loop, COMMIT_LOCK_RETRY_MS, on_commit_timer, s);
+                        s->commit_timer = hm_loop_add_timer(s->r->base.loop, CACHE_COMMIT_LOCK_RETRY_MS, on_commit_timer, s);
                         return;
                 }
         }
@@ -1016,14 +1015,17 @@ static void finish(struct eng_step *s)
                 res.exit_code = s->cancel ? 128 + (s->force ? 9 : 15) : 1;
         }
         res.snapshot = TAKE_PTR(s->snapshot);
-        /* the commit lock outlives the step until the index is written (on_done) */
-        _cleanup_close_ int lock_fd = TAKE_FD(s->lock_fd);
+        /* the commit lock outlives the step: the scheduler releases it once the index is written */
+        res.commit_locked = s->lock_fd >= 0;
+        res.commit_lock_fd = TAKE_FD(s->lock_fd);
         x->runner_data = NULL;
         step_free(s);
         x->on_done(x, &res);
-        /* the scheduler takes the strings it wants; free what it left */
+        /* the scheduler takes the strings and the lock it wants; release what it left */
         free(res.snapshot);
         free(res.error_msg);
+        if (res.commit_locked)
+                close(res.commit_lock_fd);
 }
 
 static void on_finish_timer(struct hm_loop *loop, uint64_t id, void *data)

@@ -586,7 +586,7 @@ char *cache_index_commit_lock_path(const struct cache_index *ci, const char *bac
         return xasprintf("%s/commit-locks/%02x", ci->dir, (unsigned) ((h ^ (h >> 8) ^ (h >> 16) ^ (h >> 32)) & 0xff));
 }
 
-int cache_commit_lock(const char *path, bool wait, int *ret_fd, hm_error_t *err)
+int cache_commit_lock(const char *path, int *ret_fd, hm_error_t *err)
 {
         _cleanup_free_ char *copy = xstrdup(path);
         const char *dir = dirname(copy);
@@ -596,8 +596,8 @@ int cache_commit_lock(const char *path, bool wait, int *ret_fd, hm_error_t *err)
         _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return hm_error_set(err, errno, "open '%s': %s", path, strerror(errno));
-        while (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
-                if (errno == EWOULDBLOCK && !wait)
+        while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno == EWOULDBLOCK)
                         return 0;
                 if (errno != EINTR)
                         return hm_error_set(err, errno, "lock '%s': %s", path, strerror(errno));

@@ -52,19 +52,24 @@ void cache_entries_free(struct cache_entry *e, size_t n);
 /*
  * Commits of one cache tag by concurrent runs.  A runner holds this lock from
  * before it looks at or moves the backend's tag (engine: the old-image lookup
- * and the commit; ns: the layer commit) until on_done returned, i.e. until the
- * scheduler wrote the index entry.  The index then always names what the tag
+ * and the commit; ns: the layer commit) until the scheduler wrote the index
+ * entry (step_result.commit_lock_fd).  The index then always names what the tag
  * names after the last commit, and a tag moved by another run is seen (and its
  * old snapshot dropped) instead of orphaned.  A backend and tag hash to one
  * of 256 files under <index dir>/commit-locks/ (kept, as unlinking a lock file
  * races, and bounded in number; tags that share one take turns).
  *
- * cache_index_commit_lock_path: heap path.  cache_commit_lock: flock LOCK_EX
- * (LOCK_NB unless wait); 1 with *ret_fd held, 0 when another process holds it
- * (only without wait), < 0 on error.
+ * Runners never wait for it inside the loop: they try again after
+ * CACHE_COMMIT_LOCK_RETRY_MS while the loop runs on.
+ *
+ * cache_index_commit_lock_path: heap path.  cache_commit_lock: flock
+ * LOCK_EX|LOCK_NB; 1 with *ret_fd held, 0 when another holder has it (another
+ * run, or another step of this one), < 0 on error.
  */
 char *cache_index_commit_lock_path(const struct cache_index *ci, const char *backend, const char *tag);
-int cache_commit_lock(const char *path, bool wait, int *ret_fd, hm_error_t *err);
+int cache_commit_lock(const char *path, int *ret_fd, hm_error_t *err);
+/* how often a runner that found the lock taken tries again (the loop runs on meanwhile) */
+#define CACHE_COMMIT_LOCK_RETRY_MS 20
 /*
  * Test only: $HM_TEST_COMMIT_PAUSE_MS, the time a runner waits inside that
  * window (engine: between the old-image lookup and the commit; ns: between

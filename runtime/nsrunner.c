@@ -61,10 +61,10 @@ struct ns_step {
         char **chain; /* lower ids bottom-first, without the workspace layer */
         char *stage;  /* tmpfs with copies of the lowers above the host's "/", while mounted here */
         int fds[3];   /* stdout, stderr, pidfd; -1 once unregistered */
-        uint64_t timer; /* deferred completion */
+        uint64_t timer; /* deferred completion, or the commit lock's retry */
         struct oci_pull *pull; /* the boot image is being pulled */
         bool canceled;
-        int lock_fd; /* x->commit_lock, held from before the commit until on_done returned */
+        int lock_fd; /* x->commit_lock, held from before the commit, handed to the scheduler with res */
         struct step_result res;
 };
 
@@ -158,12 +158,15 @@ static void step_finish(struct ns_step *st)
         struct step_exec *x = st->x;
         struct step_result res = st->res;
         st->res = (struct step_result) { 0 };
-        /* the commit lock outlives the step until the index is written (on_done) */
-        _cleanup_close_ int lock_fd = TAKE_FD(st->lock_fd);
+        /* the commit lock outlives the step: the scheduler releases it once the index is written */
+        res.commit_locked = st->lock_fd >= 0;
+        res.commit_lock_fd = TAKE_FD(st->lock_fd);
         st->x = NULL;
         x->runner_data = NULL;
         step_release(st);
         x->on_done(x, &res);
+        if (res.commit_locked) /* a caller that did not take it */
+                close(res.commit_lock_fd);
 }
 
 static void on_deferred_done(struct hm_loop *loop, uint64_t id, void *data)
@@ -708,21 +711,6 @@ static void commit(struct ns_step *st)
 {
         hm_error_t err = NULL;
         char *id = NULL;
-        /*
-         * A cacheable step: the commit moves the store's tag and on_done writes
-         * the index; under the commit lock (pipeline/cache.h) no other run's
-         * commit of this tag comes in between, so the index names what the tag
-         * names.  Waiting blocks the loop, for as long as another run takes to
-         * commit one layer and write its index entry.
-         */
-        if (st->x->commit_lock && cache_commit_lock(st->x->commit_lock, true, &st->lock_fd, &err) < 0) {
-                hm_error_wrap(&err, "commit"); /* the upper dir goes with step_release */
-                st->res.runner_error = true;
-                st->res.exit_code = 1;
-                st->res.error_msg = xstrdup(err->msg);
-                hm_error_release(&err);
-                return;
-        }
         struct oci_store_upper *u = TAKE_PTR(st->u);
         if (oci_store_commit_layer(st->r->store, u, st->chain, st->x->run_id, st->x->cache_tag, &id, &err) < 0) {
                 hm_error_wrap(&err, "commit");
@@ -733,6 +721,56 @@ static void commit(struct ns_step *st)
                 return;
         }
         st->res.snapshot = id;
+}
+
+static void on_commit_retry(struct hm_loop *loop, uint64_t id, void *data);
+
+/*
+ * A cacheable step: the commit moves the store's tag and the scheduler then
+ * writes the index; under the commit lock (pipeline/cache.h) no other
+ * commit of this tag comes in between, so the index names what the tag
+ * names.  A lock held elsewhere (another run, or a step of this run whose
+ * tag shares the lock's slot) is tried again after a while: the loop runs
+ * on meanwhile.  A cancel that comes while waiting commits nothing.
+ */
+static void commit_locked(struct ns_step *st)
+{
+        if (st->x->commit_lock && st->lock_fd < 0 && !st->canceled) {
+                hm_error_t err = NULL;
+                int r = cache_commit_lock(st->x->commit_lock, &st->lock_fd, &err);
+                if (r == 0) {
+                        st->timer = hm_loop_add_timer(st->r->base.loop, CACHE_COMMIT_LOCK_RETRY_MS, on_commit_retry, st);
+                        return;
+                }
+                if (r < 0) {
+                        hm_error_wrap(&err, "commit"); /* the upper dir goes with step_release */
+                        st->res.runner_error = true;
+                        st->res.exit_code = 1;
+                        st->res.error_msg = xstrdup(err->msg);
+                        hm_error_release(&err);
+                        step_finish(st);
+                        return;
+                }
+        }
+        if (st->canceled) {
+                st->res.canceled = true;
+                step_finish(st);
+                return;
+        }
+        commit(st);
+        int64_t pause = st->lock_fd >= 0 || (st->x->cache_tag && st->res.snapshot) ? cache_test_commit_pause_ms() : 0;
+        if (pause > 0) { /* test only: hold the window between the commit and the index write open */
+                st->timer = hm_loop_add_timer(st->r->base.loop, pause, on_deferred_done, st);
+                return;
+        }
+        step_finish(st);
+}
+
+static void on_commit_retry(struct hm_loop *loop, uint64_t id, void *data)
+{
+        struct ns_step *st = data;
+        st->timer = 0;
+        commit_locked(st);
 }
 
 static void on_exit_fd(struct hm_loop *loop, int fd, short revents, void *data)
@@ -760,13 +798,10 @@ static void on_exit_fd(struct hm_loop *loop, int fd, short revents, void *data)
         } else {
                 st->res.exit_code = status;
                 st->res.canceled = st->canceled;
-                if (status == 0 && !st->canceled)
-                        commit(st);
-        }
-        int64_t pause = st->lock_fd >= 0 || (st->x->cache_tag && st->res.snapshot) ? cache_test_commit_pause_ms() : 0;
-        if (pause > 0) { /* test only: hold the window between the commit and the index write open */
-                st->timer = hm_loop_add_timer(loop, pause, on_deferred_done, st);
-                return;
+                if (status == 0 && !st->canceled) {
+                        commit_locked(st);
+                        return;
+                }
         }
         step_finish(st);
 }

@@ -55,6 +55,14 @@ struct step_result {
         bool canceled;      /* stopped through ops->cancel */
         char *snapshot;     /* heap; committed snapshot on exit 0, else NULL */
         char *error_msg;    /* heap; one line, set with runner_error */
+        /*
+         * With commit_locked: the commit lock (pipeline/cache.h) the runner held
+         * since before its commit, handed over with the result.  The scheduler
+         * closes it as soon as the index entry is written, before it starts
+         * other steps.
+         */
+        bool commit_locked;
+        int commit_lock_fd;
 };
 
 struct step_exec {

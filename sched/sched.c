@@ -273,6 +273,9 @@ static void on_notice(struct step_exec *x, const char *kind, const char *msg)
 
 static void step_finished(struct sched *s, struct sstep *st, struct step_result *res)
 {
+        /* released on return: the index entry is written by then, and no other step started yet */
+        _cleanup_close_ int commit_lock_fd = res->commit_locked ? TAKE_FD(res->commit_lock_fd) : -1;
+        res->commit_locked = false;
         const struct plan_step *ps = st->ps;
         for (int i = 1; i <= 2; i++)
                 if (st->line[i].len) {

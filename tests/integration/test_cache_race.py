@@ -19,6 +19,11 @@ layer the store's tag names, and every snapshot layer of the two runs is that on
 Control: the same with HM_TEST_NO_COMMIT_LOCK=1 (test-only) shows the orphan, so the checks can
 see it and the interleaving was really forced.
 
+Waiting for the lock must not stop a run's loop: B, whose step has ended and who waits for the
+lock A holds (A held longer this time), is sent SIGINT.  B must end (exit 130, its step not
+committed) while A still holds the lock, and A then passes with the one index entry.  An hm
+that waited in flock() inside its loop (as the ns runner did) only ends B after A's index write.
+
 Reads HM_BIN, HM_STORE (ns, root, alpine:3.20 imported), HM_TEST_DOCKER_SOCK,
 HM_TEST_PODMAN_SOCK (busybox tagged alpine:3.20 there)."""
 import json
@@ -38,10 +43,11 @@ STORE = os.environ.get("HM_STORE", "")
 tap = Tap()
 R.tap = tap
 PAUSE_MS = {"ns": 3000, "docker": 6000, "podman": 8000}
+HOLD_MS = {"ns": 8000, "docker": 10000, "podman": 12000}  # interrupt(): A's hold, well past B's SIGINT
 
 
-def ir(key):
-    step = {"key": "deps", "label": "deps", "image": "alpine:3.20", "cmd": "date +%s%N > /stamp",
+def ir(key, cmd="date +%s%N > /stamp"):
+    step = {"key": "deps", "label": "deps", "image": "alpine:3.20", "cmd": cmd,
             "cache": {"env_keys": [], "key": key, "policy": "forever"}}
     return {"version": "0", "graph": {"nodes": [{"env": {}, "step": step}], "node_holes": [],
                                       "edge_property": "directed", "edges": []}}
@@ -176,6 +182,70 @@ def race(runner, work, locked):
     return ok_runs and there, problems
 
 
+def interrupt(runner, work):
+    key = "%064x" % random.getrandbits(256)
+    tag = "harmont-cache/deps:" + key[:16]
+    cache_home = os.path.join(work, "cache-%s-int" % runner.name)
+    os.makedirs(cache_home)
+    irf = os.path.join(work, "race-%s-int.json" % runner.name)
+    with open(irf, "w") as f:
+        json.dump(ir(key, "date +%s%N > /stamp; echo cmd-done"), f)
+    env = dict(os.environ, XDG_CACHE_HOME=cache_home)
+    for k in ("HM_TEST_COMMIT_PAUSE_MS", "HM_TEST_NO_COMMIT_LOCK"):
+        env.pop(k, None)
+    argv = [HM, "run", "--format", "json", "-d", os.path.join(work, "src"), "-f", irf] + runner.run_args()
+    outs = {k: os.path.join(work, "%s-int-%s.json" % (runner.name, k)) for k in "ab"}
+    files = {k: open(outs[k], "w") for k in "ab"}
+    procs, rc, a_running_at_b_exit = {}, {}, None
+    b_done = lambda: any(ev.get("kind") == "step_log" and "cmd-done" in (ev.get("line") or "")  # noqa: E731
+                         for ev in events(outs["b"]))
+    try:
+        procs["a"] = subprocess.Popen(argv, stdout=files["a"], stderr=subprocess.PIPE, text=True,
+                                      env=dict(env, HM_TEST_COMMIT_PAUSE_MS=str(HOLD_MS[runner.name])))
+        there = wait_until(lambda: a_in_window(runner, outs["a"], tag, lambda: run_id(outs["a"])) or
+                           procs["a"].poll() is not None, 120) and procs["a"].poll() is None
+        procs["b"] = subprocess.Popen(argv, stdout=files["b"], stderr=subprocess.PIPE, text=True, env=env)
+        waiting = wait_until(lambda: b_done() or procs["b"].poll() is not None, 120) and procs["b"].poll() is None
+        time.sleep(1.0)  # B's runner has seen the step end and found the lock taken
+        procs["b"].send_signal(2)
+        rc["b"] = procs["b"].wait(timeout=300)
+        a_running_at_b_exit = procs["a"].poll() is None
+        rc["a"] = procs["a"].wait(timeout=300)
+        err = {k: procs[k].stderr.read() for k in "ab"}
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for f in files.values():
+            f.close()
+    b_end = [ev for ev in events(outs["b"]) if ev.get("kind") == "step_end"]
+    tap.check(there and waiting and rc.get("b") == 130 and a_running_at_b_exit and
+              len(b_end) == 1 and b_end[0].get("exit_code") != 0 and not b_end[0].get("snapshot"),
+              "%s: B, waiting for the commit lock A holds, ends on SIGINT (130, nothing committed) while A still "
+              "holds it" % runner.name,
+              lambda: "A in window %s, B's step ended %s, rc %s, A running when B ended %s, B step_end %s\nB: %s"
+              % (there, waiting, rc, a_running_at_b_exit, b_end, err["b"][-600:]))
+    entries = index_entries(env, tag)
+    runs = {run_id(outs[k]) for k in "ab"} - {None}
+    leftover = []
+    if runner.engine:
+        b_run = run_id(outs["b"])
+        leftover = [i.get("Id", "")[:19] for i in runner.engine.images() if (i.get("Labels") or {}).get("hm.run") == b_run]
+    tap.check(rc.get("a") == 0 and len(entries) == 1 and (runner.engine or entries[0][3] == store_tag(tag)) and
+              not leftover,
+              "%s: then A passes; the index holds its one entry; nothing of B is left" % runner.name,
+              lambda: "rc %s entries %s store tag %s images of B %s\nA: %s" % (rc, entries, store_tag(tag), leftover,
+                                                                             err["a"][-600:]))
+    subprocess.run([HM, "cache", "clean"], capture_output=True, text=True, timeout=120, env=env)
+    if runner.engine:
+        for i in runner.engine.images():
+            if (i.get("Labels") or {}).get("hm.run") in runs:
+                runner.engine.request("DELETE", "/images/%s?force=1" % i["Id"])
+    else:
+        subprocess.run([HM, "reap", "--runner", "ns"], capture_output=True, text=True, timeout=120, env=env)
+
+
 def test(runner, work):
     ran, problems = race(runner, work, locked=True)
     tap.check(ran and not problems, "%s: with the commit lock, no orphan and the index names the tag's snapshot"
@@ -185,6 +255,7 @@ def test(runner, work):
               "the checks see" % runner.name, lambda: "no problem found: the window was not forced")
     if problems:
         tap.diag("%s control: %s" % (runner.name, "; ".join(problems)))
+    interrupt(runner, work)
 
 
 def main():
