@@ -370,7 +370,11 @@ static int exec_ns_open(struct rt_plan *p, pid_t pid, uint64_t starttime, const 
 /*
  * The container's init is not dumpable and never exec'd: without
  * CAP_SYS_PTRACE (rootless) its /proc/PID/ns cannot be opened.  Its child,
- * the container's command, is in the same namespaces and is reachable.
+ * the container's command, is in the same namespaces and is reachable
+ * once it has exec'd (before that it is not dumpable either: exec into a
+ * created, rootless container fails).  A command that made namespaces of
+ * its own (unshare) would be joined in those: nested in the container's,
+ * owned by the same user, so the exec'd process gains nothing from it.
  */
 static int plan_exec_namespaces(struct rt_plan *p, pid_t pid, uint64_t starttime, hm_error_t *err)
 {
