@@ -107,42 +107,78 @@ def a_in_window(runner, a_out, tag, a_run):
     return False
 
 
-def race(runner, work, locked):
-    name = "%s-%s" % (runner.name, "lock" if locked else "nolock")
-    key = "%064x" % random.getrandbits(256)
-    tag = "harmont-cache/deps:" + key[:16]
-    cache_home = os.path.join(work, "cache-" + name)
-    os.makedirs(cache_home)
-    irf = os.path.join(work, "race-%s.json" % name)
-    with open(irf, "w") as f:
-        json.dump(ir(key), f)
-    env = dict(os.environ, XDG_CACHE_HOME=cache_home)
-    env.pop("HM_TEST_COMMIT_PAUSE_MS", None)
-    if not locked:
-        env["HM_TEST_NO_COMMIT_LOCK"] = "1"
-    else:
-        env.pop("HM_TEST_NO_COMMIT_LOCK", None)
-    argv = [HM, "run", "--format", "json", "-d", os.path.join(work, "src"), "-f", irf] + runner.run_args()
-    outs = {k: os.path.join(work, "%s-%s.json" % (name, k)) for k in "ab"}
-    files = {k: open(outs[k], "w") for k in "ab"}
-    procs = {}
-    try:
-        procs["a"] = subprocess.Popen(argv, stdout=files["a"], stderr=subprocess.PIPE, text=True,
-                                      env=dict(env, HM_TEST_COMMIT_PAUSE_MS=str(PAUSE_MS[runner.name])))
-        there = wait_until(lambda: a_in_window(runner, outs["a"], tag, lambda: run_id(outs["a"])) or
-                           procs["a"].poll() is not None, 120)
-        there = there and procs["a"].poll() is None
-        procs["b"] = subprocess.Popen(argv, stdout=files["b"], stderr=subprocess.PIPE, text=True, env=env)
-        rc = {k: procs[k].wait(timeout=300) for k in "ab"}
-        err = {k: procs[k].stderr.read() for k in "ab"}
-    finally:
-        for p in procs.values():
+class Pair:
+    """Runs A and B of one pipeline with one cacheable step (fresh key), sharing a cache dir."""
+
+    def __init__(self, runner, work, name, cmd="date +%s%N > /stamp", locked=True):
+        self.runner = runner
+        key = "%064x" % random.getrandbits(256)
+        self.tag = "harmont-cache/deps:" + key[:16]
+        cache_home = os.path.join(work, "cache-" + name)
+        os.makedirs(cache_home)
+        irf = os.path.join(work, "race-%s.json" % name)
+        with open(irf, "w") as f:
+            json.dump(ir(key, cmd), f)
+        self.env = dict(os.environ, XDG_CACHE_HOME=cache_home)
+        for k in ("HM_TEST_COMMIT_PAUSE_MS", "HM_TEST_NO_COMMIT_LOCK"):
+            self.env.pop(k, None)
+        if not locked:
+            self.env["HM_TEST_NO_COMMIT_LOCK"] = "1"
+        self.argv = [HM, "run", "--format", "json", "-d", os.path.join(work, "src"), "-f", irf] + runner.run_args()
+        self.outs = {k: os.path.join(work, "%s-%s.json" % (name, k)) for k in "ab"}
+        self.files = {k: open(self.outs[k], "w") for k in "ab"}
+        self.procs = {}
+
+    def start(self, k, pause_ms=0):
+        env = dict(self.env, HM_TEST_COMMIT_PAUSE_MS=str(pause_ms)) if pause_ms else self.env
+        self.procs[k] = subprocess.Popen(self.argv, stdout=self.files[k], stderr=subprocess.PIPE, text=True, env=env)
+
+    def a_held(self):
+        """A started with a pause is inside its commit window (and still running)."""
+        a = self.procs["a"]
+        there = wait_until(lambda: a_in_window(self.runner, self.outs["a"], self.tag, lambda: run_id(self.outs["a"])) or
+                           a.poll() is not None, 120)
+        return bool(there) and a.poll() is None
+
+    def stderr(self):
+        return {k: p.stderr.read() for k, p in self.procs.items()}
+
+    def close(self):
+        for p in self.procs.values():
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        for f in files.values():
+        for f in self.files.values():
             f.close()
-    runs = {run_id(outs[k]) for k in "ab"} - {None}
+
+    def runs(self):
+        return {run_id(self.outs[k]) for k in "ab"} - {None}
+
+    def forget(self):
+        """Remove what the two runs made: the cache entry and its snapshot (and, in the control, the orphan)."""
+        runs = self.runs()
+        subprocess.run([HM, "cache", "clean"], capture_output=True, text=True, timeout=120, env=self.env)
+        if self.runner.engine:
+            for i in self.runner.engine.images():
+                if (i.get("Labels") or {}).get("hm.run") in runs:
+                    self.runner.engine.request("DELETE", "/images/%s?force=1" % i["Id"])
+        else:
+            subprocess.run([HM, "reap", "--runner", "ns"], capture_output=True, text=True, timeout=120, env=self.env)
+
+
+def race(runner, work, locked):
+    name = "%s-%s" % (runner.name, "lock" if locked else "nolock")
+    pair = Pair(runner, work, name, locked=locked)
+    tag, env = pair.tag, pair.env
+    try:
+        pair.start("a", PAUSE_MS[runner.name])
+        there = pair.a_held()
+        pair.start("b")
+        rc = {k: pair.procs[k].wait(timeout=300) for k in "ab"}
+        err = pair.stderr()
+    finally:
+        pair.close()
+    runs = pair.runs()
     ok_runs = rc == {"a": 0, "b": 0} and len(runs) == 2
     tap.check(there and ok_runs, "%s: A held in its commit window while B ran, both passed" % name,
               lambda: "in window: %s rc: %s\nA: %s\nB: %s" % (there, rc, err["a"][-600:], err["b"][-600:]))
@@ -171,79 +207,46 @@ def race(runner, work, locked):
                 problems.append("layer %s of a run is neither the tag's nor ephemeral" % i)
             if live and entries and i != entries[0][3]:
                 problems.append("layer %s is kept but not in the index" % i)
-    # clean up what the test made: the cache entry and its snapshot (and, in the control, the orphan)
-    subprocess.run([HM, "cache", "clean"], capture_output=True, text=True, timeout=120, env=env)
-    if runner.engine:
-        for i in runner.engine.images():
-            if (i.get("Labels") or {}).get("hm.run") in runs:
-                runner.engine.request("DELETE", "/images/%s?force=1" % i["Id"])
-    else:
-        subprocess.run([HM, "reap", "--runner", "ns"], capture_output=True, text=True, timeout=120, env=env)
+    pair.forget()
     return ok_runs and there, problems
 
 
 def interrupt(runner, work):
-    key = "%064x" % random.getrandbits(256)
-    tag = "harmont-cache/deps:" + key[:16]
-    cache_home = os.path.join(work, "cache-%s-int" % runner.name)
-    os.makedirs(cache_home)
-    irf = os.path.join(work, "race-%s-int.json" % runner.name)
-    with open(irf, "w") as f:
-        json.dump(ir(key, "date +%s%N > /stamp; echo cmd-done"), f)
-    env = dict(os.environ, XDG_CACHE_HOME=cache_home)
-    for k in ("HM_TEST_COMMIT_PAUSE_MS", "HM_TEST_NO_COMMIT_LOCK"):
-        env.pop(k, None)
-    argv = [HM, "run", "--format", "json", "-d", os.path.join(work, "src"), "-f", irf] + runner.run_args()
-    outs = {k: os.path.join(work, "%s-int-%s.json" % (runner.name, k)) for k in "ab"}
-    files = {k: open(outs[k], "w") for k in "ab"}
-    procs, rc, a_running_at_b_exit = {}, {}, None
+    pair = Pair(runner, work, "%s-int" % runner.name, cmd="date +%s%N > /stamp; echo cmd-done")
+    procs, rc, a_running_at_b_exit = pair.procs, {}, None
     b_done = lambda: any(ev.get("kind") == "step_log" and "cmd-done" in (ev.get("line") or "")  # noqa: E731
-                         for ev in events(outs["b"]))
+                         for ev in events(pair.outs["b"]))
     try:
-        procs["a"] = subprocess.Popen(argv, stdout=files["a"], stderr=subprocess.PIPE, text=True,
-                                      env=dict(env, HM_TEST_COMMIT_PAUSE_MS=str(HOLD_MS[runner.name])))
-        there = wait_until(lambda: a_in_window(runner, outs["a"], tag, lambda: run_id(outs["a"])) or
-                           procs["a"].poll() is not None, 120) and procs["a"].poll() is None
-        procs["b"] = subprocess.Popen(argv, stdout=files["b"], stderr=subprocess.PIPE, text=True, env=env)
+        pair.start("a", HOLD_MS[runner.name])
+        there = pair.a_held()
+        pair.start("b")
         waiting = wait_until(lambda: b_done() or procs["b"].poll() is not None, 120) and procs["b"].poll() is None
         time.sleep(1.0)  # B's runner has seen the step end and found the lock taken
         procs["b"].send_signal(2)
         rc["b"] = procs["b"].wait(timeout=300)
         a_running_at_b_exit = procs["a"].poll() is None
         rc["a"] = procs["a"].wait(timeout=300)
-        err = {k: procs[k].stderr.read() for k in "ab"}
+        err = pair.stderr()
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        for f in files.values():
-            f.close()
-    b_end = [ev for ev in events(outs["b"]) if ev.get("kind") == "step_end"]
+        pair.close()
+    b_end = [ev for ev in events(pair.outs["b"]) if ev.get("kind") == "step_end"]
     tap.check(there and waiting and rc.get("b") == 130 and a_running_at_b_exit and
               len(b_end) == 1 and b_end[0].get("exit_code") != 0 and not b_end[0].get("snapshot"),
               "%s: B, waiting for the commit lock A holds, ends on SIGINT (130, nothing committed) while A still "
               "holds it" % runner.name,
               lambda: "A in window %s, B's step ended %s, rc %s, A running when B ended %s, B step_end %s\nB: %s"
               % (there, waiting, rc, a_running_at_b_exit, b_end, err["b"][-600:]))
-    entries = index_entries(env, tag)
-    runs = {run_id(outs[k]) for k in "ab"} - {None}
+    entries = index_entries(pair.env, pair.tag)
     leftover = []
     if runner.engine:
-        b_run = run_id(outs["b"])
+        b_run = run_id(pair.outs["b"])
         leftover = [i.get("Id", "")[:19] for i in runner.engine.images() if (i.get("Labels") or {}).get("hm.run") == b_run]
-    tap.check(rc.get("a") == 0 and len(entries) == 1 and (runner.engine or entries[0][3] == store_tag(tag)) and
+    tap.check(rc.get("a") == 0 and len(entries) == 1 and (runner.engine or entries[0][3] == store_tag(pair.tag)) and
               not leftover,
               "%s: then A passes; the index holds its one entry; nothing of B is left" % runner.name,
-              lambda: "rc %s entries %s store tag %s images of B %s\nA: %s" % (rc, entries, store_tag(tag), leftover,
+              lambda: "rc %s entries %s store tag %s images of B %s\nA: %s" % (rc, entries, store_tag(pair.tag), leftover,
                                                                              err["a"][-600:]))
-    subprocess.run([HM, "cache", "clean"], capture_output=True, text=True, timeout=120, env=env)
-    if runner.engine:
-        for i in runner.engine.images():
-            if (i.get("Labels") or {}).get("hm.run") in runs:
-                runner.engine.request("DELETE", "/images/%s?force=1" % i["Id"])
-    else:
-        subprocess.run([HM, "reap", "--runner", "ns"], capture_output=True, text=True, timeout=120, env=env)
+    pair.forget()
 
 
 def test(runner, work):

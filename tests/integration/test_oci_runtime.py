@@ -391,6 +391,15 @@ def exec_with_console(argv):
     return subprocess.CompletedProcess(argv, proc.returncode, out.decode(errors="replace") + stdout, stderr)
 
 
+def oci_create(oci, bundle, name, out_path, cwd=None):
+    """`hm-oci create`; its output goes to a file: the container keeps the caller's stdout open."""
+    with open(out_path, "w+") as out:
+        rc = subprocess.call(oci + ["create", "--bundle", bundle, name], stdout=out, stderr=out,
+                             stdin=subprocess.DEVNULL, timeout=60, cwd=cwd)
+        out.seek(0)
+        return rc, out.read()
+
+
 def exec_direct_tests(tmp):
     """hm-oci exec without an engine: create + start a bundle, then exec into it."""
     state = os.path.join(tmp, "xstate")
@@ -399,10 +408,9 @@ def exec_direct_tests(tmp):
     if not tap.check(d is not None, "exec: a bundle whose command sleeps"):
         return
     oci = [HM_OCI, "--root", state]
-    with open(os.path.join(tmp, "xcreate.out"), "w+") as out:
-        rc = subprocess.call(oci + ["create", "--bundle", d, "hm-x"], stdout=out, stderr=out,
-                             stdin=subprocess.DEVNULL, timeout=60)
-    if not tap.check(rc == 0 and run(oci + ["start", "hm-x"]).returncode == 0, "exec: the container is created and started"):
+    rc, msg = oci_create(oci, d, "hm-x", os.path.join(tmp, "xcreate.out"))
+    if not tap.check(rc == 0 and run(oci + ["start", "hm-x"]).returncode == 0, "exec: the container is created and started",
+                     lambda: msg):
         return
     with open(os.path.join(state, "hm-x", "state.json")) as f:
         init_pid = json.load(f)["pid"]
@@ -488,11 +496,7 @@ def exec_created_tests(tmp):
     if not tap.check(d is not None, "exec created: a bundle"):
         return
     oci = [HM_OCI, "--root", state]
-    with open(os.path.join(tmp, "ccreate.out"), "w+") as out:
-        rc = subprocess.call(oci + ["create", "--bundle", d, "hm-c"], stdout=out, stderr=out,
-                             stdin=subprocess.DEVNULL, timeout=60)
-        out.seek(0)
-        msg = out.read()
+    rc, msg = oci_create(oci, d, "hm-c", os.path.join(tmp, "ccreate.out"))
     if not tap.check(rc == 0 and '"created"' in run(oci + ["state", "hm-c"]).stdout,
                      "exec created: the container is created, not started", lambda: msg):
         return
@@ -542,10 +546,7 @@ def exec_userns_tests(tmp):
     with open(cfg, "w") as f:
         json.dump(spec, f)
     oci = [HM_OCI, "--root", state]
-    with open(os.path.join(tmp, "ucreate.out"), "w+") as out:
-        rc = subprocess.call(oci + ["create", "--bundle", d, "hm-u"], stdout=out, stderr=out, stdin=subprocess.DEVNULL, timeout=60)
-        out.seek(0)
-        msg = out.read()
+    rc, msg = oci_create(oci, d, "hm-u", os.path.join(tmp, "ucreate.out"))
     if tap.check(rc == 0 and run(oci + ["start", "hm-u"]).returncode == 0, "exec userns: created and started", lambda: msg):
         # --preserve-fds 1: our fd 3 reaches the process
         r, w = os.pipe()
@@ -603,11 +604,7 @@ def exec_rootless_tests(tmp):
     state = os.path.join(base, "state")
     oci = ["setpriv", "--reuid", str(user.pw_uid), "--regid", str(user.pw_gid), "--clear-groups",
            os.path.join(base, "bin", "hm-oci"), "--root", state]
-    with open(os.path.join(base, "create.out"), "w+") as out:
-        rc = subprocess.call(oci + ["create", "--bundle", d, "hm-rl"], stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-                             timeout=60, cwd=base)
-        out.seek(0)
-        msg = out.read()
+    rc, msg = oci_create(oci, d, "hm-rl", os.path.join(base, "create.out"), cwd=base)
     if not tap.check(rc == 0 and run(oci + ["start", "hm-rl"]).returncode == 0, "exec rootless: created and started as hmtest",
                      lambda: msg):
         return
