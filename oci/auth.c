@@ -247,6 +247,7 @@ void oci_registry_conf_release(struct oci_registry_conf *c)
         if (!c)
                 return;
         strv_free(c->mirrors);
+        free(c->mirrors_insecure);
         free(c->source);
         memset(c, 0, sizeof *c);
 }
@@ -313,10 +314,16 @@ static void conf_line(struct conf_parse *p, char *line)
                         p->matched = !strcmp(loc, p->domain);
                         p->found |= p->matched;
                 } else if (p->matched) {
+                        size_t n = strv_len(p->c->mirrors);
                         strv_push(&p->c->mirrors, loc);
+                        p->c->mirrors_insecure = xreallocarray(p->c->mirrors_insecure, n + 1, sizeof(bool));
+                        p->c->mirrors_insecure[n] = false;
                 }
         } else if (!strcmp(key, "insecure") && p->matched && !p->in_mirror) {
                 p->c->insecure = !strcmp(val, "true");
+        } else if (!strcmp(key, "insecure") && p->matched && p->in_mirror && p->c->mirrors) {
+                /* a mirror's own table: its location comes first */
+                p->c->mirrors_insecure[strv_len(p->c->mirrors) - 1] = !strcmp(val, "true");
         }
 }
 

@@ -55,6 +55,7 @@ void oci_creds_release(struct oci_creds *c);
 struct oci_registry_conf {
         bool insecure;   /* plain HTTP (and unverified TLS) allowed */
         char **mirrors;  /* "host[:port][/path]", in order; NULL when none */
+        bool *mirrors_insecure; /* per mirror: its own `insecure` (not the registry's) */
         char *source;    /* the file read, or NULL */
 };
 int oci_registry_conf_get(const char *domain, struct oci_registry_conf *ret, hm_error_t *err);

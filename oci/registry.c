@@ -85,8 +85,10 @@ struct oci_pull {
         void *done_data;
 
         struct oci_registry_conf conf;
+        /* of the endpoint being tried (endpoint_enter): a mirror has its own */
         struct oci_creds creds;
         bool have_creds;
+        bool insecure;    /* --tls-verify=false, or the endpoint is marked insecure */
         struct strbuf ca;
         char **endpoints; /* hosts to try, mirrors first */
         size_t endpoint;
@@ -302,12 +304,12 @@ static int setup_tls(struct oci_pull *p, CURL *e, hm_error_t *err)
 {
         if (p->plain_http)
                 return 0;
-        if (p->tls_verify_off || p->conf.insecure) {
+        if (p->insecure) {
                 SETOPT(e, CURLOPT_SSL_VERIFYPEER, 0L);
                 SETOPT(e, CURLOPT_SSL_VERIFYHOST, 0L);
                 return 0;
         }
-        struct curl_blob blob = { .data = p->ca.buf, .len = p->ca.len, .flags = CURL_BLOB_NOCOPY };
+        struct curl_blob blob = { .data = p->ca.buf, .len = p->ca.len, .flags = CURL_BLOB_COPY }; /* p->ca changes with the endpoint */
         if (p->ca.len)
                 SETOPT(e, CURLOPT_CAINFO_BLOB, &blob);
         return 0;
@@ -468,7 +470,7 @@ static void fail_transport(struct oci_pull *p, struct rq *q, CURLcode code)
                      (unsigned long long) q->limit, q->w.kind == RQ_LAYER ? " (the size its manifest gives)" : "");
         else if (q->write_errno)
                 fail(p, q->write_errno, "write %s '%s': %s", what_of(&q->w), q->w.what, strerror(q->write_errno));
-        else if (is_tls_error(code) && !(p->tls_verify_off || p->conf.insecure))
+        else if (is_tls_error(code) && !p->insecure)
                 fail(p, EPROTO,
                      "registry %s: TLS failed (%s); if it is trusted, put its CA in /etc/containers/certs.d/%s/ca.crt; "
                      "if it serves plain HTTP, mark it insecure (--tls-verify=false or insecure = true in registries.conf)",
@@ -530,9 +532,13 @@ static char *token_url(struct oci_pull *p, const struct oci_challenge *c)
 }
 
 /* A 401: authenticate as the challenge says, then repeat q's request. */
+static bool try_next_endpoint(struct oci_pull *p, struct rq *q, CURLcode code, long status);
+
 static void on_unauthorized(struct oci_pull *p, struct rq *q)
 {
         if (q->w.auth_retries >= MAX_AUTH_RETRIES || !q->www_auth) {
+                if (try_next_endpoint(p, q, CURLE_OK, 401)) /* a mirror that refuses us: the next one, or the registry */
+                        return;
                 if (p->have_creds)
                         return fail(p, EACCES, "registry %s: authentication failed for user '%s' (credentials from %s): HTTP 401",
                                     host_of(p), p->creds.user, p->creds.source);
@@ -546,9 +552,13 @@ static void on_unauthorized(struct oci_pull *p, struct rq *q)
         }
         if (!strcmp(c.scheme, "basic")) {
                 oci_challenge_release(&c);
+                if (!p->have_creds && try_next_endpoint(p, q, CURLE_OK, 401))
+                        return;
                 if (!p->have_creds)
                         return fail(p, EACCES, "registry %s requires a login: no credentials for %s in $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json or ~/.docker/config.json",
                                     host_of(p), p->ref.domain);
+                if (p->authz && str_has_prefix(p->authz, "Authorization: Basic ") && try_next_endpoint(p, q, CURLE_OK, 401))
+                        return;
                 if (p->authz && str_has_prefix(p->authz, "Authorization: Basic "))
                         return fail(p, EACCES, "registry %s: authentication failed for user '%s' (credentials from %s): HTTP 401",
                                     host_of(p), p->creds.user, p->creds.source);
@@ -585,6 +595,32 @@ static void sha256_hex(const void *data, size_t n, char out[65])
         sha256_final_hex(&h, out);
 }
 
+/*
+ * The endpoint about to be tried: its credentials, CAs and insecure flag.
+ * A mirror is another server: it gets its own, looked up by its host (its
+ * registries.conf table's `insecure`, certs.d/HOST, an auth entry for HOST),
+ * never the registry's login.
+ */
+static int endpoint_enter(struct oci_pull *p, hm_error_t *err)
+{
+        const char *ep = host_of(p);
+        bool mirror = p->endpoints[p->endpoint + 1] != NULL;
+        _cleanup_free_ char *host = xstrndup(ep, strcspn(ep, "/"));
+        const char *domain = mirror ? host : p->ref.domain;
+        oci_creds_release(&p->creds);
+        strbuf_release(&p->ca);
+        free(p->authz);
+        p->authz = NULL;
+        p->have_creds = false;
+        p->insecure = p->tls_verify_off || (mirror ? p->conf.mirrors_insecure[p->endpoint] : p->conf.insecure);
+        int r = oci_creds_lookup(domain, &p->creds, err);
+        if (r < 0)
+                return r;
+        p->have_creds = r > 0;
+        size_t n_extra = 0;
+        return oci_registry_ca_bundle(domain, &p->ca, &n_extra, err);
+}
+
 static bool try_next_endpoint(struct oci_pull *p, struct rq *q, CURLcode code, long status)
 {
         if (q->w.kind != RQ_MANIFEST || p->index_depth > 0 || !p->endpoints[p->endpoint + 1])
@@ -595,8 +631,11 @@ static bool try_next_endpoint(struct oci_pull *p, struct rq *q, CURLcode code, l
                 strbuf_addf(&p->tried, "%s: HTTP %ld; ", host_of(p), status);
         p->endpoint++;
         p->plain_http = false;
-        free(p->authz);
-        p->authz = NULL;
+        hm_error_t e = NULL;
+        if (endpoint_enter(p, &e) < 0) {
+                fail_err(p, &e);
+                return true;
+        }
         submit(p, RQ_MANIFEST, q->w.what, 0, 0);
         return true;
 }
@@ -935,8 +974,7 @@ static void complete(CURL *easy, void *priv, CURLcode code, void *data)
                 rq_free(q);
                 return;
         }
-        bool insecure = p->tls_verify_off || p->conf.insecure;
-        if (code != CURLE_OK && insecure && !p->plain_http && q->w.kind == RQ_MANIFEST && q->w.auth_retries == 0 &&
+        if (code != CURLE_OK && p->insecure && !p->plain_http && q->w.kind == RQ_MANIFEST && q->w.auth_retries == 0 &&
             p->index_depth == 0) {
                 /* an insecure registry that does not speak TLS: ask again over plain HTTP */
                 p->plain_http = true;
@@ -1112,12 +1150,7 @@ static int configure(struct oci_pull *p, const struct oci_pull_options *o, hm_er
                 strv_push(&p->endpoints, p->conf.mirrors[i]);
         /* Docker Hub's API host is not its name */
         strv_push(&p->endpoints, strcmp(p->ref.domain, "docker.io") ? p->ref.domain : "registry-1.docker.io");
-        r = oci_creds_lookup(p->ref.domain, &p->creds, err);
-        if (r < 0)
-                return r;
-        p->have_creds = r > 0;
-        size_t n_extra = 0;
-        return oci_registry_ca_bundle(p->ref.domain, &p->ca, &n_extra, err);
+        return endpoint_enter(p, err);
 }
 
 int oci_pull_start(struct hm_loop *loop, struct oci_store *s, const struct oci_pull_options *o, oci_pull_done_fn done,

@@ -412,6 +412,70 @@ def case_mirrors(R, E):
             "control: without the mirror setting the pull fails naming the registry", p.stderr)
 
 
+class LoginMirror:
+    """A mirror that wants a Basic login for everything (401 + WWW-Authenticate: Basic) and
+    records the Authorization headers it is sent; it serves nothing."""
+
+    def __init__(self):
+        self.auths = []
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                outer.auths.append(self.headers.get("Authorization", ""))
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="mirror"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_HEAD = do_GET
+
+        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def case_mirror_login(R, E):
+    """A registry's login never goes to its mirrors: a mirror is another server, with its own entry
+    in the auth file (or none).  A mirror that wants a login hm has no entry for is skipped."""
+    m = LoginMirror()
+    try:
+        reg, mir = "127.0.0.1:%d" % R["A"], "127.0.0.1:%d" % m.port
+        conf = os.path.join(E.work, "registries-login.conf")
+        with open(conf, "w") as f:
+            f.write('[[registry]]\nlocation = "%s"\ninsecure = true\n[[registry.mirror]]\nlocation = "%s"\ninsecure = true\n'
+                    % (reg, mir))
+        auth = os.path.join(E.work, "auth-login.json")
+        b64 = lambda up: base64.b64encode(up.encode()).decode()  # noqa: E731
+        with open(auth, "w") as f:
+            json.dump({"auths": {reg: {"auth": b64("alice:s3cret-registry")}}}, f)
+        p = hm(E.env(os.path.join(E.work, "s-mlogin"), HM_REGISTRIES_CONF=conf, REGISTRY_AUTH_FILE=auth),
+               "image", "pull", reg + "/hm/busybox:1")
+        leaked = [a for a in m.auths if a]
+        t.check(p.returncode == 0 and m.auths and not leaked,
+                "a mirror that asks for a login gets no credentials of its registry (requests: %d, none with "
+                "Authorization); the registry itself serves the pull" % len(m.auths),
+                "rc %d, mirror saw %r\n%s" % (p.returncode, m.auths, p.stderr))
+        m.auths.clear()
+        with open(auth, "w") as f:
+            json.dump({"auths": {reg: {"auth": b64("alice:s3cret-registry")}, mir: {"auth": b64("bob:mirror-pw")}}}, f)
+        p = hm(E.env(os.path.join(E.work, "s-mlogin2"), HM_REGISTRIES_CONF=conf, REGISTRY_AUTH_FILE=auth),
+               "image", "pull", reg + "/hm/busybox:1")
+        sent = {base64.b64decode(a.split(" ", 1)[1]).decode(errors="replace") for a in m.auths if a.startswith("Basic ")}
+        t.check(p.returncode == 0 and sent == {"bob:mirror-pw"},
+                "control: with an auth entry of its own, the mirror is sent that login (and only it)",
+                "rc %d, mirror saw %r\n%s" % (p.returncode, sent, p.stderr))
+    finally:
+        m.close()
+
+
 def case_pipeline(R, E):
     store = os.path.join(E.work, "s-run")
     conf = os.path.join(E.work, "registries.conf")
@@ -664,7 +728,7 @@ def main():
                     '[[registry.mirror]]\nlocation = "127.0.0.1:%d"  # down: skipped\n\n'
                     '[[registry]]\nlocation = "127.0.0.1:%d"\ninsecure = true\n\n'
                     '[[registry]]\nlocation = "127.0.0.1:%d"  # down: served by its mirror\ninsecure = true\n'
-                    '[[registry.mirror]]\nlocation = "127.0.0.1:%d"\n'
+                    '[[registry.mirror]]\nlocation = "127.0.0.1:%d"\ninsecure = true  # its own, not the registry\'s\n'
                     % (R["A"], R["dead2"], R["C"], R["dead"], R["A"]))
         pa, up = start_registry(work, "reg-a", R["A"], data, "")
         procs.append(pa)
@@ -693,6 +757,7 @@ def main():
         case_plain(R, E)
         case_multi(R, E, mine, other, idx)
         case_mirrors(R, E)
+        case_mirror_login(R, E)
         case_formats(R, E, mine)
         case_rootless(R, E)
         case_tty(R, E)
