@@ -2,6 +2,7 @@
 #include "cmd/cmd.h"
 #include "lib/util.h"
 
+#include <signal.h>
 #include <stdio.h>
 
 #ifndef HM_VERSION
@@ -51,6 +52,12 @@ static int call_err(int (*fn)(int, char **, hm_error_t *), int argc, char **argv
 
 int main(int argc, char **argv)
 {
+        /*
+         * An ignored SIGCHLD survives execve and makes the kernel reap our
+         * children itself: every wait for a step, git or a helper would fail
+         * with ECHILD.  A caller's choice that must not reach hm.
+         */
+        signal(SIGCHLD, SIG_DFL);
         /* installed as (or linked to) hm-oci: the OCI runtime command line engines call */
         const char *base = strrchr(argv[0], '/');
         base = base ? base + 1 : argv[0];

@@ -37,6 +37,11 @@ void net_config_release(struct net_config *c)
         *c = (struct net_config) { 0 };
 }
 
+/*
+ * Only absolute PATH entries: a relative one ("node_modules/.bin", ".")
+ * would be resolved in hm's cwd, usually the checkout, and let the
+ * repository supply a "pasta" that runs on the host (as root).
+ */
 static char *find_in_path(const char *name)
 {
         const char *path = getenv("PATH");
@@ -44,7 +49,7 @@ static char *find_in_path(const char *name)
                 path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
         for (const char *dir = path; *dir;) {
                 size_t n = strcspn(dir, ":");
-                if (n) {
+                if (n && dir[0] == '/') {
                         _cleanup_free_ char *cand = xasprintf("%.*s/%s", (int) n, dir, name);
                         struct stat st;
                         if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0)
@@ -291,6 +296,8 @@ static _Noreturn void exec_helper(char **argv, int netfd, int readyfd, int nullf
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
+        /* out of hm's process group: a Ctrl-C or hangup on hm's terminal must not cut the step's network */
+        (void) setsid();
         execv(argv[0], argv);
         dprintf(2, "exec '%s': %s\n", argv[0], strerror(errno));
         _exit(127);

@@ -276,6 +276,11 @@ def lifetimes(ctx, who):
                     seen = True
                     break
             running = helpers()
+            # out of hm's session: a Ctrl-C or hangup on hm's terminal does not reach the helper
+            sids = [sid_of(h.split()[0]) for h in running]
+            tap.check(sids and proc.pid not in sids and sid_of(proc.pid) == proc.pid,
+                      "%s: %s: the helper is in a session of its own, not hm's (%s)" % (who, mode, proc.pid),
+                      "helpers %s sids %s" % (running, sids))
             # setpriv execs hm: the pid is hm's
             os.kill(proc.pid, sig)
             try:
@@ -295,6 +300,37 @@ def lifetimes(ctx, who):
                 tap.check(left, "%s: %s: the step is gone after SIGKILL of hm" % (who, mode), sleeping(ir))
                 argv, env = ctx.cmd([ctx.hm, "reap"])
                 subprocess.run(argv, env=env, capture_output=True, timeout=60)
+
+
+def sid_of(pid):
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def relative_path(ctx):
+    """A relative PATH entry is not searched for the helper: the repository (hm's cwd) could
+    otherwise supply a `pasta` that runs on the host."""
+    bindir = os.path.join(ctx.src, "bin")
+    os.makedirs(bindir, exist_ok=True)
+    marker = os.path.join(ctx.tmp, "repo-pasta-ran")
+    fake = os.path.join(bindir, "pasta")
+    with open(fake, "w") as f:
+        f.write("#!/bin/sh\ntouch %s\nexit 1\n" % marker)
+    os.chmod(fake, 0o755)
+    path = "bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+    naive = shutil.which("pasta", path=os.path.join(ctx.src, "bin") + ":/usr/bin")
+    tap.check(naive == fake, "control: a PATH search from the checkout finds the repository's bin/pasta", naive)
+    ir = ctx.write_ir([("x", "ls /sys/class/net | tr '\\n' ' '")])
+    argv, env = ctx.cmd([ctx.hm, "run", "--runner=ns", "--format", "json", "--no-cache", "-d", ctx.src, "-f", ir,
+                         "--network", "pasta"], {"PATH": path})
+    p = subprocess.run(argv, env=env, cwd=ctx.src, capture_output=True, text=True, timeout=120)
+    tap.check(p.returncode == 0 and not os.path.exists(marker),
+              "PATH=bin:... in the checkout: hm runs the system's pasta, never the repository's bin/pasta",
+              "rc %d marker %s\n%s" % (p.returncode, os.path.exists(marker), p.stderr[-400:]))
+    os.unlink(fake)
 
 
 def sleeping(ir):
@@ -321,6 +357,7 @@ def main():
         reachability(ctx, srv, "root" if os.getuid() == 0 else "user")
         resolv(ctx)
         errors(ctx)
+        relative_path(ctx)
         lifetimes(ctx, "root" if os.getuid() == 0 else "user")
     finally:
         ctx.cleanup()

@@ -5,7 +5,7 @@ steps run by `hm run --runner=ns`: its own pid namespace under hm's pid 1,
 its own hostname, the reduced capability set, no_new_privs, seccomp, blocked
 syscalls, masked and read-only /proc paths, and enforced limits.  Needs a
 busybox image named alpine:3.20 in $HM_STORE (tests/run-all.sh imports it)."""
-import json, os, subprocess, sys, tempfile
+import json, os, signal, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import logs_and_ends  # noqa: E402
@@ -23,14 +23,14 @@ def ok(cond, desc, diag=None):
     sys.stdout.flush()
 
 
-def run_steps(steps, extra=()):
+def run_steps(steps, extra=(), preexec_fn=None):
     nodes = [{"env": {}, "step": {"key": k, "cmd": c, "image": "alpine:3.20"}} for k, c in steps]
     ir = {"graph": {"nodes": nodes, "node_holes": [], "edge_property": "directed", "edges": []}}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(ir, f)
     src = tempfile.mkdtemp(prefix="hm-sbx-src-")
     p = subprocess.run([HM, "run", "--runner=ns", "--format", "json", "-k", "-d", src, "-f", f.name] + list(extra),
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, preexec_fn=preexec_fn)
     os.unlink(f.name)
     os.rmdir(src)
     logs, ends = logs_and_ends(p.stdout)
@@ -77,6 +77,14 @@ def main():
     ok(any("can't fork" in l for l in logs.get("forks", [])), "--pids-limit 12 stops a fork loop", logs.get("forks"))
     ok(logs.get("alloc", [""])[-1].strip() == "Killed", "--memory 48m kills a 96 MiB allocation", logs.get("alloc"))
     ok(logs.get("small", [""])[-1].startswith("1+0 records out"), "a 4 MiB allocation under --memory 48m works", logs.get("small"))
+    # a caller that ignores SIGCHLD (it survives execve): hm still waits for its steps
+    ignore = lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # noqa: E731
+    ctl = subprocess.run(["grep", "^SigIgn:", "/proc/self/status"], capture_output=True, text=True, preexec_fn=ignore)
+    ok(int(ctl.stdout.split()[1], 16) & (1 << (signal.SIGCHLD - 1)),
+       "control: a program started this way has SIGCHLD ignored", ctl.stdout)
+    p, logs, ends = run_steps([("seven", "exit 7"), ("fine", "echo fine")], preexec_fn=ignore)
+    ok(p.returncode == 1 and ends == {"seven": 7, "fine": 0} and logs.get("fine") == ["fine"],
+       "started with SIGCHLD ignored, hm still gets each step's exit code (7 and 0)", (p.returncode, ends, p.stderr[-400:]))
     n_pass = sum(results)
     print("%d passed, %d failed" % (n_pass, len(results) - n_pass))
     return 0 if all(results) else 1
