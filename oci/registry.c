@@ -396,7 +396,11 @@ static int open_part(struct oci_pull *p, struct rq *q, hm_error_t *err)
         if (q->fd < 0)
                 return hm_error_set(err, errno, "create '%s': %s", path, strerror(errno));
         sha256_init(&q->hash);
-        q->limit = l->d->size >= 0 ? (uint64_t) l->d->size : oci_store_size_limit(p->s);
+        uint64_t max = oci_store_size_limit(p->s);
+        if (l->d->size >= 0 && (uint64_t) l->d->size > max)
+                return hm_error_set(err, EFBIG, "layer %s: its manifest gives %lld bytes, over the store's limit of %llu",
+                                    l->d->digest, (long long) l->d->size, (unsigned long long) max);
+        q->limit = l->d->size >= 0 ? (uint64_t) l->d->size : max;
         return 0;
 }
 
@@ -420,6 +424,15 @@ static void submit(struct oci_pull *p, enum rq_kind kind, const char *what, size
 /* ------------------------------------------------------------ errors of answers */
 
 /* "manifest unknown (MANIFEST_UNKNOWN)" from a registry's {"errors":[...]} body, or the first line. */
+/* Text from the registry goes into one-line errors on a terminal: no control characters. */
+static char *printable(char *s)
+{
+        for (unsigned char *c = (unsigned char *) s; s && *c; c++)
+                if (*c < 0x20 || *c == 0x7f)
+                        *c = '?';
+        return s;
+}
+
 static char *answer_message(struct rq *q)
 {
         if (q->body.len && q->body.buf[0] == '{') {
@@ -430,12 +443,12 @@ static char *answer_message(struct rq *q)
                         yajl_val m = yajl_tree_get(errs->u.array.values[0], mp, yajl_t_string);
                         yajl_val c = yajl_tree_get(errs->u.array.values[0], cp, yajl_t_string);
                         if (m || c)
-                                return xasprintf("%s%s%s%s", m ? YAJL_GET_STRING(m) : "", m && c ? " (" : "",
-                                                 c ? YAJL_GET_STRING(c) : "", m && c ? ")" : "");
+                                return printable(xasprintf("%s%s%s%s", m ? YAJL_GET_STRING(m) : "", m && c ? " (" : "",
+                                                           c ? YAJL_GET_STRING(c) : "", m && c ? ")" : ""));
                 }
         }
         size_t n = strcspn(q->body.buf, "\r\n");
-        return n && n < 200 ? xstrndup(q->body.buf, n) : NULL;
+        return n && n < 200 ? printable(xstrndup(q->body.buf, n)) : NULL;
 }
 
 static const char *what_of(const struct want *w)
@@ -572,6 +585,14 @@ static void on_unauthorized(struct oci_pull *p, struct rq *q)
         }
         if (strcmp(c.scheme, "bearer")) {
                 fail(p, EPROTO, "registry %s: unsupported authentication scheme '%s'", host_of(p), c.scheme);
+                oci_challenge_release(&c);
+                return;
+        }
+        /* a login goes to the token server: not in clear when the registry itself is reached over TLS */
+        if (p->have_creds && !p->plain_http && !p->insecure && !str_has_prefix(c.realm, "https://")) {
+                _cleanup_free_ char *realm = printable(xstrdup(c.realm));
+                fail(p, EPROTO, "registry %s: its token server '%s' is not HTTPS; the login from %s is not sent in clear "
+                                "(mark the registry insecure to allow it)", host_of(p), realm, p->creds.source);
                 oci_challenge_release(&c);
                 return;
         }

@@ -412,30 +412,46 @@ def case_mirrors(R, E):
             "control: without the mirror setting the pull fails naming the registry", p.stderr)
 
 
-class LoginMirror:
-    """A mirror that wants a Basic login for everything (401 + WWW-Authenticate: Basic) and
-    records the Authorization headers it is sent; it serves nothing."""
+class FakeRegistry:
+    """For what a real registry does not do on demand: answer(path) -> (status, headers, body).
+    Records (path, Authorization) of every request.  TLS with the test CA's server cert if given.
+    The default answer: 401 asking for a Basic login."""
 
-    def __init__(self):
-        self.auths = []
+    def __init__(self, answer=None, tls=None):
+        self.requests = []
         outer = self
+        answer = answer or (lambda path: (401, {"WWW-Authenticate": 'Basic realm="fake"'}, b""))
 
         class H(BaseHTTPRequestHandler):
             def log_message(self, *a):
                 pass
 
             def do_GET(self):
-                outer.auths.append(self.headers.get("Authorization", ""))
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", 'Basic realm="mirror"')
-                self.send_header("Content-Length", "0")
+                outer.requests.append((self.path, self.headers.get("Authorization", "")))
+                status, headers, body = answer(self.path)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
 
             do_HEAD = do_GET
 
         self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        if tls:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(os.path.join(tls, "srv.crt"), os.path.join(tls, "srv.key"))
+            self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
         self.port = self.srv.server_address[1]
+        self.host = "127.0.0.1:%d" % self.port
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    @property
+    def auths(self):
+        return [a for _, a in self.requests]
 
     def close(self):
         self.srv.shutdown()
@@ -445,7 +461,7 @@ class LoginMirror:
 def case_mirror_login(R, E):
     """A registry's login never goes to its mirrors: a mirror is another server, with its own entry
     in the auth file (or none).  A mirror that wants a login hm has no entry for is skipped."""
-    m = LoginMirror()
+    m = FakeRegistry()
     try:
         reg, mir = "127.0.0.1:%d" % R["A"], "127.0.0.1:%d" % m.port
         conf = os.path.join(E.work, "registries-login.conf")
@@ -463,7 +479,7 @@ def case_mirror_login(R, E):
                 "a mirror that asks for a login gets no credentials of its registry (requests: %d, none with "
                 "Authorization); the registry itself serves the pull" % len(m.auths),
                 "rc %d, mirror saw %r\n%s" % (p.returncode, m.auths, p.stderr))
-        m.auths.clear()
+        m.requests.clear()
         with open(auth, "w") as f:
             json.dump({"auths": {reg: {"auth": b64("alice:s3cret-registry")}, mir: {"auth": b64("bob:mirror-pw")}}}, f)
         p = hm(E.env(os.path.join(E.work, "s-mlogin2"), HM_REGISTRIES_CONF=conf, REGISTRY_AUTH_FILE=auth),
@@ -474,6 +490,83 @@ def case_mirror_login(R, E):
                 "rc %d, mirror saw %r\n%s" % (p.returncode, sent, p.stderr))
     finally:
         m.close()
+
+
+def case_hostile(R, E, pki):
+    """Registries that misbehave on purpose (fakes: a real one does not do this on demand)."""
+    b64 = lambda up: base64.b64encode(up.encode()).decode()  # noqa: E731
+    # 1. a TLS registry whose token server is plain http: the login is not sent there
+    tok = FakeRegistry()  # records; refuses everything
+    reg = FakeRegistry(lambda path: (401, {"WWW-Authenticate": 'Bearer realm="http://%s/token",service="x"' % tok.host},
+                                     b""), tls=pki)
+    try:
+        certs = os.path.join(E.work, "certs-hostile")
+        os.makedirs(os.path.join(certs, reg.host))
+        shutil.copy(os.path.join(pki, "ca.crt"), os.path.join(certs, reg.host, "ca.crt"))
+        auth = os.path.join(E.work, "auth-hostile.json")
+        with open(auth, "w") as f:
+            json.dump({"auths": {reg.host: {"auth": b64("alice:s3cret-tls")}}}, f)
+        p = hm(E.env(os.path.join(E.work, "s-host1"), HM_REGISTRY_CERTS_DIR=certs), "image", "pull", reg.host + "/hm/x:1")
+        t.check(p.returncode == 1 and len(tok.requests) == 1 and not tok.auths[0],
+                "control: anonymous, hm asks the registry's http token server (without a login)",
+                "rc %d token server saw %r\n%s" % (p.returncode, tok.requests, p.stderr))
+        tok.requests.clear()
+        p = hm(E.env(os.path.join(E.work, "s-host2"), HM_REGISTRY_CERTS_DIR=certs, REGISTRY_AUTH_FILE=auth),
+               "image", "pull", reg.host + "/hm/x:1")
+        t.check(p.returncode == 1 and not tok.requests and "not HTTPS" in p.stderr and "s3cret" not in p.stderr,
+                "a TLS registry naming an http:// token server: the login is not sent in clear, one clear error",
+                "rc %d token server saw %r\n%s" % (p.returncode, tok.requests, p.stderr))
+    finally:
+        reg.close()
+        tok.close()
+    # 2. a registry's error text with terminal escape sequences: printed without them
+    esc = FakeRegistry(lambda path: (404, {"Content-Type": "application/json"},
+                                     b'{"errors":[{"code":"NAME_UNKNOWN","message":"\\u001b[2J\\u001b[31mno such repo"}]}'))
+    try:
+        p = hm(E.env(os.path.join(E.work, "s-host3")), "image", "pull", "--tls-verify=false", esc.host + "/hm/x:1")
+        t.check(p.returncode == 1 and "no such repo" in p.stderr and "\x1b" not in p.stderr,
+                "a registry's error message reaches the user without its control characters", repr(p.stderr))
+    finally:
+        esc.close()
+    # 3. a manifest declaring a layer larger than the store takes: refused before any download
+    config = json.dumps({"architecture": ARCH, "os": "linux", "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "0" * 64]},
+                         "config": {}}).encode()
+    cdig = "sha256:" + hashlib.sha256(config).hexdigest()
+
+    def manifest(size):
+        return json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cdig,
+                                      "size": len(config)},
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "sha256:" + "1" * 64,
+                                       "size": size}]}).encode()
+
+    sizes = {"big": 1 << 50, "small": 10}
+
+    def answer(path):
+        for name, size in sizes.items():
+            if path == "/v2/hm/%s/manifests/1" % name:
+                body = manifest(size)
+                return 200, {"Content-Type": "application/vnd.oci.image.manifest.v1+json",
+                             "Docker-Content-Digest": "sha256:" + hashlib.sha256(body).hexdigest()}, body
+        if path.endswith("/blobs/" + cdig):
+            return 200, {}, config
+        if path.startswith("/v2/") and path != "/v2/":
+            return 404, {}, b""
+        return 200, {}, b"{}"
+
+    big = FakeRegistry(answer)
+    try:
+        p = hm(E.env(os.path.join(E.work, "s-host4")), "image", "pull", "--tls-verify=false", big.host + "/hm/small:1")
+        asked = [r for r, _ in big.requests if "/blobs/sha256:111" in r]
+        t.check(p.returncode == 1 and asked, "control: a layer of a sane declared size is asked for", (big.requests, p.stderr))
+        big.requests.clear()
+        p = hm(E.env(os.path.join(E.work, "s-host5")), "image", "pull", "--tls-verify=false", big.host + "/hm/big:1")
+        asked = [r for r, _ in big.requests if "/blobs/sha256:111" in r]
+        t.check(p.returncode == 1 and not asked and "over the store's limit" in p.stderr,
+                "a layer declared at 1 PiB is refused before its download, naming the store's limit",
+                (big.requests, p.stderr))
+    finally:
+        big.close()
 
 
 def case_pipeline(R, E):
@@ -758,6 +851,7 @@ def main():
         case_multi(R, E, mine, other, idx)
         case_mirrors(R, E)
         case_mirror_login(R, E)
+        case_hostile(R, E, pki)
         case_formats(R, E, mine)
         case_rootless(R, E)
         case_tty(R, E)
