@@ -9,7 +9,8 @@
  *     install stdin/stdout/stderr
  *  1. sync: wait for the parent's "go" byte; by then the parent has written
  *     uid_map/gid_map (and setgroups) and moved us into our cgroups;
- *     then PR_SET_DUMPABLE 0 until execve
+ *     then PR_SET_DUMPABLE 0 until execve, and setsid (out of the
+ *     caller's terminal signals)
  *  2. namespaces: become root of the new user ns; setns() into joined
  *     namespaces; loopback up in a new network ns; PR_SET_PDEATHSIG
  *     (after the credential change, which clears it)
@@ -971,6 +972,14 @@ _Noreturn void rt_child_run(const struct rt_plan *p)
          */
         if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
                 die(p, "make the process non-dumpable", NULL);
+        /*
+         * Out of the caller's session and process group: a Ctrl-C or hangup
+         * on the caller's terminal goes to the caller (hm stops its steps with
+         * its grace period; `hm oci run` forwards it once), not straight to
+         * the container's pid 1 as well.
+         */
+        if (setsid() < 0)
+                die(p, "setsid", NULL);
         if (p->exec) {
                 step2_join(p);
         } else {

@@ -276,6 +276,10 @@ def lifetimes(ctx, who):
                     seen = True
                     break
             running = helpers()
+            init = [q for q in sleeping(ir) if int(q) != proc.pid]
+            tap.check(init and all(sid_of(q) not in (None, proc.pid) for q in init),
+                      "%s: %s: the step's processes are not in hm's session (a Ctrl-C on hm's terminal goes to hm only)"
+                      % (who, mode), "hm %d, step processes %s, sids %s" % (proc.pid, init, [sid_of(q) for q in init]))
             # out of hm's session: a Ctrl-C or hangup on hm's terminal does not reach the helper
             sids = [sid_of(h.split()[0]) for h in running]
             tap.check(sids and proc.pid not in sids and sid_of(proc.pid) == proc.pid,
