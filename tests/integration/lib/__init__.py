@@ -157,7 +157,9 @@ class Engine:
         """(containers, non-cache images) labelled hm.run, as short descriptions."""
         cs = ["container %s %s (%s)" % (c.get("Id", "?")[:12], c.get("Image"), c.get("State"))
               for c in self.containers()]
-        ims = ["image %s %s" % (i.get("Id", "?")[:19], i.get("RepoTags"))
+        ims = ["image %s %s run %s step %s created %s" % (i.get("Id", "?")[:19], i.get("RepoTags"),
+                                                          (i.get("Labels") or {}).get("hm.run"),
+                                                          (i.get("Labels") or {}).get("hm.step"), i.get("Created"))
                for i in self.images() if not self.is_cache_image(i)]
         return cs, ims
 
