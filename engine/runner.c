@@ -80,6 +80,7 @@ struct eng_runner {
         bool readonly, tmpfs_tmp;
         struct eng_step *steps;
         struct eng_drop *drops;
+        char *run_id; /* of the steps started (one run per runner): its leftovers are swept at each drop */
 };
 
 struct eng_step {
@@ -1061,6 +1062,8 @@ static int eng_start(struct hm_runner *hr, struct step_exec *x, hm_error_t *err)
         strbuf_init(&s->line, 0);
         s->name = container_name(x);
         s->lock_fd = -1;
+        if (!r->run_id)
+                r->run_id = xstrdup(x->run_id);
         s->next = r->steps;
         if (r->steps)
                 r->steps->prev = s;
@@ -1119,6 +1122,7 @@ struct eng_drop {
         size_t n, next;
         char **retry;    /* refused once (Docker 409: children still there) */
         bool retrying;
+        bool sweeping;   /* deleting by id the run's own untagged images (sweep_list) */
         struct eng_request *req;
         uint64_t timer;
         void (*done)(void *data);
@@ -1164,6 +1168,11 @@ static void on_drop(struct eng_request *req, struct eng_response *resp, void *da
         struct eng_drop *d = data;
         d->req = NULL;
         const char *ref = d->refs[d->next - 1];
+        /* sweep: 409 is an image still in use (a parent of a live snapshot): it is not garbage yet */
+        if (d->sweeping && resp->curl_code == CURLE_OK && resp->status == 409) {
+                drop_next(d);
+                return;
+        }
         if (!eng_response_ok(resp) && !(resp->curl_code == CURLE_OK && resp->status == 404)) {
                 if (!d->retrying) {
                         strv_push(&d->retry, ref);
@@ -1172,6 +1181,46 @@ static void on_drop(struct eng_request *req, struct eng_response *resp, void *da
                         warn(d->r, "remove image '%s': %s", ref, m);
                 }
         }
+        drop_next(d);
+}
+
+/*
+ * The sweep, after the tags are deleted: the run's own images that are
+ * left untagged.  Deleting a tag whose image still has a child only
+ * untags it, and Docker keeps it (<none>:<none>) after the child is gone
+ * (seen at the end of a builds_in chain); a cache image whose tag another
+ * run moved is untagged garbage too.  Nothing refers to an untagged image
+ * of this run by name: each is deleted by id, without force, so one still
+ * in use stays (409).  Labels are matched here, not by the engine's filter.
+ */
+static void on_sweep_list(struct eng_request *req, struct eng_response *resp, void *data)
+{
+        struct eng_drop *d = data;
+        d->req = NULL;
+        strv_free(d->refs);
+        d->refs = NULL;
+        d->n = d->next = 0;
+        if (eng_response_ok(resp) && resp->body.len) {
+                _cleanup_yajl_tree_ yajl_val v = yajl_tree_parse(resp->body.buf, NULL, 0);
+                for (size_t i = 0; v && YAJL_IS_ARRAY(v) && i < v->u.array.len; i++) {
+                        yajl_val im = v->u.array.values[i];
+                        yajl_val id = yajl_tree_get(im, (const char *[]){ "Id", NULL }, yajl_t_string);
+                        yajl_val run = yajl_tree_get(im, (const char *[]){ "Labels", "hm.run", NULL }, yajl_t_string);
+                        yajl_val tags = yajl_tree_get(im, (const char *[]){ "RepoTags", NULL }, yajl_t_array);
+                        bool tagged = false;
+                        for (size_t k = 0; tags && k < tags->u.array.len; k++) {
+                                const char *t = YAJL_GET_STRING(tags->u.array.values[k]);
+                                tagged |= t && *t && strncmp(t, "<none>", 6) != 0;
+                        }
+                        const char *idv = id ? YAJL_GET_STRING(id) : NULL, *runv = run ? YAJL_GET_STRING(run) : NULL;
+                        if (idv && runv && !tagged && !strcmp(runv, d->r->run_id))
+                                strv_push(&d->refs, idv);
+                }
+        } else {
+                _cleanup_free_ char *m = eng_response_error(resp);
+                warn(d->r, "list the run's untagged images: %s", m);
+        }
+        d->n = strv_len(d->refs);
         drop_next(d);
 }
 
@@ -1184,6 +1233,16 @@ static void drop_next(struct eng_drop *d)
                 d->next = 0;
                 d->retrying = true;
         }
+        if (d->next == d->n && !d->sweeping && d->r->run_id) {
+                d->sweeping = d->retrying = true;
+                _cleanup_free_ char *path = xasprintf("/images/json?all=1&filters=%s", "%7B%22dangling%22%3A%5B%22true%22%5D%7D");
+                struct eng_request_opts o = { .method = "GET", .path = path, .on_done = on_sweep_list, .data = d };
+                hm_error_t err = NULL;
+                if (eng_request_submit(d->r->http, &o, &d->req, &err) == 0)
+                        return;
+                warn(d->r, "list the run's untagged images: %s", err->msg);
+                hm_error_release(&err);
+        }
         if (d->next == d->n) {
                 void (*done)(void *) = d->done;
                 void *data = d->data;
@@ -1193,7 +1252,7 @@ static void drop_next(struct eng_drop *d)
                 return;
         }
         const char *ref = d->refs[d->next++];
-        _cleanup_free_ char *path = xasprintf("/images/%s?force=1", ref);
+        _cleanup_free_ char *path = xasprintf("/images/%s?force=%d", ref, d->sweeping ? 0 : 1);
         struct eng_request_opts o = { .method = "DELETE", .path = path, .on_done = on_drop, .data = d };
         hm_error_t err = NULL;
         if (eng_request_submit(d->r->http, &o, &d->req, &err) < 0) {
@@ -1271,6 +1330,7 @@ static void eng_free(struct hm_runner *hr)
         strv_free(r->cap_drop);
         free(r->user);
         free(r->owner);
+        free(r->run_id);
         free(r);
 }
 
