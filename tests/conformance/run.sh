@@ -37,13 +37,16 @@ else
   WRAP=$BUILD/hm-oci
   [ -x "$WRAP" ] || { echo "conformance: $WRAP missing (make all links it)" >&2; exit 2; }
   RES=$(mktemp -d /tmp/hm-conformance.XXXXXX)
+  # the raw results go once results.md is written; kept (and named) when the suite produced none
+  keep_res=${HM_CONF_KEEP:-0}
+  trap '[ "$keep_res" = 1 ] || rm -rf "$RES"' EXIT
   # mktemp's 0700 stays: the user namespace tests' root (host uid 1000) cannot search
   # it, and hm reaches the bundle anyway (runc 1.1.5 would not: its baseline ran below
   # the suite's 0755 default directory)
   RTT_RESULTS=$RES/results bash "$TOOLS/run.sh" "$WRAP" "$BIN" 2>&1 | tee "$RES/output.txt"
 fi
 OUT=$RES/output.txt
-[ -s "$RES/results/results.txt" ] || { echo "conformance: the suite produced no results (see $OUT)" >&2; exit 2; }
+[ -s "$RES/results/results.txt" ] || { keep_res=1; echo "conformance: the suite produced no results (see $OUT)" >&2; exit 2; }
 
 # hm's own error lines per failing test (what the suite's summary does not show)
 : > "$RES/hm-errors.txt"
@@ -122,6 +125,10 @@ below a 0700 directory (this wrapper's mktemp results dir) works for a namespace
 an unprivileged uid on the host.
 NOTES
 } > "$MD"
-echo "# wrote $MD (per-test output in $RES/results)"
+if [ -z "${HM_CONF_REPORT:-}" ] && [ "${keep_res:-0}" != 1 ]; then
+  echo "# wrote $MD (per-test output removed; HM_CONF_KEEP=1 keeps it)"
+else
+  echo "# wrote $MD (per-test output in $RES/results)"
+fi
 tail -n1 "$OUT" | grep -E '^[0-9]+ passed, [0-9]+ failed' || true
 exit 0

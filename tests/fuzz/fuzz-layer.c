@@ -17,8 +17,14 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char base[] = "/tmp/hm-fuzz-layer-XXXXXX";
+static char *base; /* $TMPDIR/hm-fuzz-layer-XXXXXX, removed at exit */
 static char *canary;
+
+static void remove_base(void)
+{
+        if (base)
+                (void) rm_rf(base);
+}
 
 static size_t count_entries(const char *dir)
 {
@@ -35,8 +41,11 @@ static size_t count_entries(const char *dir)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         if (!canary) {
+                const char *tmp = getenv("TMPDIR");
+                base = xasprintf("%s/hm-fuzz-layer-XXXXXX", tmp && *tmp ? tmp : "/tmp");
                 if (!mkdtemp(base))
                         abort();
+                atexit(remove_base);
                 canary = xasprintf("%s/canary", base);
                 int fd = open(canary, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
                 if (fd < 0 || write(fd, "c", 1) != 1)

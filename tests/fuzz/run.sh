@@ -146,7 +146,10 @@ for h in "${harnesses[@]}"; do
         corpora=("$work")
         [ -d "$seeds" ] && corpora+=("$seeds")
         echo "fuzz: $name for ${FUZZ_SECONDS}s (seeds: $([ -d "$seeds" ] && ls "$seeds" | wc -l || echo none))"
-        ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+        # TMPDIR: whatever a harness makes (fuzz-layer's unpack dirs) goes with $tmp, even after a crash
+        mkdir -p "$tmp/tmp-$name"
+        TMPDIR=$tmp/tmp-$name ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
+                UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
                 "$bin" "${args[@]}" "${corpora[@]}" >"$tmp/$name.run.log" 2>&1
         rc=$?
         if [ $rc -ne 0 ]; then
