@@ -53,25 +53,11 @@ def ir(key, cmd="date +%s%N > /stamp"):
                                       "edge_property": "directed", "edges": []}}
 
 
-def events(path):
-    out = []
-    try:
-        with open(path) as f:
-            for line in f:
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    pass
-    except OSError:
-        pass
-    return out
+events = R.events_of
 
 
 def run_id(path):
-    for ev in events(path):
-        if ev.get("run_id"):
-            return ev["run_id"].replace("-", "")
-    return None
+    return R.run_id_of(path) or None
 
 
 def index_entries(env, tag):
