@@ -2,10 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """An engine run leaves no untagged image of its own (docker, podman).
 
-Deleting a snapshot's tag while the image still has a child only untags it, and Docker keeps the
-image as <none>:<none>; a cache image whose tag another run moved is untagged too.  So when a run
-drops its snapshots it also deletes, by id and without force, every untagged image labelled with
-its own hm.run (engine/runner.c, the sweep).  The test makes such images itself while a run is in
+A cache image whose tag another run moved is left untagged (<none>:<none>), and so may be a
+snapshot whose tag went while something still used it.  So when a run drops its snapshots it also
+deletes, by id and without force, every untagged image labelled with its own hm.run
+(engine/runner.c, the sweep).  The test makes such images itself while a run is in
 its second step (a container committed without a tag, labelled hm.run=<the run's id>), and one
 labelled with another run's id.  Checked: the run passes; its own untagged image is gone; the
 other run's is still there (the control: the sweep takes only its own run's).
