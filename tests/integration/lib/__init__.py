@@ -157,10 +157,22 @@ class Engine:
         """(containers, non-cache images) labelled hm.run, as short descriptions."""
         cs = ["container %s %s (%s)" % (c.get("Id", "?")[:12], c.get("Image"), c.get("State"))
               for c in self.containers()]
-        ims = ["image %s %s run %s step %s created %s" % (i.get("Id", "?")[:19], i.get("RepoTags"),
-                                                          (i.get("Labels") or {}).get("hm.run"),
-                                                          (i.get("Labels") or {}).get("hm.step"), i.get("Created"))
-               for i in self.images() if not self.is_cache_image(i)]
+        ims = []
+        for i in self.images():
+            if self.is_cache_image(i):
+                continue
+            d = "image %s %s run %s step %s created %s" % (i.get("Id", "?")[:19], i.get("RepoTags"),
+                                                           (i.get("Labels") or {}).get("hm.run"),
+                                                           (i.get("Labels") or {}).get("hm.step"), i.get("Created"))
+            try:  # what keeps an image the engine did not delete: its children and the containers using it
+                every = self.get_json("/images/json?all=1")
+                kids = [(k.get("Id", "")[:19], k.get("RepoTags")) for k in every if k.get("ParentId") == i.get("Id")]
+                users = [(c.get("Id", "")[:12], c.get("State"), c.get("Names"))
+                         for c in self.get_json("/containers/json?all=1") if c.get("ImageID") == i.get("Id")]
+                d += " parent %s children %s containers %s" % ((i.get("ParentId") or "")[:19], kids, users)
+            except Exception as e:  # noqa: BLE001 (a diagnostic only)
+                d += " (details: %s)" % e
+            ims.append(d)
         return cs, ims
 
     def container_creates(self, since, until, label="hm.run"):
