@@ -187,6 +187,13 @@ class Runner:
             except Exception as e:
                 cs, ims = ["engine query failed: %s" % e], []
             tap.check(not cs, prefix + ": no container labelled hm.run left", lambda: "\n".join(cs))
+            if ims:  # a diagnostic only (docs/flake.md): a deletion still in progress, or an image kept?
+                time.sleep(2)
+                try:
+                    again = self.engine.leftovers()[1]
+                except Exception as e:  # noqa: BLE001
+                    again = ["engine query failed: %s" % e]
+                ims = ims + ["2 s later: %s" % ("; ".join(again) if again else "gone")]
             tap.check(not ims, prefix + ": no non-cache image labelled hm.run left", lambda: "\n".join(ims))
             if cs or ims:
                 self.purge()
