@@ -225,13 +225,35 @@ static char *image_name(yajl_val im)
         return xasprintf("%.19s", obj_str(im, "Id"));
 }
 
-/* Whether an ephemeral image may go (see engine/reap.h); one of a foreign owner goes to c->left. */
+/* A tag that is a real name (Docker lists "<none>:<none>" for untagged ones in some versions). */
+static bool real_tag(const char *t)
+{
+        return t && *t && strcmp(t, "<none>:<none>") != 0 && strncmp(t, "<none>", 6) != 0;
+}
+
+static bool has_real_tag(yajl_val tags)
+{
+        for (size_t i = 0; tags && YAJL_IS_ARRAY(tags) && i < tags->u.array.len; i++)
+                if (real_tag(YAJL_GET_STRING(tags->u.array.values[i])))
+                        return true;
+        return false;
+}
+
+/*
+ * Whether an image may go (see engine/reap.h): an ephemeral one, or any
+ * untagged one (a cache image whose tag another run moved while a step of
+ * its own run still used it: nothing can name it again).  One of a foreign
+ * owner goes to c->left.
+ */
 static bool image_reapable(struct reap_ctx *c, yajl_val im, int64_t now)
 {
         const char *run = label(im, "hm.run");
         const char *owner = label(im, "hm.owner");
-        if (!obj_str(im, "Id") || !run || has_cache_tag(yajl_tree_get(im, (const char *[]){ "RepoTags", NULL },
-                                                                        yajl_t_array)))
+        const char *eph = label(im, "hm.ephemeral");
+        yajl_val tags = yajl_tree_get(im, (const char *[]){ "RepoTags", NULL }, yajl_t_array);
+        if (!obj_str(im, "Id") || !run || has_cache_tag(tags))
+                return false;
+        if (!(eph && strcmp(eph, "1") == 0) && has_real_tag(tags))
                 return false;
         if (run_in(c->live_runs, run))
                 return false;
@@ -253,12 +275,6 @@ static bool image_reapable(struct reap_ctx *c, yajl_val im, int64_t now)
                 return false;
         }
         return true;
-}
-
-/* A tag that is a real name (Docker lists "<none>:<none>" for untagged ones in some versions). */
-static bool real_tag(const char *t)
-{
-        return t && *t && strcmp(t, "<none>:<none>") != 0 && strncmp(t, "<none>", 6) != 0;
 }
 
 /* Remove one image: each of its (non-cache) tags, or its id when untagged. */
@@ -346,7 +362,7 @@ static int reap(struct reap_ctx *c, hm_error_t *err)
         for (size_t i = 0; i < ctrs->u.array.len; i++)
                 reap_container(c, ctrs->u.array.values[i]);
         _cleanup_yajl_tree_ yajl_val imgs = NULL;
-        r = get_list(c, "images", "{\"label\":[\"hm.ephemeral=1\"]}", &imgs, err);
+        r = get_list(c, "images", "{\"label\":[\"hm.run\"]}", &imgs, err);
         if (r < 0)
                 return r;
         reap_images(c, imgs);

@@ -15,8 +15,11 @@
  *     removed (force=1&v=1).  A container without a parsable hm.owner is
  *     left alone (not ours to judge); one whose owner is foreign is left
  *     and listed in *ret_left.
- *   images: labelled hm.ephemeral=1, not named localhost/harmont-cache/...,
- *     and whose run is not the run of a live or foreign owner's container.
+ *   images: labelled hm.run and either hm.ephemeral=1 or untagged (a cache
+ *     image whose tag a concurrent run moved while a step of its own run
+ *     still used it, so the mover's delete was refused: nothing can name it
+ *     again), not named localhost/harmont-cache/..., and whose run is not
+ *     the run of a live or foreign owner's container.
  *     With an hm.owner label the owner must be dead too (foreign: listed in
  *     *ret_left); without one (an engine that
  *     did not keep the container's labels) the image must also be older than
@@ -55,7 +58,7 @@ int engine_reap(const char *socket, bool dry_run, char ***ret_removed, char ***r
  * The same without discovery, on a socket known to answer: prefix is the API
  * version prefix ("/v1.41"; NULL or "" for the engine's own), timeout_ms
  * bounds each request (<= 0: 60 s).  Two list requests (containers,
- * ephemeral images), then one removal per dead owner's object: what hm run's
+ * images labelled hm.run), then one removal per dead owner's object: what hm run's
  * quick reap at start uses.
  */
 int engine_reap_at(const char *socket, const char *prefix, long timeout_ms, bool dry_run, char ***ret_removed,

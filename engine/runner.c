@@ -1187,9 +1187,9 @@ static void on_drop(struct eng_request *req, struct eng_response *resp, void *da
 /*
  * The sweep, after the tags are deleted: the run's own images that are
  * left untagged (<none>:<none>): a cache image whose tag another run
- * moved, or a snapshot whose tag went while something still used it (a
- * leftover of this kind was seen in test_nested, cause not known: see
- * docs/flake.md).  Nothing refers to an untagged image of this run by
+ * moved, or a snapshot whose tag went while something still used it.  A
+ * run that dies first never sweeps: `hm reap` takes its untagged images
+ * (engine/reap.c, docs/flake.md).  Nothing refers to an untagged image of this run by
  * name: each is deleted by id, without force, so one still in use stays
  * (409).  Labels are matched here, not by the engine's filter.
  */

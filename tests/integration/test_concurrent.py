@@ -11,7 +11,8 @@ sleeps.  The one called "killed" is SIGKILLed while its second step sleeps.  The
     (ns: a live layer in the store; docker: the image)
   - `hm reap --dry-run` lists only objects of the killed run (its pid, run id or tmp dirs), and
     lists some (control: the killed run did leave something); `hm reap` then leaves nothing of
-    it, and the cache entry's snapshot is still there.  On ns it may also list the other run's
+    it (engines: no image labelled with its run id but the cache entry's own, untagged cache
+    images included), and the cache entry's snapshot is still there.  On ns it may also list the other run's
     cache snapshot that lost the tag to the killed run's commit (demoted to ephemeral when the tag
     moved: garbage of a finished run), never the entry's own snapshot
   - ns: afterwards no snapshot layer of the two runs is left that is neither tagged nor ephemeral
@@ -125,6 +126,12 @@ def concurrent_test(runner, work):
               "rc %d\nnot the killed run's: %s\n%s%s" % (dry.returncode, foreign, dry.stdout, dry.stderr))
     real = R.reap(runner, env)
     left = R.snapshot(runner, killed_pid, killed_run)["objects"]
+    if runner.engine:
+        # any image of the killed run, cache ones included, but the entry's own: e.g. its cache image
+        # of step a, untagged when the other run's commit moved the tag while its step b used it
+        kr = killed_run.replace("-", "")
+        left += ["image %s %s" % (i.get("Id", "?")[:19], i.get("RepoTags")) for i in runner.engine.images()
+                 if (i.get("Labels") or {}).get("hm.run") == kr and not (snap and snap in (i.get("RepoTags") or []))]
     tap.check(real.returncode == 0 and not left and snap and snapshot_exists(runner, snap),
               "%s: hm reap leaves nothing of the killed run and keeps the cache entry's snapshot" % name,
               "left %s\n%s%s" % (left, real.stdout, real.stderr))
