@@ -373,7 +373,7 @@ static int write_oom_score_adj(pid_t pid, int v, hm_error_t *err)
 
 /* Between clone and "go": id maps, cgroups, oom score. */
 static int configure_child(struct rt_container *c, const struct oci_spec *spec, const struct rt_plan *p,
-                           const struct rt_idmap *idmap, const struct rt_start_options *o, hm_error_t *err)
+                           const struct rt_idmap *idmap, hm_error_t *err)
 {
         int r = 0;
         if (p->exec) {
@@ -390,8 +390,6 @@ static int configure_child(struct rt_container *c, const struct oci_spec *spec, 
         }
         if (r >= 0 && spec->process.oom_score_adj_present)
                 r = write_oom_score_adj(c->pid, spec->process.oom_score_adj, err);
-        if (r >= 0 && o && o->after_clone)
-                r = o->after_clone(c->pid, p->userns, o->after_clone_data, err);
         return r;
 }
 
@@ -512,7 +510,7 @@ static int launch(struct rt_container *c, const struct oci_spec *spec, struct rt
         f->errp[1] = safe_close(f->errp[1]);
         f->fifo = safe_close(f->fifo);
         p->exec_fifo_fd = -1;
-        int r = configure_child(c, spec, p, idmap, o, err);
+        int r = configure_child(c, spec, p, idmap, err);
         if (r < 0)
                 return r;
         c->userns = p->userns;

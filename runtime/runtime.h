@@ -59,13 +59,6 @@ struct rt_start_options {
         const char *console_socket;
         unsigned preserve_fds; /* fds 3..3+N-1 of the caller stay open in the command (--preserve-fds) */
         /*
-         * Called after clone, once the id maps are written and the cgroups
-         * joined, before the child goes on (its namespaces exist, nothing of
-         * the command runs yet): the ns runner's network helper (runtime/net.h).
-         */
-        int (*after_clone)(pid_t pid, bool userns, void *data, hm_error_t *err);
-        void *after_clone_data;
-        /*
          * Return right after clone, once the id maps are written and the
          * cgroups joined, without sending "go": the namespaces exist, nothing
          * of the command runs yet.  The caller prepares what it needs (the ns
