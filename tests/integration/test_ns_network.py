@@ -436,8 +436,8 @@ def hung_helper(ctx, who):
                   lambda: "rc %s, 8 s mark at exit %s, end of %s: %s, left %s\n%s"
                   % (run.rc, marked_at_exit, hung_key, hung_end, left, run.describe()))
         if seen["sigint"] is not None and not run.timed_out:
-            tap.diag("%s: %s: SIGINT to the end of hm: %.2f s"
-                     % (who, mode, run.wall - seen["sigint"]))
+            tap.diag("%s: %s: the other step ended %.2f s after hm's start, SIGINT then, hm gone %.2f s later"
+                     % (who, mode, seen["sigint"], run.wall - seen["sigint"]))
 
         # the bound: nobody interrupts; the step fails with one line naming it and the helper
         fake = FakeHelper(ctx, mode)
