@@ -4,7 +4,6 @@
 
 #include <ctype.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,7 +17,6 @@
 #include "lib/util.h"
 #include "runtime/syscalls.h"
 
-#define NET_READY_TIMEOUT_MS 10000
 #define NET_FD_NETNS 3 /* the helper's fds: the target network namespace */
 #define NET_FD_READY 4 /* slirp4netns --ready-fd */
 
@@ -392,74 +390,65 @@ static char *log_text(int logfd)
         return xstrdup(best ? best : "no output");
 }
 
-static void pidfd_closep(int *fd) { safe_close(*fd); }
+struct net_helper {
+        const struct net_config *c;
+        pid_t pid;   /* the intermediate process (hm's child), 0 once reaped */
+        int pidfd;   /* its pidfd: stage 1 */
+        int ready;   /* slirp4netns --ready-fd, read end: stage 2 */
+        int logfd;   /* the helper's stdout and stderr */
+        int64_t deadline;
+};
 
-/* Wait for the intermediate (bounded): its exit status, or -ETIMEDOUT after killing it. */
-static int wait_intermediate(pid_t pid, int *ret_status)
-{
-        __attribute__((cleanup(pidfd_closep))) int pidfd = rt_pidfd_open(pid, 0);
-        if (pidfd >= 0) {
-                struct pollfd p = { pidfd, POLLIN, 0 };
-                int r;
-                do
-                        r = poll(&p, 1, NET_READY_TIMEOUT_MS);
-                while (r < 0 && errno == EINTR);
-                if (r == 0)
-                        (void) kill(pid, SIGKILL);
-                int st;
-                while (waitpid(pid, &st, 0) < 0)
-                        if (errno != EINTR)
-                                return -errno;
-                *ret_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-                return r == 0 ? -ETIMEDOUT : 0;
-        }
-        int st;
-        while (waitpid(pid, &st, 0) < 0)
-                if (errno != EINTR)
-                        return -errno;
-        *ret_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        return 0;
-}
-
-/* slirp4netns writes "1" on --ready-fd once the tap device is configured; EOF means it died. */
-static int wait_ready(int fd)
-{
-        struct pollfd p = { fd, POLLIN, 0 };
-        int r;
-        do
-                r = poll(&p, 1, NET_READY_TIMEOUT_MS);
-        while (r < 0 && errno == EINTR);
-        if (r == 0)
-                return -ETIMEDOUT;
-        char c = 0;
-        ssize_t n;
-        do
-                n = read(fd, &c, 1);
-        while (n < 0 && errno == EINTR);
-        return n == 1 && c == '1' ? 0 : -EPIPE;
-}
-
-static int open_ns(pid_t pid, const char *ns, int *ret, hm_error_t *err)
+static int open_ns(pid_t pid, const char *ns, const char *tool, int *ret, hm_error_t *err)
 {
         char path[64];
         snprintf(path, sizeof path, "/proc/%d/ns/%s", (int) pid, ns);
         *ret = open(path, O_RDONLY | O_CLOEXEC);
         if (*ret < 0)
-                return hm_error_set(err, errno, "network %s: open '%s': %s", "helper", path, strerror(errno));
+                return hm_error_set(err, errno, "network %s: open '%s': %s", tool, path, strerror(errno));
         return 0;
 }
 
-int net_attach(const struct net_config *c, pid_t child, bool userns, hm_error_t *err)
+void net_helper_free(struct net_helper *h)
 {
-        if (c->mode != NET_PASTA && c->mode != NET_SLIRP4NETNS)
-                return 0;
+        if (!h)
+                return;
+        if (h->pid > 0) {
+                /*
+                 * Its children in the step die with it (PR_SET_PDEATHSIG), but
+                 * those it has not reaped yet go to the host's init then: the
+                 * caller has freed the container first (net.h).
+                 */
+                if (h->pidfd < 0 || rt_pidfd_send_signal(h->pidfd, SIGKILL, NULL, 0) < 0)
+                        (void) kill(h->pid, SIGKILL);
+                while (waitpid(h->pid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+        }
+        safe_close(h->pidfd);
+        safe_close(h->ready);
+        safe_close(h->logfd);
+        free(h);
+}
+
+int net_helper_fd(const struct net_helper *h)
+{
+        return h->pid > 0 ? h->pidfd : h->ready;
+}
+
+int64_t net_helper_deadline(const struct net_helper *h)
+{
+        return h->deadline;
+}
+
+int net_helper_start(const struct net_config *c, pid_t child, bool userns, struct net_helper **ret, hm_error_t *err)
+{
         const char *tool = net_mode_name(c->mode);
         _cleanup_close_ int netfd = -1, pidnsfd = -1, usernsfd = -1;
-        int r = open_ns(child, "net", &netfd, err);
+        int r = open_ns(child, "net", tool, &netfd, err);
         if (r >= 0)
-                r = open_ns(child, "pid", &pidnsfd, err);
+                r = open_ns(child, "pid", tool, &pidnsfd, err);
         if (r >= 0 && userns)
-                r = open_ns(child, "user", &usernsfd, err);
+                r = open_ns(child, "user", tool, &usernsfd, err);
         if (r < 0)
                 return r;
         _cleanup_close_ int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -467,7 +456,7 @@ int net_attach(const struct net_config *c, pid_t child, bool userns, hm_error_t 
         if (nullfd < 0 || logfd < 0)
                 return hm_error_set(err, errno, "network %s: set up the helper's output: %s", tool, strerror(errno));
         int ready[2] = { -1, -1 };
-        if (c->mode == NET_SLIRP4NETNS && pipe2(ready, O_CLOEXEC) < 0)
+        if (c->mode == NET_SLIRP4NETNS && pipe2(ready, O_CLOEXEC | O_NONBLOCK) < 0)
                 return hm_error_set(err, errno, "network %s: pipe: %s", tool, strerror(errno));
         _cleanup_close_ int ready_r = ready[0];
         _cleanup_close_ int ready_w = ready[1];
@@ -477,22 +466,71 @@ int net_attach(const struct net_config *c, pid_t child, bool userns, hm_error_t 
                 return hm_error_set(err, errno, "network %s: fork: %s", tool, strerror(errno));
         if (pid == 0)
                 intermediate(c, argv, usernsfd, pidnsfd, netfd, ready_w, nullfd, logfd);
-        ready_w = safe_close(ready_w); /* EOF on ready_r once slirp4netns is gone */
-        int status = 0;
-        r = wait_intermediate(pid, &status);
-        if (r == -ETIMEDOUT)
-                return hm_error_set(err, ETIMEDOUT, "network %s: the helper did not finish starting within %d s", tool,
-                                    NET_READY_TIMEOUT_MS / 1000);
+        struct net_helper *h = xzalloc(sizeof *h);
+        *h = (struct net_helper) { .c = c, .pid = pid, .pidfd = rt_pidfd_open(pid, 0), .ready = TAKE_FD(ready_r),
+                                   .logfd = TAKE_FD(logfd), .deadline = now_ms() + NET_HELPER_STAGE_MS };
+        if (h->pidfd < 0) {
+                int e = errno;
+                net_helper_free(h);
+                return hm_error_set(err, e, "network %s: pidfd_open for '%s': %s", tool, c->tool, strerror(e));
+        }
+        *ret = h;
+        return 0; /* ready_w closes here: EOF on the read end once slirp4netns is gone */
+}
+
+/* Stage 1: the intermediate exited (its pidfd is readable). */
+static int intermediate_done(struct net_helper *h, hm_error_t *err)
+{
+        const char *tool = net_mode_name(h->c->mode);
+        int st;
+        pid_t r;
+        do
+                r = waitpid(h->pid, &st, WNOHANG);
+        while (r < 0 && errno == EINTR);
+        if (r == 0)
+                return 0;
         if (r < 0)
-                return hm_error_set(err, -r, "network %s: wait for the helper: %s", tool, strerror(-r));
+                return hm_error_set(err, errno, "network %s: wait for '%s': %s", tool, h->c->tool, strerror(errno));
+        h->pid = 0;
+        h->pidfd = safe_close(h->pidfd);
+        int status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         if (status != 0) {
-                _cleanup_free_ char *msg = log_text(logfd);
-                return hm_error_set(err, EIO, "network %s: '%s' failed (exit %d): %s", tool, c->tool, status, msg);
+                _cleanup_free_ char *msg = log_text(h->logfd);
+                return hm_error_set(err, EIO, "network %s: '%s' failed (exit %d): %s", tool, h->c->tool, status, msg);
         }
-        if (c->mode == NET_SLIRP4NETNS && (r = wait_ready(ready_r)) < 0) {
-                _cleanup_free_ char *msg = log_text(logfd);
-                return hm_error_set(err, -r, "network %s: '%s' %s: %s", tool, c->tool,
-                                    r == -ETIMEDOUT ? "did not come up in time" : "exited before the network was up", msg);
-        }
+        if (h->c->mode == NET_PASTA)
+                return 1;
+        h->deadline = now_ms() + NET_HELPER_STAGE_MS;
         return 0;
+}
+
+/* Stage 2: slirp4netns writes "1" on --ready-fd once the tap device is configured; EOF means it died. */
+static int ready_byte(struct net_helper *h, hm_error_t *err)
+{
+        char c = 0;
+        ssize_t n;
+        do
+                n = read(h->ready, &c, 1);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && errno == EAGAIN)
+                return 0;
+        if (n == 1 && c == '1')
+                return 1;
+        _cleanup_free_ char *msg = log_text(h->logfd);
+        return hm_error_set(err, EPIPE, "network %s: '%s' exited before the network was up: %s",
+                            net_mode_name(h->c->mode), h->c->tool, msg);
+}
+
+int net_helper_continue(struct net_helper *h, hm_error_t *err)
+{
+        return h->pid > 0 ? intermediate_done(h, err) : ready_byte(h, err);
+}
+
+int net_helper_timeout(struct net_helper *h, hm_error_t *err)
+{
+        _cleanup_free_ char *msg = log_text(h->logfd);
+        bool said = strcmp(msg, "no output") != 0;
+        return hm_error_set(err, ETIMEDOUT, "network %s: '%s' did not %s within %d s%s%s", net_mode_name(h->c->mode),
+                            h->c->tool, h->pid > 0 ? "finish starting" : "bring the network up",
+                            NET_HELPER_STAGE_MS / 1000, said ? ": " : "", said ? msg : "");
 }

@@ -63,6 +63,9 @@ struct ns_step {
         int fds[3];   /* stdout, stderr, pidfd; -1 once unregistered */
         uint64_t timer; /* deferred completion, or the commit lock's retry */
         struct oci_pull *pull; /* the boot image is being pulled */
+        struct net_helper *net; /* cloned, waiting for its network helper before "go" */
+        int net_fd;             /* the helper's fd on the loop, or -1 */
+        uint64_t net_timer;     /* the helper's stage bound */
         bool canceled;
         int lock_fd; /* x->commit_lock, held from before the commit, handed to the scheduler with res */
         struct step_result res;
@@ -129,6 +132,31 @@ static char *slot_take(struct ns_runner *r)
         return TAKE_PTR(r->free_slots[n - 1]);
 }
 
+static void net_unwatch(struct ns_step *st)
+{
+        if (st->net_fd >= 0)
+                hm_loop_del_fd(st->r->base.loop, st->net_fd);
+        hm_loop_del_timer(st->r->base.loop, st->net_timer);
+        st->net_fd = -1;
+        st->net_timer = 0;
+}
+
+/*
+ * Before "go": the container first, then what is left of the helper's start.
+ * The step's pid 1 takes the helper's processes in its pid namespace along,
+ * and the intermediate process (ours, outside it) reaps its child there
+ * before it exits; killed first, it would leave that child to the host's
+ * init, and pid 1's exit would wait until that init reaps it.
+ */
+static void prestart_release(struct ns_step *st)
+{
+        net_unwatch(st);
+        if (st->c)
+                rt_container_free(st->c);
+        st->c = NULL;
+        net_helper_free(TAKE_PTR(st->net));
+}
+
 static void step_release(struct ns_step *st)
 {
         struct hm_loop *loop = st->r->base.loop;
@@ -138,8 +166,7 @@ static void step_release(struct ns_step *st)
         if (st->timer)
                 hm_loop_del_timer(loop, st->timer);
         oci_pull_cancel(st->pull);
-        if (st->c)
-                rt_container_free(st->c);
+        prestart_release(st);
         stage_release(st); /* before removing the dir it is mounted on */
         oci_store_abort_layer(st->r->store, st->u);
         slot_release(st);
@@ -332,11 +359,6 @@ static void add_resolv_conf(struct oci_spec *spec, const char *dir)
                 strv_push(&m->options, opts[i]);
 }
 
-static int net_hook(pid_t pid, bool userns, void *data, hm_error_t *err)
-{
-        return net_attach(data, pid, userns, err);
-}
-
 static void set_limits(struct oci_resources *res, const struct step_limits *l)
 {
         if (l->memory_bytes > 0) {
@@ -500,6 +522,29 @@ static bool chain_on_host(char *const *chain)
         return chain && chain[0] && !strcmp(chain[0], OCI_HOST_IMAGE);
 }
 
+/* The container's "go": the command runs once this returns; its output and exit are watched from here on. */
+static int go(struct ns_step *st, hm_error_t *err)
+{
+        struct ns_runner *r = st->r;
+        int rc = rt_container_go(st->c, err);
+        stage_release(st);
+        if (rc < 0)
+                return rc;
+        for (const char *const *n = rt_container_notices(st->c); n && *n; n++) {
+                bool said = false;
+                for (char **s = r->isolation_said; s && *s && !said; s++)
+                        said = !strcmp(*s, *n);
+                if (said)
+                        continue;
+                strv_push(&r->isolation_said, *n);
+                if (st->x->on_notice)
+                        st->x->on_notice(st->x, "isolation", *n);
+        }
+        return watch(st, err);
+}
+
+static int net_watch(struct ns_step *st, hm_error_t *err);
+
 static int launch(struct ns_runner *r, struct ns_step *st, hm_error_t *err)
 {
         const struct step_exec *x = st->x;
@@ -556,42 +601,76 @@ static int launch(struct ns_runner *r, struct ns_step *st, hm_error_t *err)
         _cleanup_free_ char *id = xasprintf("hm-%.8s-%u", x->run_id, x->step->index);
         struct rt_start_options so = { .rootfs_overlay = &ov, .capture_output = true, .stdin_fd = -1, .id = id,
                                        .rootless = r->rootless, .seccomp_bpf = r->bpf, .seccomp_bpf_len = r->bpf_len,
-                                       .after_clone = net_hook, .after_clone_data = &r->net };
-        rc = rt_container_start(spec, &so, &st->c, err);
+                                       .defer_go = true };
+        if ((rc = rt_container_start(spec, &so, &st->c, err)) < 0)
+                return rc;
+        if (!net_needs_helper(&r->net))
+                return go(st, err);
+        rc = net_helper_start(&r->net, rt_container_pid(st->c), rt_container_userns(st->c), &st->net, err);
+        return rc < 0 ? rc : net_watch(st, err);
+}
+
+/* Undo what launch made before reporting, so on_done sees nothing held; the scheduler names the step. */
+static void launch_abort(struct ns_step *st, hm_error_t *e)
+{
+        for (int i = 0; i < 3; i++)
+                if (st->fds[i] >= 0)
+                        hm_loop_del_fd(st->r->base.loop, st->fds[i]);
+        st->fds[0] = st->fds[1] = st->fds[2] = -1;
+        prestart_release(st);
         stage_release(st);
+        oci_store_abort_layer(st->r->store, st->u);
+        st->u = NULL;
+        fail_later(st, e);
+}
+
+/*
+ * The network helper's stages (runtime/net.h) on the loop: the container
+ * waits for "go" meanwhile, and the other steps, their output and timers
+ * go on.  A failure, the stage's bound or a cancel kills both.
+ */
+static void on_net_fd(struct hm_loop *loop, int fd, short revents, void *data)
+{
+        struct ns_step *st = data;
+        net_unwatch(st);
+        hm_error_t e = NULL;
+        int rc = net_helper_continue(st->net, &e);
+        if (rc == 0)
+                rc = net_watch(st, &e);
+        else if (rc > 0) {
+                net_helper_free(TAKE_PTR(st->net)); /* reaped already: the helper lives in the step now */
+                rc = go(st, &e);
+        }
+        if (rc < 0)
+                launch_abort(st, &e);
+}
+
+static void on_net_timeout(struct hm_loop *loop, uint64_t id, void *data)
+{
+        struct ns_step *st = data;
+        st->net_timer = 0;
+        hm_error_t e = NULL;
+        net_helper_timeout(st->net, &e);
+        launch_abort(st, &e);
+}
+
+static int net_watch(struct ns_step *st, hm_error_t *err)
+{
+        struct hm_loop *loop = st->r->base.loop;
+        int fd = net_helper_fd(st->net);
+        int rc = hm_loop_add_fd(loop, fd, POLLIN, on_net_fd, st, err);
         if (rc < 0)
                 return rc;
-        for (const char *const *n = rt_container_notices(st->c); n && *n; n++) {
-                bool said = false;
-                for (char **s = r->isolation_said; s && *s && !said; s++)
-                        said = !strcmp(*s, *n);
-                if (said)
-                        continue;
-                strv_push(&r->isolation_said, *n);
-                if (st->x->on_notice)
-                        st->x->on_notice(st->x, "isolation", *n);
-        }
-        return watch(st, err);
+        st->net_fd = fd;
+        st->net_timer = hm_loop_add_timer(loop, net_helper_deadline(st->net) - now_ms(), on_net_timeout, st);
+        return 0;
 }
 
 static void launch_or_fail(struct ns_runner *r, struct ns_step *st)
 {
         hm_error_t e = NULL;
-        if (launch(r, st, &e) < 0) {
-                /* the scheduler names the step */
-                /* undo what launch made before reporting, so on_done sees nothing held */
-                for (int i = 0; i < 3; i++)
-                        if (st->fds[i] >= 0)
-                                hm_loop_del_fd(r->base.loop, st->fds[i]);
-                st->fds[0] = st->fds[1] = st->fds[2] = -1;
-                if (st->c)
-                        rt_container_free(st->c);
-                st->c = NULL;
-                stage_release(st);
-                oci_store_abort_layer(r->store, st->u);
-                st->u = NULL;
-                fail_later(st, &e);
-        }
+        if (launch(r, st, &e) < 0)
+                launch_abort(st, &e);
 }
 
 /* ---- a missing boot image is pulled from its registry (oci/registry.h) first ---- */
@@ -645,6 +724,7 @@ static int ns_start(struct hm_runner *base, struct step_exec *x, hm_error_t *err
         st->r = r;
         st->x = x;
         st->fds[0] = st->fds[1] = st->fds[2] = -1;
+        st->net_fd = -1;
         st->lock_fd = -1;
         st->next = r->steps;
         r->steps = st;
@@ -812,6 +892,13 @@ static void ns_cancel(struct hm_runner *base, struct step_exec *x, bool force)
         if (!st)
                 return;
         st->canceled = true;
+        if (st->net) { /* before "go" (the child blocks every signal but SIGKILL): nothing of the step ran */
+                prestart_release(st);
+                st->res.canceled = true;
+                st->res.exit_code = 130;
+                finish_later(st);
+                return;
+        }
         if (st->c)
                 (void) rt_container_kill(st->c, force ? SIGKILL : SIGTERM);
         if (st->pull) { /* nothing ran yet: stop the pull and end the step */

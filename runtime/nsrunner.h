@@ -13,7 +13,9 @@
  * dropped at run end); otherwise it is removed.  Snapshot refs are layer ids.
  *
  * Everything waits on the scheduler's loop: stdout/stderr pipes and the
- * container's pidfd.  Store work (unpacking the workspace once per run,
+ * container's pidfd, and before that, with --network pasta|slirp4netns, the
+ * network helper's start (runtime/net.h; the container waits for "go"
+ * meanwhile, and a cancel then kills both at once).  Store work (unpacking the workspace once per run,
  * rename-commits, rm -rf of drops) is synchronous: it is local and short.
  */
 #ifndef HM_NSRUNNER_H

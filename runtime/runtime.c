@@ -30,6 +30,8 @@ struct rt_container {
         struct rt_cgroup cg;
         char **notices;
         pid_t exec_pid;              /* exec: the command (RT_MSG_PID), 0 until known */
+        int sync_fd;                 /* defer_go: our end of the sync socket until rt_container_go() */
+        bool userns;
         char *const *join_cgroups;   /* exec: the container's cgroups, borrowed during start */
 };
 
@@ -38,6 +40,7 @@ int rt_container_pidfd(const struct rt_container *c) { return c->pidfd; }
 int rt_container_stdout_fd(const struct rt_container *c) { return c->stdout_fd; }
 int rt_container_stderr_fd(const struct rt_container *c) { return c->stderr_fd; }
 pid_t rt_container_exec_pid(const struct rt_container *c) { return c->exec_pid; }
+bool rt_container_userns(const struct rt_container *c) { return c->userns; }
 
 const char *const *rt_container_notices(const struct rt_container *c)
 {
@@ -97,6 +100,7 @@ void rt_container_free(struct rt_container *c)
                 (void) reap(c, &status);
         }
         rt_cgroup_destroy(&c->cg);
+        safe_close(c->sync_fd);
         safe_close(c->pidfd);
         safe_close(c->stdout_fd);
         safe_close(c->stderr_fd);
@@ -369,7 +373,7 @@ static int write_oom_score_adj(pid_t pid, int v, hm_error_t *err)
 
 /* Between clone and "go": id maps, cgroups, oom score. */
 static int configure_child(struct rt_container *c, const struct oci_spec *spec, const struct rt_plan *p,
-                           const struct rt_idmap *idmap, const struct rt_start_options *o, hm_error_t *err)
+                           const struct rt_idmap *idmap, hm_error_t *err)
 {
         int r = 0;
         if (p->exec) {
@@ -386,8 +390,6 @@ static int configure_child(struct rt_container *c, const struct oci_spec *spec, 
         }
         if (r >= 0 && spec->process.oom_score_adj_present)
                 r = write_oom_score_adj(c->pid, spec->process.oom_score_adj, err);
-        if (r >= 0 && o && o->after_clone)
-                r = o->after_clone(c->pid, p->userns, o->after_clone_data, err);
         return r;
 }
 
@@ -508,17 +510,27 @@ static int launch(struct rt_container *c, const struct oci_spec *spec, struct rt
         f->errp[1] = safe_close(f->errp[1]);
         f->fifo = safe_close(f->fifo);
         p->exec_fifo_fd = -1;
-        int r = configure_child(c, spec, p, idmap, o, err);
+        int r = configure_child(c, spec, p, idmap, err);
         if (r < 0)
                 return r;
+        c->userns = p->userns;
+        c->sync_fd = TAKE_FD(f->sync[0]);
+        return o && o->defer_go ? 0 : rt_container_go(c, err);
+}
+
+int rt_container_go(struct rt_container *c, hm_error_t *err)
+{
+        if (c->sync_fd < 0)
+                return hm_error_set(err, EINVAL, "start container %d: it was told to go already", (int) c->pid);
+        _cleanup_close_ int fd = TAKE_FD(c->sync_fd);
         char go = RT_SYNC_GO;
-        if (send(f->sync[0], &go, 1, MSG_NOSIGNAL) != 1) {
+        if (send(fd, &go, 1, MSG_NOSIGNAL) != 1) {
                 /* the child is gone already: its own message says why, if it sent one */
                 int e = errno;
-                r = read_sync(c, f->sync[0], err);
+                int r = read_sync(c, fd, err);
                 return r < 0 ? r : hm_error_set(err, e, "start container: %s", strerror(e));
         }
-        return read_sync(c, f->sync[0], err);
+        return read_sync(c, fd, err);
 }
 
 int rt_container_start(const struct oci_spec *spec, const struct rt_start_options *o, struct rt_container **ret,
@@ -540,7 +552,7 @@ int rt_container_start(const struct oci_spec *spec, const struct rt_start_option
                 return r;
 
         _cleanup_(container_freep) struct rt_container *c = xzalloc(sizeof *c);
-        c->pidfd = c->stdout_fd = c->stderr_fd = -1;
+        c->pidfd = c->stdout_fd = c->stderr_fd = c->sync_fd = -1;
         if (idmap.method == RT_IDMAP_SELF && plan.userns)
                 strv_push(&c->notices, "userns: only the caller's uid/gid is mapped (to 0); no /etc/subuid range or newuidmap");
         r = setup_cgroups(c, &plan, spec, o, rootless, err);
@@ -584,7 +596,7 @@ int rt_exec_start(const struct oci_spec *spec, const struct rt_exec_options *o, 
         if (r < 0)
                 return r;
         _cleanup_(container_freep) struct rt_container *c = xzalloc(sizeof *c);
-        c->pidfd = c->stdout_fd = c->stderr_fd = -1;
+        c->pidfd = c->stdout_fd = c->stderr_fd = c->sync_fd = -1;
         c->join_cgroups = o->cgroups;
         _cleanup_(child_fds_release) struct child_fds fds = { { -1, -1 }, -1, -1, { -1, -1 }, { -1, -1 } };
         r = child_fds_open(&fds, &so, err);

@@ -59,16 +59,24 @@ struct rt_start_options {
         const char *console_socket;
         unsigned preserve_fds; /* fds 3..3+N-1 of the caller stay open in the command (--preserve-fds) */
         /*
-         * Called after clone, once the id maps are written and the cgroups
-         * joined, before the child goes on (its namespaces exist, nothing of
-         * the command runs yet): the ns runner's network helper (runtime/net.h).
+         * Return right after clone, once the id maps are written and the
+         * cgroups joined, without sending "go": the namespaces exist, nothing
+         * of the command runs yet.  The caller prepares what it needs (the ns
+         * runner's network helper, runtime/net.h) on its own loop, then calls
+         * rt_container_go(), or frees the container.
          */
-        int (*after_clone)(pid_t pid, bool userns, void *data, hm_error_t *err);
-        void *after_clone_data;
+        bool defer_go;
 };
 
 int rt_container_start(const struct oci_spec *spec, const struct rt_start_options *o,
                        struct rt_container **ret, hm_error_t *err);
+/*
+ * defer_go: let the child go on and return once the command has been exec'd
+ * (the rest of rt_container_start).  Until then the child blocks every signal
+ * but SIGKILL: rt_container_kill(c, SIGKILL) or rt_container_free() stop it.
+ */
+int rt_container_go(struct rt_container *c, hm_error_t *err);
+bool rt_container_userns(const struct rt_container *c); /* the child has a user namespace of its own */
 pid_t rt_container_pid(const struct rt_container *c);
 int rt_container_pidfd(const struct rt_container *c);       /* readable when the container's init exits */
 int rt_container_stdout_fd(const struct rt_container *c);  /* -1 unless capture_output */

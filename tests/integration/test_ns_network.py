@@ -11,6 +11,10 @@ must not.  Then: resolv.conf per mode, the one-line errors (unknown mode,
 missing tool, HM_NETWORK, .hm/config.toml), and no pasta/slirp4netns left
 after success, failure, SIGINT and SIGKILL of hm (helpers are recognised by a
 tag in their environment, so other users' helpers are never counted).
+Last, a helper that never comes up (a fake pasta / slirp4netns in an absolute
+PATH entry, for the first step that starts one): the run's other step goes on
+meanwhile, SIGINT ends the run at once and leaves nothing, and the 10 s bound
+fails the step with one line.
 
 As root the whole set runs as root, then the reachability and leftover cases
 again as the unprivileged user hmtest (rootless: user namespace) when it
@@ -19,7 +23,7 @@ slirp4netns (contrib/install-deps.sh)."""
 import json, os, pwd, shutil, signal, socket, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import Tap, logs_and_ends, wait_until  # noqa: E402
+from lib import Tap, logs_and_ends, mountpoints, run_hm, wait_until  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -306,6 +310,155 @@ def lifetimes(ctx, who):
                 subprocess.run(argv, env=env, capture_output=True, timeout=60)
 
 
+# The first start of a helper in a run hangs (pasta: never exits; slirp4netns: never writes on
+# --ready-fd); later ones exec the real helper.  A helper nobody killed leaves its 8 s mark, which
+# is before hm's own 10 s bound of each start stage.
+FAKE_HELPER = """#!/bin/sh
+d=%(state)s
+if mkdir "$d/hung" 2>/dev/null; then
+    echo $$ >"$d/hung/pid"
+    sleep 8
+    touch "$d/hung/8s"
+    exec sleep 60
+fi
+exec %(real)s "$@"
+"""
+TICKS = "i=0; while [ $i -lt 4 ]; do i=$((i+1)); echo tick-$i; sleep 0.2; done"
+
+
+class FakeHelper:
+    def __init__(self, ctx, mode):
+        self.dir = tempfile.mkdtemp(prefix="fake-%s-" % mode, dir=ctx.tmp)
+        self.bin = os.path.join(self.dir, "bin")
+        self.state = os.path.join(self.dir, "state")
+        os.makedirs(self.bin)
+        os.makedirs(self.state)
+        self.path = os.path.join(self.bin, mode)
+        with open(self.path, "w") as f:
+            f.write(FAKE_HELPER % {"state": self.state, "real": shutil.which(mode)})
+        os.chmod(self.path, 0o755)
+        os.chmod(self.dir, 0o755)
+        if ctx.user:
+            pw = pwd.getpwnam(ctx.user)
+            os.chown(self.state, pw.pw_uid, pw.pw_gid)
+        self.env = {"PATH": self.bin + ":/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
+
+    def started(self):
+        return os.path.exists(os.path.join(self.state, "hung", "pid"))
+
+    def marked(self):
+        return os.path.exists(os.path.join(self.state, "hung", "8s"))
+
+
+def tagged_processes(fake):
+    """Processes of this test's hm runs (hm, its step's pid 1 before exec, the helper's start, the
+    fake helper and its sleep: all carry hm's environment) or naming the fake helper."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/environ" % name, "rb") as f:
+                env = f.read().split(b"\0")
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if ("HM_NET_TEST_TAG=" + TAG).encode() in env or fake.dir.encode() in cmd:
+            found.append("%s %s" % (name, cmd.decode("utf-8", "replace")[:100]))
+    return found
+
+
+def run_cgroups(run_id):
+    """Step cgroups of one run (hm-<first 8 hex of the run id>-N) in every hierarchy."""
+    prefix = "hm-%s-" % run_id.replace("-", "")[:8]
+    found = []
+    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+        found += [os.path.join(root, d) for d in dirs if d.startswith(prefix)]
+        dirs[:] = [d for d in dirs if not d.startswith(prefix)]
+    return found
+
+
+def store_tmp(ctx):
+    d = os.path.join(ctx.store or ("/var/lib/hm" if os.getuid() == 0 else ""), "tmp")
+    try:
+        return set(os.listdir(d))
+    except OSError:
+        return set()
+
+
+def leftovers(ctx, fake, run_id, tmp0, mounts0):
+    store = ctx.store or "/var/lib/hm"
+    left = {"processes": tagged_processes(fake), "cgroups": run_cgroups(run_id) if run_id else ["(no run id)"],
+            "store tmp/": sorted(store_tmp(ctx) - tmp0),
+            "mounts": sorted(m for m in mountpoints() - mounts0 if m.startswith((store, ctx.tmp)))}
+    return {k: v for k, v in left.items() if v}
+
+
+def hung_helper(ctx, who):
+    for mode in ("pasta", "slirp4netns"):
+        fake = FakeHelper(ctx, mode)
+        ir = ctx.write_ir([("s1", TICKS), ("s2", TICKS)])
+        argv, env = ctx.cmd([ctx.hm, "run", "--runner=ns", "--format", "json", "-k", "--no-cache", "--parallelism", "2",
+                             "-d", ctx.src, "-f", ir, "--network", mode], fake.env)
+        tmp0, mounts0 = store_tmp(ctx), mountpoints()
+        seen = {"run_id": None, "other_end": None, "sigint": None}
+
+        def on_event(proc, run, t, ev):
+            if ev is None:
+                return
+            if ev.get("kind") == "build_start":
+                seen["run_id"] = ev.get("run_id")
+            if ev.get("kind") == "step_end" and seen["other_end"] is None:
+                # the first step to end: the one whose helper came up (its lines are all there)
+                ends = [e for _, e in run.events if e.get("kind") in ("step_end", "step_canceled")]
+                lines = [e.get("line") for _, e in run.events if e.get("kind") == "step_log" and e.get("key") == ev["key"]]
+                seen["other_end"] = {"key": ev["key"], "exit": ev.get("exit_code"), "lines": lines, "t": t,
+                                     "ends_so_far": [e.get("key") for e in ends], "helper_started": fake.started(),
+                                     "helper_marked": fake.marked()}
+                seen["sigint"] = t
+                os.kill(proc.pid, signal.SIGINT)
+
+        run = run_hm(argv, env=env, timeout=60, on_event=on_event)
+        marked_at_exit = fake.marked()
+        o = seen["other_end"] or {}
+        hung_key = ({"s1", "s2"} - {o.get("key")}).pop() if o else None
+        tap.check(o and o["exit"] == 0 and o["lines"] == ["tick-1", "tick-2", "tick-3", "tick-4"]
+                  and o["ends_so_far"] == [o["key"]] and o["helper_started"] and not o["helper_marked"],
+                  "%s: %s: a helper that never comes up: the run's other step runs, prints and ends while the "
+                  "first still waits for it (the loop is not blocked)" % (who, mode),
+                  lambda: "other step at its end: %s\n%s" % (o, run.describe()))
+        hung_end = [e for _, e in run.events if e.get("kind") in ("step_end", "step_canceled") and e.get("key") == hung_key]
+        left = leftovers(ctx, fake, seen["run_id"], tmp0, mounts0)
+        tap.check(run.rc == 130 and not marked_at_exit and len(hung_end) == 1 and not left,
+                  "%s: %s: SIGINT while a step waits for its helper: exit 130 before the helper's own 8 s mark "
+                  "(hm's bound is 10 s); no process, cgroup, store tmp dir or mount left" % (who, mode),
+                  lambda: "rc %s, 8 s mark at exit %s, end of %s: %s, left %s\n%s"
+                  % (run.rc, marked_at_exit, hung_key, hung_end, left, run.describe()))
+        if seen["sigint"] is not None and not run.timed_out:
+            tap.diag("%s: %s: the other step ended %.2f s after hm's start, SIGINT then, hm gone %.2f s later"
+                     % (who, mode, seen["sigint"], run.wall - seen["sigint"]))
+
+        # the bound: nobody interrupts; the step fails with one line naming it and the helper
+        fake = FakeHelper(ctx, mode)
+        ir = ctx.write_ir([("lonely", "echo never")])
+        argv, env = ctx.cmd([ctx.hm, "run", "--runner=ns", "--format", "json", "-k", "--no-cache", "-d", ctx.src,
+                             "-f", ir, "--network", mode], fake.env)
+        tmp0, mounts0 = store_tmp(ctx), mountpoints()
+        run = run_hm(argv, env=env, timeout=60)
+        msgs = [e.get("message") or "" for _, e in run.events if e.get("kind") == "chain_failed"]
+        rid = [e.get("run_id") for _, e in run.events if e.get("kind") == "build_start"]
+        left = leftovers(ctx, fake, rid[0] if rid else None, tmp0, mounts0)
+        stage = "finish starting" if mode == "pasta" else "bring the network up"
+        tap.check(run.rc == 1 and len(msgs) == 1 and "\n" not in msgs[0] and msgs[0].startswith("step 'lonely': ")
+                  and "network %s: '%s' did not %s within 10 s" % (mode, fake.path, stage) in msgs[0]
+                  and not any(l == "never" for l in logs_and_ends(run.stdout_raw.decode())[0].get("lonely", []))
+                  and not left,
+                  "%s: %s: a helper that never comes up fails its step after 10 s, in one line naming the step "
+                  "and the helper; nothing left" % (who, mode),
+                  lambda: "messages %s, left %s\n%s" % (msgs, left, run.describe()))
+
+
 def sid_of(pid):
     try:
         with open("/proc/%s/stat" % pid) as f:
@@ -363,6 +516,7 @@ def main():
         errors(ctx)
         relative_path(ctx)
         lifetimes(ctx, "root" if os.getuid() == 0 else "user")
+        hung_helper(ctx, "root" if os.getuid() == 0 else "user")
     finally:
         ctx.cleanup()
     if os.getuid() == 0:
@@ -389,6 +543,7 @@ def main():
             try:
                 reachability(uctx, srv, "hmtest")
                 lifetimes(uctx, "hmtest")
+                hung_helper(uctx, "hmtest")
             finally:
                 uctx.cleanup()
     tap.check(not helpers(), "no pasta/slirp4netns of this test's runs left at the end", helpers())

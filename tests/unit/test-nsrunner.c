@@ -17,6 +17,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 
@@ -266,6 +267,86 @@ static void host_rootless(struct hm_loop *loop, const char *storep)
         r->ops->free(r);
 }
 
+/*
+ * --network pasta with a pasta that never comes up (a fake in an absolute
+ * PATH entry): start returns with the step waiting on the loop for the
+ * helper (its fd and its bound registered, the loop free to run); a cancel
+ * ends the step at once, with the helper and the container killed and
+ * reaped, nothing left on the loop or in the store's tmp/.
+ */
+static void hung_helper(struct hm_loop *loop, const char *storep)
+{
+        if (access("/dev/net/tun", R_OK | W_OK) < 0) {
+                tap_diag("/dev/net/tun not usable: no network helper case");
+                return;
+        }
+        _cleanup_free_ char *bin = xasprintf("%s/fakebin", top), *fake = xasprintf("%s/pasta", bin),
+                            *pidf = xasprintf("%s/fake.pid", top), *tmpd = xasprintf("%s/tmp", storep);
+        /* its pid on the host: /proc is hm's there, read by the shell itself */
+        _cleanup_free_ char *script = xasprintf("#!/bin/sh\nread -r pid rest </proc/self/stat\necho $pid >%s.new\n"
+                                                "mv %s.new %s\nexec sleep 60\n", pidf, pidf, pidf);
+        _cleanup_close_ int fd = -1;
+        if (mkdir(bin, 0755) < 0 || (fd = open(fake, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755)) < 0 ||
+            write_all(fd, script, strlen(script)) < 0) {
+                tap_ok(false, "write the fake pasta '%s': %s", fake, strerror(errno));
+                return;
+        }
+        fd = safe_close(fd);
+        _cleanup_free_ char *path0 = xstrdup(getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+        _cleanup_free_ char *path = xasprintf("%s:%s", bin, path0);
+        setenv("PATH", path, 1);
+        size_t tmp0 = count_dir(tmpd); /* the other runner's idle step dirs */
+        struct hm_runner *r = NULL;
+        hm_error_t err = NULL;
+        struct ns_options opt = { .store = storep, .network = "pasta" };
+        int rc = ns_runner_new(loop, &opt, &r, &err);
+        setenv("PATH", path0, 1);
+        if (rc < 0) {
+                tap_ok(false, "ns_runner_new --network pasta: %s", err->msg);
+                hm_error_release(&err);
+                return;
+        }
+        size_t fds0 = count_fds();
+        struct outcome o = { .out = STRBUF_INIT, .err = STRBUF_INIT };
+        struct plan_step step = { .index = 900, .key = "hung-net", .cmd = "echo never" };
+        struct step_exec x = { .step = &step, .run_id = RUN_ID, .image = "busybox:test", .on_log = on_log,
+                               .on_notice = on_notice, .on_done = on_done, .sched_data = &o };
+        if (r->ops->start(r, &x, &err) < 0) {
+                tap_ok(false, "start: %s", err->msg);
+                hm_error_release(&err);
+                r->ops->free(r);
+                return;
+        }
+        unsigned fds_waiting = hm_loop_n_fds(loop), timers_waiting = hm_loop_n_timers(loop);
+        tap_ok(!o.done && fds_waiting == 1 && timers_waiting == 1 && access(fake, F_OK) == 0,
+               "start returns with the step waiting for its helper on the loop (%u fd, %u timer; done %d: %s)",
+               fds_waiting, timers_waiting, o.done, o.res.error_msg ? o.res.error_msg : "-");
+        /* the loop runs while the helper hangs: its iterations return (a 50 ms poll each) */
+        int iterations = 0;
+        while (!o.done && access(pidf, F_OK) < 0 && iterations < 400) {
+                hm_loop_iterate(loop, 50, &err);
+                iterations++;
+        }
+        _cleanup_free_ char *pid_text = NULL;
+        pid_t helper = read_file(pidf, 64, &pid_text, NULL) == 0 ? (pid_t) strtol(pid_text, NULL, 10) : 0;
+        tap_ok(!o.done && helper > 0 && kill(helper, 0) == 0, "the fake pasta (pid %d) hangs, the step waits (%d loop "
+               "iterations)", (int) helper, iterations);
+        r->ops->cancel(r, &x, false);
+        for (int i = 0; !o.done && i < 100; i++)
+                hm_loop_iterate(loop, 50, &err);
+        bool helper_gone = helper > 0 && kill(helper, 0) < 0 && errno == ESRCH;
+        tap_ok(o.done && o.res.canceled && !o.res.runner_error && !o.out.len && helper_gone,
+               "a cancel ends it: canceled, the command never ran, the fake pasta killed and reaped (%s)",
+               o.res.error_msg ? o.res.error_msg : "-");
+        tap_ok(hm_loop_n_fds(loop) == 0 && hm_loop_n_timers(loop) == 0 && count_fds() == fds0,
+               "nothing left on the loop (%u fds, %u timers), no fd of it open (%zu, %zu before)", hm_loop_n_fds(loop),
+               hm_loop_n_timers(loop), count_fds(), fds0);
+        outcome_release(&o);
+        r->ops->free(r);
+        tap_ok(count_dir(tmpd) == tmp0, "nothing of it in the store's tmp/ once the runner is freed (%zu entries, %zu "
+               "before)", count_dir(tmpd), tmp0);
+}
+
 static bool dropped;
 static void on_dropped(void *data) { dropped = true; }
 
@@ -372,6 +453,7 @@ int main(void)
         host_steps(r, storep, ws, &snap_host, &snap_host2, &snap_host3);
 
         host_rootless(loop, storep);
+        hung_helper(loop, storep);
 
         /* cost of one step: `true`, committing a snapshot */
         char *cost_snaps[11] = { 0 };
