@@ -24,6 +24,7 @@ struct eng_request {
         uint64_t upload_size, upload_off;
         long timeout_ms;      /* the total limit given to libcurl, 0: none */
         bool streamed;        /* no total limit: the watchdog's ping stands in for it */
+        int64_t t_submit;     /* now_ms() at submission: the watchdog pings for requests this old */
         bool got_headers;     /* the final response's headers arrived */
         uint64_t head_timer;  /* streamed with a body: deadline for the response headers */
         char *doom;           /* failed from outside libcurl (deadline, watchdog): completed by sweep_doomed */
@@ -39,8 +40,11 @@ struct eng_http {
         char *prefix;
         struct eng_request *reqs;
         unsigned n_reqs;
-        uint64_t watch_timer;     /* next liveness ping while streamed requests are pending */
+        uint64_t watch_timer;     /* next look at the pending requests' age (or the next probe) */
         struct eng_request *ping; /* the watchdog's ping in flight */
+        char *dead;               /* the liveness verdict: every request fails with it */
+        bool hurry;               /* eng_http_hurry(): short ping interval and limit */
+        uint64_t sweep_timer;     /* completes the requests failed at submission */
 };
 
 #define SETOPT(e, opt, val)                                                                    \
@@ -52,7 +56,9 @@ struct eng_http {
         } while (0)
 
 static void sweep_doomed(struct eng_http *h);
-static void watch_arm(struct eng_http *h);
+static void watch_arm(struct eng_http *h, int64_t ms);
+static void doom(struct eng_request *req, const char *msg);
+static void on_sweep_timer(struct hm_loop *loop, uint64_t id, void *data);
 static void on_head_deadline(struct hm_loop *loop, uint64_t id, void *data);
 
 /* ---------------------------------------------------------------- timeouts */
@@ -367,11 +373,13 @@ static int req_add(struct eng_request *req, hm_error_t *err)
         return 0;
 }
 
-int eng_request_submit(struct eng_http *h, const struct eng_request_opts *o,
-                       struct eng_request **ret, hm_error_t *err)
+/* probe: the watchdog's ping, which goes to the socket whatever the verdict */
+static int submit_request(struct eng_http *h, const struct eng_request_opts *o, bool probe,
+                          struct eng_request **ret, hm_error_t *err)
 {
         _cleanup_(req_freep) struct eng_request *req = xzalloc(sizeof *req);
         req->h = h;
+        req->t_submit = now_ms();
         req_link(h, req);
         strbuf_init(&req->resp.body, 0);
         req->easy = curl_easy_init();
@@ -387,11 +395,21 @@ int eng_request_submit(struct eng_http *h, const struct eng_request_opts *o,
         int r = setup_request(req, o, err);
         if (r < 0)
                 return r;
+        if (h->dead && !probe) {
+                /* judged wedged or gone: fail it from the loop, without waiting on the socket */
+                doom(req, h->dead);
+                if (!h->sweep_timer)
+                        h->sweep_timer = hm_loop_add_timer(h->loop, 0, on_sweep_timer, h);
+                if (ret)
+                        *ret = req;
+                TAKE_PTR(req);
+                return 0;
+        }
         if (req->streamed && req->on_data)
                 /* a stream answers with its headers at once (a wait may not: Podman's come at the exit) */
                 req->head_timer = hm_loop_add_timer(h->loop, capped(ENG_REQUEST_TIMEOUT_MS), on_head_deadline, req);
-        if (req->streamed)
-                watch_arm(h);
+        if (!probe)
+                watch_arm(h, -1);
         /* inside libcurl's callbacks the multi handle must not change: after_events adds it */
         if (!hm_curl_loop_inside(h->cl)) {
                 r = req_add(req, err);
@@ -402,6 +420,12 @@ int eng_request_submit(struct eng_http *h, const struct eng_request_opts *o,
                 *ret = req;
         TAKE_PTR(req);
         return 0;
+}
+
+int eng_request_submit(struct eng_http *h, const struct eng_request_opts *o,
+                       struct eng_request **ret, hm_error_t *err)
+{
+        return submit_request(h, o, false, ret, err);
 }
 
 void eng_request_cancel(struct eng_request *req)
@@ -467,62 +491,115 @@ static void on_head_deadline(struct hm_loop *loop, uint64_t id, void *data)
         sweep_doomed(h);
 }
 
+static void on_sweep_timer(struct hm_loop *loop, uint64_t id, void *data)
+{
+        struct eng_http *h = data;
+        h->sweep_timer = 0;
+        sweep_doomed(h);
+}
+
 /*
  * The watchdog: a wait or an output stream may rightly be silent for hours,
- * so while any is pending the engine is pinged every ENG_WATCH_INTERVAL_MS on
- * a connection of its own.  A ping that fails in transport (no answer within
- * ENG_PING_TIMEOUT_MS, connection refused, reset) fails every streamed
- * request: the daemon is wedged, gone or restarted, and its streams will
- * never end by themselves.  An HTTP error is an answer: the daemon lives.
+ * and a commit or an upload may rightly take minutes, so a request that has
+ * been pending for ENG_WATCH_INTERVAL_MS has the engine pinged, every
+ * interval, on a connection of its own.  A ping that fails in transport (no
+ * answer within ENG_PING_TIMEOUT_MS, connection refused, reset) is the
+ * verdict: the daemon is wedged, gone or restarted, so its streams will never
+ * end by themselves, and the requests that follow (kill, remove, image
+ * drops) would each wait out their own limit on it.  All of them fail at once
+ * with the ping's line.  An HTTP error is an answer: the daemon lives.
+ *
+ * The verdict holds until a ping gets an answer, as a gRPC channel in
+ * TRANSIENT_FAILURE fails its calls at once until it reconnects; while it
+ * holds, the watchdog pings every interval even with nothing pending.
  */
-static bool have_streams(const struct eng_http *h)
+static long watch_interval(const struct eng_http *h)
 {
+        return capped(h->hurry ? ENG_HURRY_PING_MS : ENG_WATCH_INTERVAL_MS);
+}
+
+/* The oldest submission among the requests the watchdog guards, -1 if none. */
+static int64_t oldest_pending(const struct eng_http *h)
+{
+        int64_t t = -1;
         for (const struct eng_request *req = h->reqs; req; req = req->next)
-                if (req->streamed && !req->canceled && !req->doom)
-                        return true;
-        return false;
+                if (req != h->ping && !req->canceled && !req->doom && (t < 0 || req->t_submit < t))
+                        t = req->t_submit;
+        return t;
 }
 
 static void on_ping(struct eng_request *req, struct eng_response *resp, void *data)
 {
         struct eng_http *h = data;
         h->ping = NULL;
-        if (resp->curl_code != CURLE_OK) {
+        if (resp->curl_code == CURLE_OK) {
+                free(h->dead); /* any answer: the engine lives (again) */
+                h->dead = NULL;
+        } else if (!h->dead) {
                 _cleanup_free_ char *why = eng_response_error(resp);
-                _cleanup_free_ char *m = str_has_prefix(why, "engine at ")
-                                                 ? xasprintf("%s (liveness ping)", why)
-                                                 : xasprintf("engine at %s stopped answering (liveness ping: %s)",
-                                                             h->socket_path, why);
+                h->dead = str_has_prefix(why, "engine at ")
+                                  ? xasprintf("%s (liveness ping)", why)
+                                  : xasprintf("engine at %s stopped answering (liveness ping: %s)", h->socket_path, why);
                 for (struct eng_request *r = h->reqs; r; r = r->next)
-                        if (r->streamed)
-                                doom(r, m);
+                        if (r != req)
+                                doom(r, h->dead);
                 /* swept by after_events once this callback returns */
         }
-        watch_arm(h);
+        watch_arm(h, -1);
+}
+
+static void ping_now(struct eng_http *h)
+{
+        struct eng_request_opts o = { .method = "GET", .path = "/_ping", .raw_path = true,
+                                      .timeout_ms = h->hurry ? ENG_HURRY_PING_MS : ENG_PING_TIMEOUT_MS,
+                                      .on_done = on_ping, .data = h };
+        hm_error_t err = NULL;
+        if (submit_request(h, &o, true, &h->ping, &err) < 0) {
+                hm_error_release(&err);
+                watch_arm(h, -1);
+        }
 }
 
 static void on_watch(struct hm_loop *loop, uint64_t id, void *data)
 {
         struct eng_http *h = data;
         h->watch_timer = 0;
-        if (!have_streams(h) || h->ping) {
-                watch_arm(h);
-                return;
-        }
-        struct eng_request_opts o = { .method = "GET", .path = "/_ping", .raw_path = true,
-                                      .timeout_ms = ENG_PING_TIMEOUT_MS, .on_done = on_ping, .data = h };
-        hm_error_t err = NULL;
-        if (eng_request_submit(h, &o, &h->ping, &err) < 0) {
-                hm_error_release(&err);
-                watch_arm(h);
-        }
+        if (h->ping)
+                return; /* on_ping arms the next */
+        int64_t oldest = oldest_pending(h);
+        int64_t left = oldest < 0 ? 0 : oldest + watch_interval(h) - now_ms();
+        if (h->dead || (oldest >= 0 && left <= 0))
+                ping_now(h);
+        else
+                watch_arm(h, left);
 }
 
-static void watch_arm(struct eng_http *h)
+/* The next look in ms (< 0: the interval), unless one is due or nothing needs one. */
+static void watch_arm(struct eng_http *h, int64_t ms)
 {
-        if (h->watch_timer || h->ping || !have_streams(h))
+        if (h->watch_timer || h->ping || (!h->dead && oldest_pending(h) < 0))
                 return;
-        h->watch_timer = hm_loop_add_timer(h->loop, capped(ENG_WATCH_INTERVAL_MS), on_watch, h);
+        h->watch_timer = hm_loop_add_timer(h->loop, ms < 0 ? watch_interval(h) : ms, on_watch, h);
+}
+
+void eng_http_hurry(struct eng_http *h)
+{
+        if (h->hurry)
+                return;
+        h->hurry = true;
+        if (h->dead)
+                return; /* every request fails at once already */
+        /* a ping in flight may have most of its ENG_PING_TIMEOUT_MS ahead: ask again, briefly */
+        if (h->ping) {
+                eng_request_cancel(h->ping);
+                h->ping = NULL;
+        }
+        if (h->watch_timer) {
+                hm_loop_del_timer(h->loop, h->watch_timer);
+                h->watch_timer = 0;
+        }
+        if (oldest_pending(h) >= 0)
+                ping_now(h);
 }
 
 /* ---------------------------------------------------------------- loop integration */
@@ -584,7 +661,7 @@ static void after_events(void *data)
                                 again = true;
                                 break;
                         }
-                        if (!req->added) {
+                        if (!req->added && !req->doom) {
                                 hm_error_t err = NULL;
                                 if (req_add(req, &err) < 0) {
                                         /* report it as a transport failure of that request */
@@ -627,7 +704,10 @@ void eng_http_free(struct eng_http *h)
                 req_free(h->reqs);
         if (h->watch_timer)
                 hm_loop_del_timer(h->loop, h->watch_timer);
+        if (h->sweep_timer)
+                hm_loop_del_timer(h->loop, h->sweep_timer);
         hm_curl_loop_free(h->cl);
+        free(h->dead);
         free(h->socket_path);
         free(h->prefix);
         free(h);
@@ -636,6 +716,7 @@ void eng_http_free(struct eng_http *h)
 const char *eng_http_socket(const struct eng_http *h) { return h->socket_path; }
 const char *eng_http_prefix(const struct eng_http *h) { return h->prefix; }
 unsigned eng_http_n_pending(const struct eng_http *h) { return h->n_reqs; }
+const char *eng_http_dead(const struct eng_http *h) { return h->dead; }
 
 /* ---------------------------------------------------------------- blocking helper */
 

@@ -8,10 +8,11 @@
  * and teardown after it ended.
  *
  * A request completes exactly once through its done callback (unless it was
- * cancelled with eng_request_cancel(), which never calls back); the request
- * is freed right after done returns.  Callbacks may submit and cancel other
- * requests; changes to the multi handle requested from inside libcurl's own
- * callbacks (e.g. a log write) are deferred until libcurl has returned.
+ * cancelled with eng_request_cancel(), which never calls back), never from
+ * inside eng_request_submit(); the request is freed right after done
+ * returns.  Callbacks may submit and cancel other requests; changes to the
+ * multi handle requested from inside libcurl's own callbacks (e.g. a log
+ * write) are deferred until libcurl has returned.
  */
 #ifndef HM_ENGINE_HTTP_H
 #define HM_ENGINE_HTTP_H
@@ -36,16 +37,29 @@ struct eng_request;
  *                                   than a byte a second moved for ENG_REQUEST_TIMEOUT_MS
  *   a stream (timeout_ms < 0)       its response headers within ENG_REQUEST_TIMEOUT_MS
  *                                   when it has on_data (attach, logs, pull); then none
- *   every stream and wait           the watchdog: while one is pending, GET /_ping every
- *                                   ENG_WATCH_INTERVAL_MS; a ping that gets no answer within
- *                                   ENG_PING_TIMEOUT_MS (or a refused or reset connection)
- *                                   fails them all: "engine at S stopped answering (...)"
+ *   the watchdog                    while a request has been pending for ENG_WATCH_INTERVAL_MS
+ *                                   (a stream, a wait, a long commit or upload, a removal on a
+ *                                   wedged engine), GET /_ping every ENG_WATCH_INTERVAL_MS
  * A timeout reads "engine at SOCKET did not answer within N s".
+ *
+ * The liveness verdict: a ping that fails in transport (no answer within
+ * ENG_PING_TIMEOUT_MS, a refused or reset connection) judges the engine
+ * wedged or gone.  Every pending request then fails at once, and so does
+ * every request submitted afterwards, without reaching the socket, all with
+ * the ping's one line: "engine at S did not answer within 20.0 s (liveness
+ * ping)" or "engine at S stopped answering (liveness ping: <reason>)".  The
+ * watchdog goes on pinging every ENG_WATCH_INTERVAL_MS; the first ping that
+ * gets any answer (an engine resumed or restarted) clears the verdict.
+ *
+ * eng_http_hurry() (the user's second signal) shortens both the interval and
+ * the ping's limit to ENG_HURRY_PING_MS and pings at once: an engine that
+ * answers is still waited for, one that does not is judged at once.
  */
 #define ENG_CONNECT_TIMEOUT_MS 5000
 #define ENG_REQUEST_TIMEOUT_MS 60000
 #define ENG_PING_TIMEOUT_MS 20000
 #define ENG_WATCH_INTERVAL_MS 10000
+#define ENG_HURRY_PING_MS 2000
 #define ENG_BODY_MAX (4u << 20) /* bytes kept of a non-streamed response */
 
 struct eng_response {
@@ -90,6 +104,10 @@ void eng_http_free(struct eng_http *h);
 const char *eng_http_socket(const struct eng_http *h);
 const char *eng_http_prefix(const struct eng_http *h);
 unsigned eng_http_n_pending(const struct eng_http *h);
+/* The liveness verdict (see above) while it holds, else NULL. */
+const char *eng_http_dead(const struct eng_http *h);
+/* Stop waiting for an engine that does not answer (see above); idempotent. */
+void eng_http_hurry(struct eng_http *h);
 
 int eng_request_submit(struct eng_http *h, const struct eng_request_opts *o,
                        struct eng_request **ret, hm_error_t *err);

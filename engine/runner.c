@@ -138,6 +138,32 @@ static void notice(struct eng_step *s, const char *kind, const char *fmt, ...)
         s->x->on_notice(s->x, kind, m);
 }
 
+static void warn(struct eng_runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warn(struct eng_runner *r, const char *fmt, ...)
+{
+        if (!r->base.warn)
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        _cleanup_free_ char *m = NULL;
+        if (vasprintf(&m, fmt, ap) < 0)
+                abort();
+        va_end(ap);
+        r->base.warn(r->base.warn_data, m);
+}
+
+/*
+ * One line per container the run leaves behind (never silently): its owner
+ * label makes it hm reap's once this process is gone.
+ */
+static void report_left(struct eng_runner *r, const char *name, const char *id, const char *why)
+{
+        if (id && strcmp(id, name) != 0)
+                warn(r, "container '%s' (%.12s) not removed: %s; left for hm reap", name, id, why);
+        else
+                warn(r, "container '%s' not removed: %s; left for hm reap", name, why);
+}
+
 /* Record the first failure and go on to removal (or straight to done). */
 static void fail(struct eng_step *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void fail(struct eng_step *s, const char *fmt, ...)
@@ -939,6 +965,7 @@ static void on_remove(struct eng_request *req, struct eng_response *resp, void *
                                    : xasprintf("remove container '%s': %s", s->name, m);
                 free(s->error);
                 s->error = e;
+                report_left(s->r, s->name, s->id, m);
         } else {
                 free(s->id);
                 s->id = NULL;
@@ -958,6 +985,7 @@ static void do_remove(struct eng_step *s)
         if (eng_request_submit(s->r->http, &o, &s->req, &err) < 0) {
                 if (!s->error)
                         s->error = xasprintf("remove container '%s': %s", s->name, err->msg);
+                report_left(s->r, s->name, s->id, err->msg);
                 hm_error_release(&err);
                 finish(s);
         }
@@ -1149,20 +1177,6 @@ static void drop_free(struct eng_drop *d)
 
 static void drop_next(struct eng_drop *d);
 
-static void warn(struct eng_runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void warn(struct eng_runner *r, const char *fmt, ...)
-{
-        if (!r->base.warn)
-                return;
-        va_list ap;
-        va_start(ap, fmt);
-        _cleanup_free_ char *m = NULL;
-        if (vasprintf(&m, fmt, ap) < 0)
-                abort();
-        va_end(ap);
-        r->base.warn(r->base.warn_data, m);
-}
-
 static void on_drop(struct eng_request *req, struct eng_response *resp, void *data)
 {
         struct eng_drop *d = data;
@@ -1289,9 +1303,13 @@ static void eng_drop_snapshots(struct hm_runner *hr, char *const *refs, void (*d
         d->timer = hm_loop_add_timer(r->base.loop, 0, on_drop_timer, d);
 }
 
-/* Teardown after the loop ended: the one place that blocks. */
-static void remove_blocking(struct eng_runner *r, const char *id)
+/* Teardown after the loop ended: the one place that blocks (not on an engine judged wedged). */
+static void remove_blocking(struct eng_runner *r, const char *name, const char *id)
 {
+        if (eng_http_dead(r->http)) {
+                report_left(r, name, id, eng_http_dead(r->http));
+                return;
+        }
         _cleanup_free_ char *path = xasprintf("%s/containers/%s?force=1&v=1", eng_http_prefix(r->http), id);
         struct eng_response resp = { 0 };
         hm_error_t err = NULL;
@@ -1313,7 +1331,7 @@ static void eng_free(struct hm_runner *hr)
         while (r->steps) {
                 struct eng_step *s = r->steps;
                 if (s->id)
-                        remove_blocking(r, s->id);
+                        remove_blocking(r, s->name, s->id);
                 if (s->x)
                         s->x->runner_data = NULL;
                 step_free(s);
@@ -1334,11 +1352,18 @@ static void eng_free(struct hm_runner *hr)
         free(r);
 }
 
+/* The second signal: an engine that does not answer a short ping is given up (engine/http.h). */
+static void eng_hurry(struct hm_runner *hr)
+{
+        eng_http_hurry(((struct eng_runner *) hr)->http);
+}
+
 static const struct runner_ops eng_docker_ops = {
         .name = "docker",
         .start = eng_start,
         .cancel = eng_cancel,
         .drop_snapshots = eng_drop_snapshots,
+        .hurry = eng_hurry,
         .free = eng_free,
 };
 
@@ -1347,6 +1372,7 @@ static const struct runner_ops eng_podman_ops = {
         .start = eng_start,
         .cancel = eng_cancel,
         .drop_snapshots = eng_drop_snapshots,
+        .hurry = eng_hurry,
         .free = eng_free,
 };
 

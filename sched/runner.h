@@ -97,6 +97,13 @@ struct runner_ops {
          * are reported through r->warn.  Removing an unknown ref is not an error.
          */
         void (*drop_snapshots)(struct hm_runner *r, char *const *refs, void (*done)(void *data), void *data);
+        /*
+         * Optional: the user asked a second time (stopping without grace).
+         * Stop waiting for a backend that does not answer: what cannot be
+         * released promptly is left, and each object left is named in one
+         * r->warn line (for `hm reap`).  Callbacks still come as above.
+         */
+        void (*hurry)(struct hm_runner *r);
         void (*free)(struct hm_runner *r);
 };
 

@@ -61,6 +61,7 @@ struct sched {
         bool run_timed_out;
         bool signaled;
         bool force;              /* second signal: no grace */
+        bool late_signal;        /* a signal came once every step was terminal */
         uint64_t run_timer;
         int64_t start_ms;
         bool finishing;
@@ -571,23 +572,45 @@ static void run_timeout_fired(struct hm_loop *loop, uint64_t id, void *data)
         stop_run(s, why);
 }
 
+static void signal_notice(struct sched *s, const char *why)
+{
+        struct hm_event ev = ev_for(s, EV_NOTICE, NULL);
+        ev.notice_kind = "signal";
+        ev.message = why;
+        emit(s, &ev);
+}
+
+/* The second signal: no grace for the steps, and the runner stops waiting for what does not answer. */
+static void go_without_grace(struct sched *s)
+{
+        s->force = true;
+        if (s->runner->ops->hurry)
+                s->runner->ops->hurry(s->runner);
+}
+
 static void on_signal(struct hm_loop *loop, int fd, short revents, void *data)
 {
         struct sched *s = data;
         struct signalfd_siginfo si;
         while (read(fd, &si, sizeof si) == (ssize_t) sizeof si) {
-                if (s->finishing)
+                const char *sig = strsignal((int) si.ssi_signo);
+                if (s->finishing) {
+                        /* the outcome stands; only the clean-up is left, which a second signal gives up */
+                        bool second = s->signaled || s->late_signal;
+                        s->late_signal = true;
+                        if (second && !s->force) {
+                                _cleanup_free_ char *why = xasprintf("interrupted by %s again: giving up the clean-up", sig);
+                                signal_notice(s, why);
+                                go_without_grace(s);
+                        }
                         continue;
+                }
                 bool second = s->signaled;
                 s->signaled = true;
                 if (second)
-                        s->force = true;
-                _cleanup_free_ char *why = xasprintf("interrupted by %s%s", strsignal((int) si.ssi_signo),
-                                                     second ? " again: stopping without grace" : "");
-                struct hm_event ev = ev_for(s, EV_NOTICE, NULL);
-                ev.notice_kind = "signal";
-                ev.message = why;
-                emit(s, &ev);
+                        go_without_grace(s);
+                _cleanup_free_ char *why = xasprintf("interrupted by %s%s", sig, second ? " again: stopping without grace" : "");
+                signal_notice(s, why);
                 stop_run(s, why);
         }
 }

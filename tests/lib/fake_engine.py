@@ -3,8 +3,9 @@
 
 Just enough of the Engine API (v1.41) for one engine-runner step: ping, image inspect,
 container create, archive upload, attach, start, wait, commit, kill, remove, image remove and
-the label lists of hm's quick reap.  A container "runs" from start for RUN_SECONDS: its attach
-stream carries one stdout frame and ends, its wait then answers StatusCode 0.
+the label lists of hm's quick reap.  A container "runs" from start for RUN_SECONDS (or the
+run_seconds given to FakeEngine), or until a kill: its attach stream carries one stdout frame
+and ends, its wait then answers StatusCode 0 (137 after a kill).
 
 One fault, at the first request of one kind (FakeEngine(sock, fault=("create", "hang"))):
   hang     the engine is wedged from that request on: every request, this one and all later
@@ -72,9 +73,10 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 
 class FakeEngine:
-    def __init__(self, sock_path, fault=None):
+    def __init__(self, sock_path, fault=None, run_seconds=RUN_SECONDS):
         self.sock_path = sock_path
         self.fault = fault
+        self.run_seconds = run_seconds
         self.fault_hit = False
         self.wedged = threading.Event()
         self.stopping = threading.Event()
@@ -232,7 +234,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             name = self.path.split("name=", 1)[1].split("&", 1)[0]
         cid = uuid.uuid4().hex + uuid.uuid4().hex
         with self.fake.lock:
-            self.fake.containers[cid] = {"name": name, "started": threading.Event()}
+            self.fake.containers[cid] = {"name": name, "started": threading.Event(), "killed": threading.Event()}
             self.fake.created.append(cid)
         return cid
 
@@ -250,8 +252,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         cid, c = self.fake.find(self._cid())
         if not cid:
             return self._send(404, {"message": "no such container"})
-        c["started"].set()
         c["t_start"] = time.monotonic()
+        c["started"].set()
         return self._send(204)
 
     def _ok_attach(self, body):
@@ -268,22 +270,33 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         line = b"hello from the fake engine\n"
         self.wfile.write(struct.pack(">BxxxL", 1, len(line)) + line)
         self.wfile.flush()
-        time.sleep(RUN_SECONDS)
+        self._run(c)
         return None
+
+    def _run(self, c):
+        """The container runs: until run_seconds passed since start, a kill, or the fake stops."""
+        left = c["t_start"] + self.fake.run_seconds - time.monotonic()
+        while left > 0 and not c["killed"].is_set() and not self.fake.stopping.is_set():
+            c["killed"].wait(min(left, 0.1))
+            left = c["t_start"] + self.fake.run_seconds - time.monotonic()
 
     def _ok_wait(self, body):
         cid, c = self.fake.find(self._cid())
         if not cid:
             return self._send(404, {"message": "no such container"})
-        c["started"].wait(30)
-        time.sleep(RUN_SECONDS)
-        return self._send(200, {"StatusCode": 0, "Error": None})
+        if c["started"].wait(30):
+            self._run(c)
+        return self._send(200, {"StatusCode": 137 if c["killed"].is_set() else 0, "Error": None})
 
     def _ok_logs(self, body):
         line = b"hello from the fake engine\n"
         return self._send(200, struct.pack(">BxxxL", 1, len(line)) + line, ctype="application/vnd.docker.raw-stream")
 
     def _ok_kill(self, body):
+        cid, c = self.fake.find(self._cid())
+        if not cid:
+            return self._send(404, {"message": "no such container"})
+        c["killed"].set()
         return self._send(204)
 
     def _ok_commit(self, body):
