@@ -294,3 +294,24 @@ bool hm_privileged(void)
         bool admin = syscall(SYS_capget, &h, d) == 0 && (d[CAP_SYS_ADMIN / 32].effective & (1U << (CAP_SYS_ADMIN % 32)));
         return geteuid() == 0 && admin && in_initial_userns();
 }
+
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
+
+#define SEALS_BASE (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW)
+
+int memfd_seal_contents(int fd)
+{
+        if (fcntl(fd, F_ADD_SEALS, SEALS_BASE | F_SEAL_FUTURE_WRITE) == 0)
+                return 0;
+        if (errno != EINVAL)
+                return -errno;
+        return fcntl(fd, F_ADD_SEALS, SEALS_BASE | F_SEAL_WRITE) == 0 ? 0 : -errno;
+}
+
+bool memfd_contents_sealed(int fd)
+{
+        int seals = fcntl(fd, F_GET_SEALS);
+        return seals >= 0 && (seals & SEALS_BASE) == SEALS_BASE && (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE));
+}

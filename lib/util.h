@@ -104,6 +104,20 @@ int mkdir_p(const char *path, mode_t mode);
 int rm_rf(const char *path);
 
 /*
+ * Make a memfd's contents immutable for good: no write, truncate or growth
+ * through any fd, no new writable shared mapping, no more seals.  The write
+ * seal is F_SEAL_FUTURE_WRITE (5.1): F_SEAL_WRITE also waits for every extra
+ * page reference to go and fails with EBUSY when one stays (seen under load:
+ * every hm start of a CI phase failed so), while it adds nothing for a memfd
+ * that was only ever written with write()/sendfile() and never mapped, which
+ * is what the callers make.  Older kernels (EINVAL) get F_SEAL_WRITE.
+ * Returns 0 or -errno.
+ */
+int memfd_seal_contents(int fd);
+/* Whether fd carries the seals memfd_seal_contents() adds. */
+bool memfd_contents_sealed(int fd);
+
+/*
  * Real root: euid 0 with CAP_SYS_ADMIN in the initial user namespace.  uid 0
  * inside a container without CAP_SYS_ADMIN (Docker's and Podman's default
  * capability sets) or inside a user namespace is not: mounts, trusted.*

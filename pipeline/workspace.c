@@ -600,7 +600,9 @@ static int build_archive(int root_fd, const struct path_list *paths, unsigned ui
         if (fstat(mfd, &st) < 0)
                 return hm_error_set(err, errno, "stat workspace memfd: %s", strerror(errno));
         /* every step reads the same bytes: make them immutable */
-        (void) fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+        r = memfd_seal_contents(mfd);
+        if (r < 0)
+                return hm_error_set(err, -r, "seal workspace memfd: %s", strerror(-r));
         /* pread() is the contract; rewinding also serves a single sequential reader */
         if (lseek(mfd, 0, SEEK_SET) < 0)
                 return hm_error_set(err, errno, "rewind workspace memfd: %s", strerror(errno));

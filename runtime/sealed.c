@@ -18,8 +18,6 @@
 #define MFD_EXEC 0x0010U /* 6.3: exempt from vm.memfd_noexec */
 #endif
 
-#define SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
-
 extern char **environ;
 
 bool rt_running_sealed(void)
@@ -27,8 +25,7 @@ bool rt_running_sealed(void)
         _cleanup_close_ int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return false;
-        int seals = fcntl(fd, F_GET_SEALS);
-        return seals >= 0 && (seals & SEALS) == SEALS;
+        return memfd_contents_sealed(fd);
 }
 
 /* argv of this process, from /proc/self/cmdline (the verbs get a shifted argv) */
@@ -84,8 +81,11 @@ int rt_exec_sealed_self(hm_error_t *err)
         int r = copy_all(mfd, in, err);
         if (r < 0)
                 return r;
-        if (fchmod(mfd, 0555) < 0 || fcntl(mfd, F_ADD_SEALS, SEALS) < 0)
-                return hm_error_set(err, errno, "sealed copy of hm: seal: %s" OPT_OUT, strerror(errno));
+        if (fchmod(mfd, 0555) < 0)
+                return hm_error_set(err, errno, "sealed copy of hm: chmod: %s" OPT_OUT, strerror(errno));
+        r = memfd_seal_contents(mfd);
+        if (r < 0)
+                return hm_error_set(err, -r, "sealed copy of hm: seal: %s" OPT_OUT, strerror(-r));
         _cleanup_strv_ char **argv = self_argv();
         if (!argv)
                 return hm_error_set(err, EINVAL, "sealed copy of hm: cannot read /proc/self/cmdline");

@@ -4,8 +4,9 @@
  * until the command's exec; and whatever a `#!/proc/self/exe` /bin/sh in the
  * image makes the kernel run) is a fork of the hm that started the run, so
  * its /proc/PID/exe is hm's binary.  rt_exec_sealed_self() re-executes the
- * calling hm once from a sealed memfd copy of its binary (F_SEAL_WRITE,
- * _SHRINK, _GROW, _SEAL): from then on /proc/self/exe of hm and of every
+ * calling hm once from a sealed memfd copy of its binary
+ * (memfd_seal_contents(): F_SEAL_FUTURE_WRITE, _SHRINK, _GROW, _SEAL; lib/util.h
+ * says why not F_SEAL_WRITE): from then on /proc/self/exe of hm and of every
  * process it forks is that copy, which nothing can write, and which is not
  * the host's file anyway.  One copy per run, shared by every step.
  *

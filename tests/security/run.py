@@ -175,6 +175,10 @@ __attribute__((constructor)) static void probe(void)
                 if (r >= 0 && seals < 0)
                         printf("VERDICT: ESCAPED the runtime's binary %s is the host's file, open for reading; "
                                "writing it is refused only while an hm process runs it (%s)\n", self, strerror(we));
+                else if (r >= 0 && (!(seals & (0x0008 | 0x0010)) || (seals & 0x0007) != 0x0007))
+                        /* F_SEAL_WRITE or F_SEAL_FUTURE_WRITE, and SEAL|SHRINK|GROW */
+                        printf("VERDICT: ESCAPED /proc/self/exe is %s, a memfd without the write seals (seals 0x%x): "
+                               "only ETXTBSY (%s) stands between a writer and it\n", self, seals, strerror(we));
                 else
                         printf("VERDICT: BLOCKED /proc/self/exe is %s, seals 0x%x; open for writing: %s\n",
                                self, seals, strerror(we));

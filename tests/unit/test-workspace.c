@@ -14,7 +14,9 @@
 #include "lib/handles.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 
 #define UID 1234u
@@ -517,6 +519,59 @@ static void test_git_refuses(void)
         rm_rf(repo);
 }
 
+/*
+ * memfd_seal_contents() (the workspace archive, hm's sealed self-copy): a
+ * page of the memfd with an extra reference (here: spliced into a pipe by
+ * vmsplice from a mapping since unmapped) makes F_SEAL_WRITE fail with EBUSY
+ * after the kernel's wait for pins.  That failed every hm start of a CI phase
+ * once ("sealed copy of hm: seal: Device or resource busy").  The control shows
+ * the EBUSY; the helper must seal anyway, and the bytes must then be immutable.
+ */
+static int pinned_memfd(int pipefd[2])
+{
+        int fd = memfd_create("hm-seal-test", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        long pg = sysconf(_SC_PAGESIZE);
+        if (fd < 0 || ftruncate(fd, pg) < 0 || pipe2(pipefd, O_CLOEXEC) < 0)
+                return -1;
+        char *m = mmap(NULL, (size_t) pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED)
+                return -1;
+        m[0] = 'a';
+        struct iovec iov = { .iov_base = m, .iov_len = (size_t) pg };
+        ssize_t n = vmsplice(pipefd[1], &iov, 1, 0);
+        munmap(m, (size_t) pg);
+        return n == pg ? fd : -1;
+}
+
+static void test_seal_pinned(void)
+{
+        int p1[2] = { -1, -1 }, p2[2] = { -1, -1 };
+        int ctl = pinned_memfd(p1);
+        int busy = ctl >= 0 ? fcntl(ctl, F_ADD_SEALS, F_SEAL_WRITE) : 0;
+        int busy_errno = errno;
+        tap_ok(ctl >= 0 && busy < 0 && busy_errno == EBUSY,
+               "seal (control): F_SEAL_WRITE on a memfd with a pinned page fails with EBUSY (%s)",
+               busy < 0 ? strerror(busy_errno) : "it did not");
+        int fd = pinned_memfd(p2);
+        int r = fd >= 0 ? memfd_seal_contents(fd) : -EINVAL;
+        tap_ok(r == 0 && memfd_contents_sealed(fd), "seal: memfd_seal_contents() seals it anyway (%s)",
+               r ? strerror(-r) : "ok");
+        long pg = sysconf(_SC_PAGESIZE);
+        errno = 0;
+        bool wr = pwrite(fd, "b", 1, 0) < 0 && errno == EPERM;
+        bool tr = ftruncate(fd, 0) < 0 && ftruncate(fd, 2 * pg) < 0;
+        void *m = mmap(NULL, (size_t) pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        bool mp = m == MAP_FAILED;
+        if (!mp)
+                munmap(m, (size_t) pg);
+        char c = 0;
+        tap_ok(wr && tr && mp && pread(fd, &c, 1, 0) == 1 && c == 'a',
+               "seal: then no write, truncate, growth or writable shared mapping; the byte is still 'a'");
+        int all[] = { ctl, fd, p1[0], p1[1], p2[0], p2[1] };
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+                safe_close(all[i]);
+}
+
 int main(void)
 {
         umask(022);
@@ -527,6 +582,7 @@ int main(void)
         test_git();
         test_perf();
         test_git_refuses();
+        test_seal_pinned();
         tap_ok(count_fds() == fds, "no fd leaked (%d before, %d after)", fds, count_fds());
         tap_ok(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD, "no child left unreaped");
         return tap_done();
