@@ -133,6 +133,13 @@ finish() {
                 say "left after stopping the engines: $left_m mounts, $left_p processes under $work"
                 one "nothing mounted or running under $work at the end" 1
         fi
+        # Nothing written into the checkout (e.g. conmon's "oom" file in the engine's cwd).
+        local stray
+        stray=$(comm -13 <(echo "$untracked_before") <(git ls-files --others --exclude-standard 2>/dev/null | sort))
+        if [ -n "$stray" ]; then
+                say "left in the checkout: $(head -5 <<<"$stray" | tr '\n' ' ')"
+                one "no new file left in the checkout" 1
+        fi
         # Whatever hm left mounted in the work dir must not make rm -rf descend.
         findmnt -rn -o TARGET 2>/dev/null | grep -F -- "$work/" | sort -r |
                 while read -r m; do umount -l "$m" 2>/dev/null || true; done
@@ -153,6 +160,8 @@ finish() {
         [ "$failed" -eq 0 ] && exit 0
         exit 1
 }
+# Untracked files in the checkout now: at the end, any new one was left by a test or an engine.
+untracked_before=$(git ls-files --others --exclude-standard 2>/dev/null | sort)
 trap finish EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM

@@ -70,9 +70,11 @@ _engines_start_docker() {
         rm -f "$d/docker.sock" "$d/dockerd.pid"
         local dbg=()
         [ "${ENGINES_DEBUG:-0}" -ge 1 ] && dbg=(-D)
-        setsid dockerd "${dbg[@]}" --host "unix://$d/docker.sock" --iptables=false --ip6tables=false \
-                --bridge=none --data-root "$d/docker-data" --exec-root "$d/docker-exec" \
-                --pidfile "$d/dockerd.pid" </dev/null >"$d/dockerd.log" 2>&1 &
+        # cwd: DIR, so whatever an engine writes relative to it stays there (conmon writes an
+        # "oom" file into its working directory when a container is OOM-killed)
+        (cd "$d" && exec setsid dockerd "${dbg[@]}" --host "unix://$d/docker.sock" --iptables=false \
+                --ip6tables=false --bridge=none --data-root "$d/docker-data" --exec-root "$d/docker-exec" \
+                --pidfile "$d/dockerd.pid" </dev/null >"$d/dockerd.log" 2>&1) &
         _engines_wait_ping "$d/docker.sock" dockerd "$d/dockerd.log"
 }
 
@@ -108,9 +110,9 @@ _engines_start_podman() {
         _engines_podman_conf "$d"
         local dbg=()
         [ "${ENGINES_DEBUG:-0}" -ge 2 ] && dbg=(--log-level=debug)
-        CONTAINERS_CONF="$d/containers.conf" setsid podman "${dbg[@]}" --root "$d/podman-root" \
+        (cd "$d" && CONTAINERS_CONF="$d/containers.conf" exec setsid podman "${dbg[@]}" --root "$d/podman-root" \
                 --runroot "$d/podman-run" system service --time=0 "unix://$d/podman.sock" \
-                </dev/null >"$d/podman.log" 2>&1 &
+                </dev/null >"$d/podman.log" 2>&1) &
         echo $! >"$d/podman.pid"
         _engines_wait_ping "$d/podman.sock" "podman service" "$d/podman.log"
 }
