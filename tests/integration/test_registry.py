@@ -16,6 +16,11 @@ busybox (tests/lib/mkimage.sh): a two-layer image, a multi-platform index
 schema 2 manifests), an image with a zstd layer, one with a 4 MiB incompressible layer
 (interrupted pull), one with a 2 MiB layer (two concurrent pulls) and one whose
 layer blob is then overwritten in the registry's storage (digest mismatch).
+A FakeRegistry serves what a real one does not do on demand (hostile answers), and images
+around a 256 MiB incompressible `gzip -1` layer, made here and served from a file: a SIGINT
+during its unpack, another layer completing during it (its answer held until the unpack began),
+a layer failing during it, and a store lock held by this test (oci/store.c's <store>/lock).
+Those checks go by the order of events, never by time.
 Each claim has its control next to it (the check can see the failure)."""
 import base64, gzip, hashlib, http.client, io, json, os, platform, shutil, signal, subprocess
 import sys, tarfile, tempfile, threading, time, urllib.parse
