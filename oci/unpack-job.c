@@ -103,8 +103,8 @@ static _Noreturn void child_run(const struct oci_unpack_args *a, int blob_fd, in
         (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) /* hm died before the line above */
                 _exit(127);
-        (void) prctl(PR_SET_NAME, "hm-unpack");
         close_all_but(blob_fd, msg_fd);
+        (void) prctl(PR_SET_NAME, "hm-unpack"); /* after the close: test-unpack-job counts the fds then */
         hm_error_t err = NULL;
         struct oci_unpack_stats st = { 0 };
         char hex[65];
