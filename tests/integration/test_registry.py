@@ -928,8 +928,8 @@ class Pulling:
     def wait_unpacking(self, store):
         """Until the big layer's download is complete and its unpack runs: its tmp/layer-* dir exists.
         Then its unpack child, when hm starts one: it follows the dir within microseconds, with an
-        `unpacking` event; a hm without one (the old one unpacked on its loop) is given 0.2 s, less
-        than its unpack of this layer takes."""
+        `unpacking` event; a hm without one (the old one unpacked on its loop) is given 0.05 s, well
+        within its unpack of this layer."""
         tmp = os.path.join(store, "tmp")
         seen = self.wait(lambda: any(d.startswith("layer-") for d in (os.listdir(tmp) if os.path.isdir(tmp) else [])))
         kids, t0 = [], time.monotonic()
@@ -937,7 +937,7 @@ class Pulling:
             kids = unpack_children(self.p.pid)
             announced = any(e.get("phase") == "unpacking" or (e.get("message") or "").endswith(" unpacking")
                             for e in list(self.evs))
-            if kids or time.monotonic() - t0 > (5 if announced else 0.2):
+            if kids or time.monotonic() - t0 > (5 if announced else 0.05):
                 break
             time.sleep(0.002)
         self.children.update(kids)
