@@ -126,10 +126,15 @@ static void pull_progress(void *data, const struct oci_pull_progress *pr)
                 fputs("\r\033[K", stderr);
         if (!strcmp(pr->phase, "waiting"))
                 fprintf(stderr, "waiting for another pull of %s\n", pr->image);
+        else if (!strcmp(pr->phase, "store-locked"))
+                fprintf(stderr, "%s: waiting for the store lock (another process holds it)\n", pr->image);
         else if (!strcmp(pr->phase, "resolved"))
                 fprintf(stderr, "%s: manifest %s\n", pr->image, pr->digest);
         else if (!strcmp(pr->phase, "exists"))
                 fprintf(stderr, "layer %zu/%zu %.19s: already in the store\n", pr->layer, pr->n_layers, pr->digest);
+        else if (!strcmp(pr->phase, "unpacking"))
+                fprintf(stderr, "layer %zu/%zu %.19s: downloaded, verifying and unpacking\n", pr->layer, pr->n_layers,
+                        pr->digest);
         else if (!strcmp(pr->phase, "unpacked"))
                 fprintf(stderr, "layer %zu/%zu %.19s: verified and unpacked\n", pr->layer, pr->n_layers, pr->digest);
 }
@@ -139,6 +144,7 @@ struct pull_run {
         struct oci_pull *pull;
         bool done;
         int rc, signo;
+        char *stopped; /* what the stop kept (oci_pull_describe_stop) */
         hm_error_t err;
         struct oci_pull_result res;
 };
@@ -166,7 +172,8 @@ static void on_stop_signal(struct hm_loop *loop, int fd, short revents, void *da
         if (read(fd, &si, sizeof si) != (ssize_t) sizeof si)
                 return;
         pr->signo = (int) si.ssi_signo;
-        oci_pull_cancel(pr->pull); /* transfers stop, tmp/ goes, locks are released */
+        pr->stopped = oci_pull_describe_stop(pr->pull);
+        oci_pull_cancel(pr->pull); /* transfers and unpack children stop, tmp/ goes, locks are released */
         pr->pull = NULL;
 }
 
@@ -189,6 +196,9 @@ static int pull_until_done(struct oci_store *s, const struct oci_pull_options *o
                 r = oci_pull_start(loop, s, o, on_pull_done, pr, &pr->pull, err);
         while (r >= 0 && !pr->done && !pr->signo)
                 r = hm_loop_iterate(loop, -1, err);
+        struct signalfd_siginfo si;
+        if (r >= 0 && pr->done && sfd >= 0 && read(sfd, &si, sizeof si) == (ssize_t) sizeof si)
+                pr->signo = (int) si.ssi_signo; /* arrived with the end: said, not left pending to kill us unannounced */
         oci_pull_cancel(pr->pull);
         if (sfd >= 0)
                 hm_loop_del_fd(loop, sfd);
@@ -229,9 +239,17 @@ static int do_pull(struct oci_store *s, int argc, char **argv, hm_error_t *err)
                 fputs("\r\033[K", stderr);
         if (r < 0)
                 return r;
-        if (pr.signo)
-                return hm_error_set_exit(err, 130, EINTR, "pull '%s': stopped by signal %s (nothing kept)", o.ref,
-                                         strsignal(pr.signo));
+        if (pr.signo && !pr.done) {
+                r = hm_error_set_exit(err, 130, EINTR, "pull '%s': stopped by signal %s; %s", o.ref, strsignal(pr.signo),
+                                      pr.stopped);
+                free(pr.stopped);
+                return r;
+        }
+        if (pr.signo && pr.rc >= 0) { /* it ended as the signal came: the image is complete */
+                oci_pull_result_release(&pr.res);
+                return hm_error_set_exit(err, 130, EINTR, "pull '%s': stopped by signal %s after the image was stored (it is in the store)",
+                                         o.ref, strsignal(pr.signo));
+        }
         if (pr.rc < 0) {
                 *err = pr.err;
                 return pr.rc;

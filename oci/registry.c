@@ -17,6 +17,7 @@
 #include "oci/json-util.h"
 #include "oci/manifest.h"
 #include "oci/ref.h"
+#include "oci/unpack-job.h"
 #include "sched/loop.h"
 
 #define CONNECT_TIMEOUT_MS 15000L
@@ -54,14 +55,17 @@ struct rq {
         struct rq *prev, *next;
 };
 
-enum layer_state { L_PENDING, L_PRESENT, L_ACTIVE, L_DONE };
+/* L_ACTIVE: downloading; L_UNPACKING: its child (oci/unpack-job.h) runs; both count as in flight */
+enum layer_state { L_PENDING, L_PRESENT, L_ACTIVE, L_UNPACKING, L_DONE };
 
 struct layer {
+        struct oci_pull *p;
         const struct oci_descriptor *d;
         const char *diff_id;
         char id[17];
         enum layer_state state;
-        char *tmpdir; /* unpacked, waiting for the commit */
+        char *tmpdir; /* being unpacked into, then waiting for the commit */
+        struct oci_unpack_job *job;
         int lock_fd;  /* locks/layer-<id>, held from download to commit */
         uint64_t size, done;
         int64_t last_report;
@@ -115,6 +119,9 @@ struct oci_pull {
         size_t *lock_order; /* missing layers by id: locks are taken in this order */
         size_t n_lock, lock_next;
         uint64_t blob_timer;
+        uint64_t commit_timer; /* the store lock was taken: the commit tries again */
+        bool store_wait_said;
+        bool committed;        /* the image is in the store; only the report is left */
 
         struct oci_pull_result res;
         int rc;
@@ -836,6 +843,7 @@ static void on_config(struct oci_pull *p, struct rq *q, long status)
         p->layers = xcalloc(p->n_layers, sizeof *p->layers);
         for (size_t i = 0; i < p->n_layers; i++) {
                 struct layer *l = &p->layers[i];
+                l->p = p;
                 l->d = &p->manifest.layers[i];
                 l->diff_id = p->diff_ids[i];
                 l->size = l->d->size > 0 ? (uint64_t) l->d->size : 0;
@@ -847,31 +855,41 @@ static void on_config(struct oci_pull *p, struct rq *q, long status)
 
 /* ------------------------------------------------------------ layers */
 
-static int unpack_layer(struct oci_pull *p, struct layer *l, const char *blob, hm_error_t *err)
+static void on_unpacked(void *data, int r, hm_error_t *err, uint64_t bytes)
 {
-        _cleanup_close_ int fd = open(blob, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return hm_error_set(err, errno, "open '%s': %s", blob, strerror(errno));
-        char hex[65];
-        int r = oci_digest_fd(fd, true, oci_store_size_limit(p->s), hex, err);
-        if (r < 0)
-                return hm_error_wrap(err, "layer %s", l->d->digest);
-        if (strcmp(hex, oci_digest_hex(l->diff_id)))
-                return hm_error_set(err, EBADMSG, "layer %s: uncompressed digest sha256:%s does not match the config's diff_id %s",
-                                    l->d->digest, hex, l->diff_id);
-        _cleanup_free_ char *tmp = NULL;
-        r = oci_store_mkdtemp(p->s, "layer", &tmp, err);
-        if (r < 0)
-                return r;
-        struct oci_unpack_stats st = { 0 };
-        r = oci_unpack_layer(fd, tmp, oci_store_xattr_prefix(p->s), oci_store_size_limit(p->s), &st, err);
+        struct layer *l = data;
+        struct oci_pull *p = l->p;
+        oci_unpack_job_free(TAKE_PTR(l->job));
+        if (p->finished) /* another layer failed: the finish removes the dir */
+                return;
         if (r < 0) {
-                (void) rm_rf(tmp);
-                return hm_error_wrap(err, "layer %s", l->d->digest);
+                hm_error_wrap(err, "layer %s", l->d->digest);
+                return fail_err(p, err);
         }
-        l->tmpdir = TAKE_PTR(tmp);
-        l->size = st.bytes;
-        return 0;
+        l->state = L_DONE;
+        l->size = bytes;
+        p->n_active--;
+        progress(p, "unpacked", l->d->digest, l->size, l->size, (size_t) (l - p->layers) + 1);
+        start_layers(p);
+}
+
+/* The blob is verified: its uncompressed digest is checked and it is unpacked by a child, off the loop. */
+static void start_unpack(struct oci_pull *p, struct layer *l, const char *blob)
+{
+        hm_error_t e = NULL;
+        int r = oci_store_mkdtemp(p->s, "layer", &l->tmpdir, &e);
+        if (r >= 0) {
+                struct oci_unpack_args a = { .blob = blob, .diff_id = l->diff_id, .dir = l->tmpdir,
+                                             .xattr_prefix = oci_store_xattr_prefix(p->s),
+                                             .size_limit = oci_store_size_limit(p->s) };
+                r = oci_unpack_job_start(p->loop, &a, on_unpacked, l, &l->job, &e);
+        }
+        if (r < 0) {
+                hm_error_wrap(&e, "layer %s", l->d->digest);
+                return fail_err(p, &e);
+        }
+        l->state = L_UNPACKING;
+        progress(p, "unpacking", l->d->digest, 0, l->size, (size_t) (l - p->layers) + 1);
 }
 
 static void on_layer(struct oci_pull *p, struct rq *q, long status)
@@ -892,15 +910,7 @@ static void on_layer(struct oci_pull *p, struct rq *q, long status)
         p->res.n_downloaded++;
         p->res.bytes_downloaded += q->got;
         progress(p, "verified", l->d->digest, q->got, l->size ? l->size : q->got, q->w.layer + 1);
-        hm_error_t e = NULL;
-        int r = unpack_layer(p, l, blob, &e);
-        (void) unlink(blob);
-        if (r < 0)
-                return fail_err(p, &e);
-        l->state = L_DONE;
-        p->n_active--;
-        progress(p, "unpacked", l->d->digest, l->size, l->size, q->w.layer + 1);
-        start_layers(p);
+        start_unpack(p, l, blob);
 }
 
 static void commit(struct oci_pull *p);
@@ -960,20 +970,40 @@ static int commit_locked(struct oci_pull *p, hm_error_t *err)
         return r;
 }
 
+static void on_commit_timer(struct hm_loop *loop, uint64_t id, void *data)
+{
+        struct oci_pull *p = data;
+        p->commit_timer = 0;
+        if (!p->finished)
+                commit(p);
+}
+
+/*
+ * The store lock is only tried: another hm may hold it for long (a gc, a
+ * reap, a commit waiting on a slow disk), and a blocking flock() here held
+ * the whole loop, signals included, until it let go.
+ */
 static void commit(struct oci_pull *p)
 {
         hm_error_t e = NULL;
-        int r = oci_store_lock(p->s, &e);
-        if (r >= 0) {
+        int r = oci_store_trylock(p->s, &e);
+        if (r == 0) {
+                if (!p->store_wait_said)
+                        progress(p, "store-locked", NULL, 0, 0, 0);
+                p->store_wait_said = true;
+                p->commit_timer = hm_loop_add_timer(p->loop, OCI_STORE_LOCK_RETRY_MS, on_commit_timer, p);
+                return;
+        }
+        if (r > 0) {
                 r = commit_locked(p, &e);
+                hm_error_t e2 = NULL;
+                if (r < 0 && oci_store_gc(p->s, &e2) < 0) /* layers added before the failure are unreferenced */
+                        hm_error_release(&e2);
                 oci_store_unlock(p->s);
         }
-        if (r < 0) {
-                hm_error_t e2 = NULL;
-                if (oci_store_gc(p->s, &e2) < 0) /* layers added before the failure are unreferenced */
-                        hm_error_release(&e2);
+        if (r < 0)
                 return fail_err(p, &e);
-        }
+        p->committed = true;
         p->res.id = xstrdup(p->img->id);
         p->res.manifest_digest = xstrdup(p->manifest_digest);
         p->res.n_layers = p->n_layers;
@@ -1018,6 +1048,20 @@ static void complete(CURL *easy, void *priv, CURLcode code, void *data)
 
 /* ------------------------------------------------------------ life cycle */
 
+/* Unpack children killed and reaped, then their dirs removed, then the layer locks released. */
+static void layers_abandon(struct oci_pull *p)
+{
+        for (size_t i = 0; i < p->n_layers; i++) {
+                struct layer *l = &p->layers[i];
+                oci_unpack_job_free(TAKE_PTR(l->job));
+                if (l->tmpdir)
+                        (void) rm_rf(l->tmpdir);
+                free(l->tmpdir);
+                l->tmpdir = NULL;
+                l->lock_fd = safe_close(l->lock_fd);
+        }
+}
+
 static void pull_free(struct oci_pull *p)
 {
         while (p->rqs)
@@ -1029,13 +1073,9 @@ static void pull_free(struct oci_pull *p)
                 hm_loop_del_timer(p->loop, p->lock_timer);
         if (p->blob_timer)
                 hm_loop_del_timer(p->loop, p->blob_timer);
-        for (size_t i = 0; i < p->n_layers; i++) {
-                if (p->layers[i].tmpdir) {
-                        (void) rm_rf(p->layers[i].tmpdir);
-                        free(p->layers[i].tmpdir);
-                }
-                safe_close(p->layers[i].lock_fd);
-        }
+        if (p->commit_timer)
+                hm_loop_del_timer(p->loop, p->commit_timer);
+        layers_abandon(p);
         free(p->layers);
         free(p->lock_order);
         if (p->workdir)
@@ -1084,13 +1124,12 @@ static void on_finish_timer(struct hm_loop *loop, uint64_t id, void *data)
         /* tmp/ goes before the caller hears of the end, so it sees a clean store */
         while (p->rqs)
                 rq_free(p->rqs);
+        layers_abandon(p);
         if (p->workdir)
                 (void) rm_rf(p->workdir);
         free(p->workdir);
         p->workdir = NULL;
         p->lock_fd = safe_close(p->lock_fd);
-        for (size_t i = 0; i < p->n_layers; i++)
-                p->layers[i].lock_fd = safe_close(p->layers[i].lock_fd);
         done(done_data, p->rc, &p->err, &p->res);
         pull_free(p);
 }
@@ -1099,6 +1138,47 @@ void oci_pull_cancel(struct oci_pull *p)
 {
         if (p)
                 pull_free(p);
+}
+
+bool oci_pull_committed(const struct oci_pull *p)
+{
+        return p && p->committed;
+}
+
+static const char *state_word(enum layer_state st)
+{
+        switch (st) {
+        case L_ACTIVE: return "downloading";
+        case L_UNPACKING: return "unpacking";
+        case L_DONE: return "unpacked";
+        default: return "not started";
+        }
+}
+
+char *oci_pull_describe_stop(const struct oci_pull *p)
+{
+        if (!p)
+                return xstrdup("nothing kept: the pull had not started");
+        if (p->committed)
+                return xasprintf("the image was stored before the stop: %s is in the store (id %.19s)", p->name,
+                                 p->img->id);
+        if (!p->layers)
+                return xstrdup("the image was not stored, nothing kept: its layers were not known yet");
+        size_t kept = 0;
+        struct strbuf lost = STRBUF_INIT;
+        for (size_t i = 0; i < p->n_layers; i++) {
+                const struct layer *l = &p->layers[i];
+                if (oci_store_has_layer(p->s, l->id)) {
+                        kept++;
+                        continue;
+                }
+                strbuf_addf(&lost, "%slayer %zu/%zu %.19s (%s)", lost.len ? ", " : "", i + 1, p->n_layers,
+                            l->d->digest, state_word(l->state));
+        }
+        char *msg = xasprintf("the image was not stored; kept: %zu of %zu layers (in the store); not kept: %s", kept,
+                              p->n_layers, lost.len ? lost.buf : "none");
+        strbuf_release(&lost);
+        return msg;
 }
 
 static void begin(struct oci_pull *p)

@@ -233,6 +233,23 @@ int oci_store_lock(struct oci_store *s, hm_error_t *err)
         return 0;
 }
 
+int oci_store_trylock(struct oci_store *s, hm_error_t *err)
+{
+        if (s->lock_depth > 0) {
+                s->lock_depth++;
+                return 1;
+        }
+        while (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno == EINTR)
+                        continue;
+                if (errno == EWOULDBLOCK)
+                        return 0;
+                return hm_error_set(err, errno, "store '%s': lock: %s", s->path, strerror(errno));
+        }
+        s->lock_depth = 1;
+        return 1;
+}
+
 void oci_store_unlock(struct oci_store *s)
 {
         if (s->lock_depth > 0 && --s->lock_depth == 0)

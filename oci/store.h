@@ -141,6 +141,13 @@ uint64_t oci_store_size_limit(const struct oci_store *s);
 
 /* flock the store; nests within one oci_store.  Blocks while another hm holds it. */
 int oci_store_lock(struct oci_store *s, hm_error_t *err);
+/*
+ * The same without waiting, for callers on the loop: 1 held (unlock with
+ * oci_store_unlock), 0 another process holds it (try again after
+ * OCI_STORE_LOCK_RETRY_MS while the loop runs on), < 0 error.
+ */
+int oci_store_trylock(struct oci_store *s, hm_error_t *err);
+#define OCI_STORE_LOCK_RETRY_MS 20
 void oci_store_unlock(struct oci_store *s);
 
 /* ---- layers ---- */

@@ -902,6 +902,11 @@ static void ns_cancel(struct hm_runner *base, struct step_exec *x, bool force)
         if (st->c)
                 (void) rt_container_kill(st->c, force ? SIGKILL : SIGTERM);
         if (st->pull) { /* nothing ran yet: stop the pull and end the step */
+                if (x->on_notice) {
+                        _cleanup_free_ char *kept = oci_pull_describe_stop(st->pull);
+                        _cleanup_free_ char *m = xasprintf("pull of %s stopped: %s", x->image, kept);
+                        x->on_notice(x, "pull", m);
+                }
                 oci_pull_cancel(TAKE_PTR(st->pull));
                 st->res.canceled = true;
                 st->res.exit_code = 130;

@@ -16,6 +16,11 @@ busybox (tests/lib/mkimage.sh): a two-layer image, a multi-platform index
 schema 2 manifests), an image with a zstd layer, one with a 4 MiB incompressible layer
 (interrupted pull), one with a 2 MiB layer (two concurrent pulls) and one whose
 layer blob is then overwritten in the registry's storage (digest mismatch).
+A FakeRegistry serves what a real one does not do on demand (hostile answers), and images
+around a 256 MiB incompressible `gzip -1` layer, made here and served from a file: a SIGINT
+during its unpack, another layer completing during it (its answer held until the unpack began),
+a layer failing during it, and a store lock held by this test (oci/store.c's <store>/lock).
+Those checks go by the order of events, never by time.
 Each claim has its control next to it (the check can see the failure)."""
 import base64, gzip, hashlib, http.client, io, json, os, platform, shutil, signal, subprocess
 import sys, tarfile, tempfile, threading, time, urllib.parse
@@ -414,6 +419,7 @@ def case_mirrors(R, E):
 
 class FakeRegistry:
     """For what a real registry does not do on demand: answer(path) -> (status, headers, body).
+    body is bytes, or a function writing it to the socket (headers then give its Content-Length).
     Records (path, Authorization) of every request.  TLS with the test CA's server cert if given.
     The default answer: 401 asking for a Basic login."""
 
@@ -432,10 +438,16 @@ class FakeRegistry:
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
+                if not callable(body):
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
+                try:
+                    if self.command != "HEAD" and callable(body):
+                        body(self.wfile)
+                    elif self.command != "HEAD":
+                        self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # hm stopped the transfer
 
             do_HEAD = do_GET
 
@@ -726,6 +738,403 @@ def case_concurrent(R, E):
             both[0][:first] if both else evs)
 
 
+# ------------------------------------------------------------------ big layers: unpacked off the loop
+
+BIG_MIB = 256  # incompressible, `gzip -1`: its unpack takes seconds, the window the cases below act in
+
+
+def make_big_layer(work):
+    """A layer tar holding BIG_MIB MiB of random bytes, compressed by `gzip -1` into a file:
+    (path, digest hex, diff_id hex, size).  Made in chunks: the test holds none of it in memory."""
+    path = os.path.join(work, "big-layer.tar.gz")
+    raw = hashlib.sha256()
+    with open(path, "wb") as out:
+        gz = subprocess.Popen(["gzip", "-1", "-c"], stdin=subprocess.PIPE, stdout=out)
+        ti = tarfile.TarInfo("big/data")
+        ti.size, ti.mode, ti.mtime = BIG_MIB << 20, 0o644, 0
+        chunks = [ti.tobuf(format=tarfile.USTAR_FORMAT)] + [None] * BIG_MIB + [b"\0" * 1024]
+        for c in chunks:
+            c = c if c is not None else os.urandom(1 << 20)
+            raw.update(c)
+            gz.stdin.write(c)
+        gz.stdin.close()
+        gz.wait()
+    comp = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            comp.update(b)
+    return path, comp.hexdigest(), raw.hexdigest(), os.path.getsize(path)
+
+
+class BigImages:
+    """Images for a FakeRegistry over the big layer and small ones.  A small blob can be held
+    (its answer waits for hold[name].set()) or served corrupted (other bytes of its length)."""
+
+    def __init__(self, big):
+        self.path, self.big_hex, big_diff, self.big_size = big
+        self.blobs = {self.big_hex: None}  # None: the big file
+        self.manifests = {}
+        self.holds = {}
+        self.corrupt = set()
+        self.small = {}
+        for name in ("base", "held", "bad", "other"):
+            data, _, diff = layer_gz({"etc/hm-" + name: name.encode() + b"\n"})
+            self.blobs[sha(data)] = data
+            self.small[name] = ("sha256:" + sha(data), len(data), diff)
+        self.bigl = ("sha256:" + self.big_hex, self.big_size, big_diff)
+        self.image("bigbase", ["base"])
+        self.image("other", ["other"])
+        self.image("bigint", ["base", "big"])   # SIGINT while the big layer unpacks
+        self.image("bigloop", ["big", "held"])  # the held layer completes while the big one unpacks
+        self.image("bigbad", ["big", "bad"])    # the bad layer fails while the big one unpacks
+        self.holds["held"] = threading.Event()
+        self.holds["bad"] = threading.Event()
+        self.corrupt.add(self.small["bad"][0][7:])
+
+    def layer(self, name):
+        return self.bigl if name == "big" else self.small[name]
+
+    def image(self, name, layers):
+        ls = [self.layer(n) for n in layers]
+        cfg = json.dumps({"architecture": ARCH, "os": "linux", "config": {"Cmd": ["sh"]},
+                          "rootfs": {"type": "layers", "diff_ids": ["sha256:" + d for _, _, d in ls]}}).encode()
+        self.blobs[sha(cfg)] = cfg
+        m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + sha(cfg),
+                                   "size": len(cfg)},
+                        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": dg, "size": n}
+                                   for dg, n, _ in ls]}).encode()
+        self.manifests["/v2/hm/%s/manifests/1" % name] = m
+
+    def answer(self, path):
+        if path in self.manifests:
+            m = self.manifests[path]
+            return 200, {"Content-Type": "application/vnd.oci.image.manifest.v1+json",
+                         "Docker-Content-Digest": "sha256:" + sha(m)}, m
+        hexd = path.rsplit("/blobs/sha256:", 1)[-1] if "/blobs/sha256:" in path else None
+        if hexd not in self.blobs:
+            return (200, {}, b"{}") if path == "/v2/" else (404, {}, b"")
+        data = self.blobs[hexd]
+        if data is None:
+            def send_big(out):
+                with open(self.path, "rb") as f:
+                    for b in iter(lambda: f.read(1 << 20), b""):
+                        out.write(b)
+            return 200, {"Content-Length": str(self.big_size)}, send_big
+        hold = next((ev for n, ev in self.holds.items() if self.small[n][0] == "sha256:" + hexd), None)
+        body = bytes(b ^ 0x5A for b in data) if hexd in self.corrupt else data
+
+        def send_small(out):
+            if hold:
+                hold.wait(300)
+            out.write(body)
+        return 200, {"Content-Length": str(len(body))}, send_small
+
+
+def proc_stat(pid):
+    """(comm, state, ppid) of a process, or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read()
+    except OSError:
+        return None
+    rest = st[st.rindex(")") + 2:].split()
+    return st[st.index("(") + 1:st.rindex(")")], rest[0], int(rest[1])
+
+
+def unpack_children(ppid):
+    """hm's unpack children (comm "hm-unpack") of process ppid."""
+    kids = []
+    try:
+        for task in os.listdir("/proc/%d/task" % ppid):
+            with open("/proc/%d/task/%s/children" % (ppid, task)) as f:
+                kids += [int(k) for k in f.read().split()]
+    except OSError:
+        pass
+    stats = [(k, proc_stat(k)) for k in kids]
+    return [k for k, st in stats if st and st[0] == "hm-unpack" and st[2] == ppid and st[1] != "Z"]
+
+
+def alive_unpackers(pids):
+    """Those of pids still running as hm-unpack (a zombie has exited)."""
+    stats = [(pid, proc_stat(pid)) for pid in pids]
+    return [pid for pid, st in stats if st and st[0] == "hm-unpack" and st[1] != "Z"]
+
+
+def locks_held(store):
+    """Store lock files another process holds (each tried with flock LOCK_NB)."""
+    import fcntl
+    held = []
+    files = [os.path.join(store, "lock")]
+    if os.path.isdir(os.path.join(store, "locks")):
+        files += [os.path.join(store, "locks", f) for f in os.listdir(os.path.join(store, "locks"))]
+    for f in files:
+        if not os.path.exists(f):
+            continue
+        fd = os.open(f, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            held.append(f)
+        finally:
+            os.close(fd)
+    return held
+
+
+class Pulling:
+    """hm (image pull or run) with --format json, its events read as they come."""
+
+    def __init__(self, argv, env):
+        self.p = subprocess.Popen([HM] + argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.evs, self.err = [], ""
+        self.children = set()
+        self.t_out = threading.Thread(target=self._read, daemon=True)
+        self.t_out.start()
+        self.t_err = threading.Thread(target=self._read_err, daemon=True)
+        self.t_err.start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            try:
+                self.evs.append(json.loads(line))
+            except ValueError:
+                pass
+
+    def _read_err(self):
+        self.err = self.p.stderr.read()
+
+    def phase(self, phase, digest):
+        """Index of the first event of this phase about this blob (pull events or pull notices), or None."""
+        for i, e in enumerate(self.evs):
+            if e.get("phase") == phase and e.get("digest") == digest:
+                return i
+            if e.get("notice") == "pull" and digest in (e.get("message") or "") and \
+                    (e.get("message") or "").endswith(" " + phase):
+                return i
+        return None
+
+    def wait(self, cond, guard=300):
+        """Poll until cond() (True) or hm ended or the hang guard passed (False); no timing is asserted."""
+        end = time.monotonic() + guard
+        while time.monotonic() < end:
+            if cond():
+                return True
+            if self.p.poll() is not None:
+                return bool(cond())
+            self.children.update(unpack_children(self.p.pid))
+            time.sleep(0.005)
+        return False
+
+    def wait_unpacking(self, store):
+        """Until the big layer's download is complete and its unpack runs: its tmp/layer-* dir exists.
+        Then its unpack child, when hm starts one: it follows the dir within microseconds, with an
+        `unpacking` event; a hm without one (the old one unpacked on its loop) is given 0.05 s, well
+        within its unpack of this layer."""
+        tmp = os.path.join(store, "tmp")
+        seen = self.wait(lambda: any(d.startswith("layer-") for d in (os.listdir(tmp) if os.path.isdir(tmp) else [])))
+        kids, t0 = [], time.monotonic()
+        while seen and self.p.poll() is None:
+            kids = unpack_children(self.p.pid)
+            announced = any(e.get("phase") == "unpacking" or (e.get("message") or "").endswith(" unpacking")
+                            for e in list(self.evs))
+            if kids or time.monotonic() - t0 > (5 if announced else 0.05):
+                break
+            time.sleep(0.002)
+        self.children.update(kids)
+        return seen, kids
+
+    def finish(self, timeout=300):
+        try:
+            self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self.t_out.join(10)
+        self.t_err.join(10)
+        return self.p.returncode
+
+
+def big_env(E, store, fake):
+    conf = os.path.join(E.work, "registries-big.conf")
+    with open(conf, "w") as f:
+        f.write('[[registry]]\nlocation = "%s"\ninsecure = true\n' % fake.host)
+    return E.env(store, HM_REGISTRIES_CONF=conf)
+
+
+def case_big_sigint(E, fake, imgs):
+    """SIGINT once the big layer is downloaded and its unpack runs: exit 130 at once, a report of what
+    was kept that is true, and nothing left: no unpack process, no tmp/ dir, no lock held."""
+    store = os.path.join(E.work, "s-bigint")
+    env = big_env(E, store, fake)
+    ref = fake.host + "/hm/bigint:1"
+    p = hm(env, "image", "pull", fake.host + "/hm/bigbase:1")
+    t.check(p.returncode == 0, "big layer: the image's small base layer is in the store first", p.stderr)
+    before = store_state(store)
+    run = Pulling(["image", "pull", "--format", "json", ref], env)
+    seen, kids = run.wait_unpacking(store)
+    t0 = time.monotonic()
+    run.p.send_signal(signal.SIGINT)
+    rc = run.finish()
+    took = time.monotonic() - t0
+    t.diag("SIGINT to exit during the unpack of a %d MiB layer: %.2f s (unpack child seen: %s)" % (BIG_MIB, took, bool(kids)))
+    stored = ref in images_of(env)
+    err = run.err.strip()
+    t.check(seen and rc == 130, "SIGINT during the big layer's unpack: exit 130", "seen %s rc %s\n%s" % (seen, rc, err))
+    t.check(not stored and "nothing kept" not in err and "was not stored" in err and "kept: 1 of 2 layers" in err and
+            imgs.bigl[0][:19] in err and ref in err and len(err.splitlines()) == 1,
+            "its one-line report is true: not stored, the base layer kept, the big layer named as not kept",
+            "image stored: %s\n%s" % (stored, err))
+    left = alive_unpackers(run.children)
+    after = store_state(store)
+    t.check(not left and after["tmp"] == [] and after["layers"] == before["layers"],
+            "nothing is left: no unpack process, no tmp/ dir, no layer", (left, after))
+    t.check(not locks_held(store), "no store or layer lock is held", locks_held(store))
+    p = hm(env, "image", "pull", ref)
+    t.check(p.returncode == 0 and ref in images_of(env) and "1 downloaded" in p.stdout,
+            "a second pull of the image succeeds (downloads the big layer again)", p.stdout + p.stderr)
+    shutil.rmtree(store, ignore_errors=True)
+
+
+def case_big_loop(E, fake, imgs):
+    """While the big layer unpacks, the loop runs: the second layer's transfer (held by the registry
+    until the unpack has begun) completes before the big layer's unpack ends.  The unpack child is
+    stopped (SIGSTOP) until then, so the order does not depend on speed."""
+    store = os.path.join(E.work, "s-bigloop")
+    env = big_env(E, store, fake)
+    ref = fake.host + "/hm/bigloop:1"
+    run = Pulling(["image", "pull", "--format", "json", ref], env)
+    stopped = []
+    try:
+        seen, kids = run.wait_unpacking(store)
+        for k in kids:
+            os.kill(k, signal.SIGSTOP)
+            stopped.append(k)
+        imgs.holds["held"].set()
+        held, big = imgs.small["held"][0], imgs.bigl[0]
+        run.wait(lambda: run.phase("verified", held) is not None or run.phase("unpacked", big) is not None)
+    finally:
+        imgs.holds["held"].set()
+        for k in stopped:
+            os.kill(k, signal.SIGCONT)
+    rc = run.finish()
+    i_held, i_big = run.phase("verified", held), run.phase("unpacked", big)
+    t.check(seen and i_held is not None and i_big is not None and i_held < i_big,
+            "the loop runs while a layer unpacks: another layer's download completed before the big layer's "
+            "unpack ended (events %s < %s)" % (i_held, i_big), run.evs[-8:])
+    t.check(run.phase("unpacking", big) is not None and (run.phase("unpacking", big) or 0) < (i_held or 0),
+            "an `unpacking` event says the unpack began", [e.get("phase") for e in run.evs])
+    t.check(rc == 0 and ref in images_of(env) and store_state(store)["tmp"] == [] and not alive_unpackers(run.children),
+            "the pull then completes: image stored, no tmp/ dir or unpack process left", run.err)
+    shutil.rmtree(store, ignore_errors=True)
+
+
+def case_big_error(E, fake, imgs):
+    """Another layer fails (digest mismatch) while the big one unpacks: its child is killed and reaped,
+    its dir removed; one error line naming the reference and the failing layer."""
+    store = os.path.join(E.work, "s-bigbad")
+    env = big_env(E, store, fake)
+    ref = fake.host + "/hm/bigbad:1"
+    run = Pulling(["image", "pull", "--format", "json", ref], env)
+    try:
+        seen, kids = run.wait_unpacking(store)
+        imgs.holds["bad"].set()
+    finally:
+        imgs.holds["bad"].set()
+    rc = run.finish()
+    err = run.err.strip()
+    t.check(seen and rc == 1 and "digest mismatch" in err and ref in err and imgs.small["bad"][0] in err and
+            len(err.splitlines()) == 1, "a layer failing while another unpacks: one error line naming the reference "
+            "and the layer", err)
+    t.check(not alive_unpackers(run.children) and store_state(store)["tmp"] == [] and not locks_held(store) and
+            ref not in images_of(env), "the unpacking layer's process and dir are gone, no lock held", run.children)
+    shutil.rmtree(store, ignore_errors=True)
+
+
+def case_big_run(E, fake, imgs):
+    """The same SIGINT in `hm run`, whose step pulls the image: exit 130, the pull notice says what was
+    kept, nothing is left."""
+    store = os.path.join(E.work, "s-bigrun")
+    env = big_env(E, store, fake)
+    ref = fake.host + "/hm/bigint:1"
+    d = tempfile.mkdtemp(prefix="hm-reg-src-", dir=E.work)
+    f = os.path.join(d, "p.json")
+    with open(f, "w") as fh:
+        json.dump({"graph": {"nodes": [{"env": {}, "step": {"key": "root", "cmd": "true", "image": ref}}],
+                             "node_holes": [], "edge_property": "directed", "edges": []}}, fh)
+    os.mkdir(os.path.join(d, "src"))
+    run = Pulling(["run", "--runner", "ns", "--format", "json", "-d", os.path.join(d, "src"), "-f", f], env)
+    seen, kids = run.wait_unpacking(store)
+    t0 = time.monotonic()
+    run.p.send_signal(signal.SIGINT)
+    rc = run.finish()
+    t.diag("hm run: SIGINT to exit during the unpack: %.2f s" % (time.monotonic() - t0))
+    notes = [e.get("message", "") for e in run.evs if e.get("notice") == "pull" and "stopped" in e.get("message", "")]
+    t.check(seen and rc == 130 and notes and "was not stored" in notes[0] and imgs.bigl[0][:19] in notes[0],
+            "hm run: SIGINT while its step's image unpacks: exit 130, a pull notice says what was not kept",
+            (rc, notes, run.err[-500:]))
+    t.check(not alive_unpackers(run.children) and store_state(store)["tmp"] == [] and not locks_held(store),
+            "hm run: no unpack process, tmp/ dir or lock left", (run.children, store_state(store)["tmp"]))
+    shutil.rmtree(store, ignore_errors=True)
+
+
+def case_store_lock(E, fake, imgs):
+    """The store's lock (<store>/lock, oci/store.c) held by another process at the commit: the pull
+    says it waits, goes on when the lock is free, and a SIGINT while it waits ends it at once."""
+    import fcntl
+    store = os.path.join(E.work, "s-lock")
+    env = big_env(E, store, fake)
+    p = hm(env, "image", "pull", fake.host + "/hm/bigbase:1")
+    t.check(p.returncode == 0, "store lock: the store exists", p.stderr)
+    ref = fake.host + "/hm/other:1"
+    other = imgs.small["other"][0]
+    fd = os.open(os.path.join(store, "lock"), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        run = Pulling(["image", "pull", "--format", "json", ref], env)
+        said = run.wait(lambda: any(e.get("phase") == "store-locked" for e in run.evs), guard=20)
+        t.check(said and run.p.poll() is None, "with the store lock held elsewhere, the pull says it waits for it",
+                [e.get("phase") for e in run.evs])
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        rc = run.finish()
+        t.check(rc == 0 and ref in images_of(env), "once the lock is free the pull completes", run.err)
+        p = hm(env, "image", "rm", ref)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        run = Pulling(["image", "pull", "--format", "json", ref], env)
+        run.wait(lambda: run.phase("unpacked", other) is not None)
+        run.wait(lambda: any(e.get("phase") == "store-locked" for e in run.evs), guard=5)
+        t0 = time.monotonic()
+        run.p.send_signal(signal.SIGINT)
+        ended = run.wait(lambda: run.p.poll() is not None, guard=30)
+        t.diag("SIGINT to exit while the store lock is held: %s" % ("%.2f s" % (time.monotonic() - t0) if ended else "did not end"))
+        t.check(ended, "SIGINT while the pull waits for the store lock ends it while the lock is still held")
+    finally:
+        os.close(fd)  # releases it
+    rc = run.finish()
+    err = run.err.strip()
+    t.check(rc == 130 and "was not stored" in err and "nothing kept" not in err and other[:19] in err and
+            ref not in images_of(env), "exit 130; the report says the image was not stored and names its layer", err)
+    t.check(store_state(store)["tmp"] == [] and not locks_held(store), "no tmp/ dir or lock left", store_state(store))
+    shutil.rmtree(store, ignore_errors=True)
+
+
+def case_big(E):
+    """The cases around a big layer (unpack off the loop), on a FakeRegistry serving it from a file."""
+    if shutil.which("gzip") is None:
+        return t.check(False, "gzip is installed")
+    big = make_big_layer(E.work)
+    imgs = BigImages(big)
+    fake = FakeRegistry(imgs.answer)
+    try:
+        case_store_lock(E, fake, imgs)
+        case_big_sigint(E, fake, imgs)
+        case_big_loop(E, fake, imgs)
+        case_big_error(E, fake, imgs)
+        case_big_run(E, fake, imgs)
+    finally:
+        fake.close()
+        os.unlink(big[0])
+
+
 def write_auth(path, host, password, docker_style=False):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     key = ("https://%s/v1/" % host) if docker_style else host
@@ -861,6 +1270,7 @@ def main():
         case_concurrent(R, E)
         case_interrupted(R, E, big_hex)
         case_corrupt(R, E, data, corrupt_hex)
+        case_big(E)
     finally:
         if ts:
             ts.stop()

@@ -14,6 +14,7 @@
 #include <archive_entry.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -702,6 +703,45 @@ static void test_limits_and_devices(void)
         oci_store_free(s);
 }
 
+/* oci_store_trylock: busy (0) while another process holds <store>/lock, never waiting; nests. */
+static void test_trylock(void)
+{
+        _cleanup_oci_store_ struct oci_store *s = new_store("trylock");
+        _cleanup_free_ char *path = xasprintf("%s/lock", oci_store_path(s));
+        int ready[2], release[2];
+        if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(release, O_CLOEXEC) < 0)
+                abort();
+        pid_t pid = fork();
+        if (pid == 0) { /* another process: flock, say so, hold until `release` closes */
+                int fd = open(path, O_RDWR | O_CLOEXEC);
+                char c = 0;
+                close(release[1]);
+                if (fd < 0 || flock(fd, LOCK_EX) < 0 || write(ready[1], "x", 1) != 1)
+                        _exit(1);
+                (void) !read(release[0], &c, 1);
+                _exit(0);
+        }
+        close(ready[1]);
+        close(release[0]);
+        char c;
+        hm_error_t err = NULL;
+        tap_ok(pid > 0 && read(ready[0], &c, 1) == 1, "another process holds the store lock");
+        int r = oci_store_trylock(s, &err); /* a wait here would never end: the holder waits for us */
+        tap_ok(r == 0, "trylock says busy (0) without waiting");
+        close(release[1]); /* the holder exits */
+        close(ready[0]);
+        int st;
+        waitpid(pid, &st, 0);
+        tap_ok(oci_store_trylock(s, &err) == 1 && oci_store_trylock(s, &err) == 1, "free: held (1), and it nests");
+        oci_store_unlock(s);
+        oci_store_unlock(s);
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        tap_ok(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0, "two unlocks release it");
+        if (fd >= 0)
+                close(fd);
+        hm_error_release(&err);
+}
+
 int main(void)
 {
         if (geteuid() != 0) {
@@ -731,6 +771,7 @@ int main(void)
         test_flatten();
         test_host_layers();
         test_limits_and_devices();
+        test_trylock();
         rm_rf(top);
         free(images);
         return tap_done();
