@@ -71,10 +71,13 @@ struct ns_step {
         struct step_result res;
 };
 
+#define NS_FREE_LOCK_WAIT_MS 2000
+
 struct drop_req {
         struct drop_req *next;
         struct ns_runner *r;
         uint64_t timer;
+        char **refs; /* to drop once the store lock is ours (tried, retried every OCI_STORE_LOCK_RETRY_MS) */
         void (*done)(void *data);
         void *data;
 };
@@ -837,7 +840,24 @@ static void commit_locked(struct ns_step *st)
                 step_finish(st);
                 return;
         }
+        /* the store lock, tried: another hm holding it (a pull's commit, a collection) must not stall the loop */
+        hm_error_t err = NULL;
+        int locked = oci_store_trylock(st->r->store, &err);
+        if (locked == 0) {
+                st->timer = hm_loop_add_timer(st->r->base.loop, OCI_STORE_LOCK_RETRY_MS, on_commit_retry, st);
+                return;
+        }
+        if (locked < 0) {
+                hm_error_wrap(&err, "commit");
+                st->res.runner_error = true;
+                st->res.exit_code = 1;
+                st->res.error_msg = xstrdup(err->msg);
+                hm_error_release(&err);
+                step_finish(st);
+                return;
+        }
         commit(st);
+        oci_store_unlock(st->r->store);
         int64_t pause = st->lock_fd >= 0 || (st->x->cache_tag && st->res.snapshot) ? cache_test_commit_pause_ms() : 0;
         if (pause > 0) { /* test only: hold the window between the commit and the index write open */
                 st->timer = hm_loop_add_timer(st->r->base.loop, pause, on_deferred_done, st);
@@ -916,9 +936,8 @@ static void ns_cancel(struct hm_runner *base, struct step_exec *x, bool force)
 
 /* ---- drops and lifetime ---- */
 
-static void on_drop_done(struct hm_loop *loop, uint64_t id, void *data)
+static void drop_req_end(struct drop_req *d)
 {
-        struct drop_req *d = data;
         for (struct drop_req **p = &d->r->drops; *p; p = &(*p)->next)
                 if (*p == d) {
                         *p = d->next;
@@ -926,18 +945,69 @@ static void on_drop_done(struct hm_loop *loop, uint64_t id, void *data)
                 }
         void (*done)(void *) = d->done;
         void *dd = d->data;
+        strv_free(d->refs);
         free(d);
         done(dd);
+}
+
+/*
+ * The drop takes the store lock.  Another hm may hold it (a pull's commit, a
+ * collection): it is tried, and tried again from a timer, so the loop (and a
+ * second Ctrl-C) goes on meanwhile.
+ */
+static void on_drop_try(struct hm_loop *loop, uint64_t id, void *data)
+{
+        struct drop_req *d = data;
+        d->timer = 0;
+        hm_error_t err = NULL;
+        int locked = oci_store_trylock(d->r->store, &err);
+        if (locked == 0) {
+                d->timer = hm_loop_add_timer(loop, OCI_STORE_LOCK_RETRY_MS, on_drop_try, d);
+                return;
+        }
+        if (locked < 0) {
+                if (d->r->base.warn)
+                        d->r->base.warn(d->r->base.warn_data, err->msg);
+                hm_error_release(&err);
+        } else {
+                ws_drop_idle(d->r, d->refs);
+                oci_store_unlock(d->r->store);
+        }
+        drop_req_end(d);
 }
 
 static void ns_drop_snapshots(struct hm_runner *base, char *const *refs, void (*done)(void *data), void *data)
 {
         struct ns_runner *r = (struct ns_runner *) base;
-        ws_drop_idle(r, refs);
         struct drop_req *d = xzalloc(sizeof *d);
-        *d = (struct drop_req) { .next = r->drops, .r = r, .done = done, .data = data };
+        *d = (struct drop_req) { .next = r->drops, .r = r, .refs = strv_copy(refs), .done = done, .data = data };
         r->drops = d;
-        d->timer = hm_loop_add_timer(base->loop, 0, on_drop_done, d);
+        d->timer = hm_loop_add_timer(base->loop, 0, on_drop_try, d);
+}
+
+/*
+ * The second signal: a drop still waiting for the store lock gives up.  Its
+ * layers stay, marked ephemeral with this hm as owner: the next run's quick
+ * reap or `hm reap` collects them once this process is gone.
+ */
+static void ns_hurry(struct hm_runner *base)
+{
+        struct ns_runner *r = (struct ns_runner *) base;
+        for (struct drop_req *d = r->drops, *next; d; d = next) {
+                next = d->next;
+                if (!d->timer)
+                        continue;
+                size_t n = strv_len(d->refs);
+                if (r->base.warn) {
+                        _cleanup_free_ char *m = xasprintf("store '%s' is locked by another process: %zu snapshot(s) "
+                                                           "of this run left for hm reap",
+                                                           oci_store_path(r->store), n);
+                        r->base.warn(r->base.warn_data, m);
+                }
+                hm_loop_del_timer(base->loop, d->timer);
+                d->timer = 0;
+                drop_req_end(d);
+        }
 }
 
 static void ns_free(struct hm_runner *base)
@@ -955,9 +1025,33 @@ static void ns_free(struct hm_runner *base)
                 struct drop_req *d = r->drops;
                 r->drops = d->next;
                 hm_loop_del_timer(base->loop, d->timer);
+                strv_free(d->refs);
                 free(d);
         }
-        ws_drop_idle(r, NULL);
+        /*
+         * After the loop: the workspace layers.  Another process holding the
+         * store lock is waited for up to NS_FREE_LOCK_WAIT_MS (signals are no
+         * longer read here); after that they stay, ephemeral and owned by this
+         * process, for the next quick reap or `hm reap`.
+         */
+        hm_error_t err = NULL;
+        int locked = 0;
+        for (int64_t end = now_ms() + NS_FREE_LOCK_WAIT_MS; r->n_ws && locked == 0;) {
+                locked = oci_store_trylock(r->store, &err);
+                if (locked == 0 && now_ms() >= end)
+                        break;
+                if (locked == 0)
+                        (void) nanosleep(&(struct timespec){ .tv_nsec = OCI_STORE_LOCK_RETRY_MS * 1000000L }, NULL);
+        }
+        if (locked > 0) {
+                ws_drop_idle(r, NULL);
+                oci_store_unlock(r->store);
+        }
+        hm_error_release(&err);
+        for (size_t i = 0; i < r->n_ws; i++) {
+                free(r->ws[i].run_id);
+                free(r->ws[i].id);
+        }
         for (char **s = r->free_slots; s && *s; s++)
                 (void) rm_rf(*s);
         strv_free(r->free_slots);
@@ -980,6 +1074,7 @@ static const struct runner_ops ns_ops = {
         .start = ns_start,
         .cancel = ns_cancel,
         .drop_snapshots = ns_drop_snapshots,
+        .hurry = ns_hurry,
         .free = ns_free,
 };
 

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""The ns runner's step commit while another process holds the store lock (docs/faults.md).
+
+Another hm (a pull's commit, a collection) may hold `<store>/lock` for a while.  A step's commit
+tries the lock and retries from a loop timer; before, it waited in a blocking flock() inside the
+poll loop, so the whole run stood still: no output, no timers, no signals.
+
+The test holds the lock with flock() from here while step `a` of an `a -> b` builds_in chain
+ends (its commit then finds the lock held):
+  - SIGINT: hm notices it (the "signal" notice event) while the test still holds the lock (the
+    hang guard is 20 s; an hm blocked in flock() reads no signal before the release); after the
+    release it ends with 130, `b` never started, and nothing is left: no new store tmp/ entry,
+    no live ephemeral layer of the run.
+  - control, no signal: the lock is released after 1 s; the run then passes and `b` reads the
+    file `a` wrote (the retry commits).
+Needs alpine:3.20 in $HM_STORE (tests/run-all.sh imports it); runs as root or as the store's owner.
+"""
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib import Tap, logs_and_ends, wait_until  # noqa: E402
+import test_reap as R  # noqa: E402  (store_metas, live_ephemeral_layers: the store of $HM_STORE)
+
+HM = os.path.abspath(os.environ.get("HM_BIN", "build/hm"))
+STORE = os.environ.get("HM_STORE", "")
+tap = Tap()
+
+IR = {"version": "0", "graph": {
+    "nodes": [{"env": {}, "step": {"key": "a", "label": "a", "image": "alpine:3.20",
+                                   "cmd": "echo from-a > /a.txt; echo ready; sleep 1"}},
+              {"env": {}, "step": {"key": "b", "label": "b", "cmd": "cat /a.txt"}}],
+    "node_holes": [], "edge_property": "directed", "edges": [[0, 1, "builds_in"]]}}
+
+
+def events(path):
+    out = []
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+    except OSError:
+        pass
+    return out
+
+
+def said_ready(path):
+    return any(e.get("kind") == "step_log" and e.get("key") == "a" and e.get("line") == "ready" for e in events(path))
+
+
+def noticed_signal(path):
+    return any(e.get("kind") == "notice" and e.get("notice") == "signal" for e in events(path))
+
+
+def run_layers(run_hex):
+    """Live ephemeral layers of the run (its workspace and snapshots)."""
+    live = set(R.live_ephemeral_layers())
+    return sorted(i for i, m in R.store_metas().items()
+                  if i in live and m.get("run", "").strip().replace("-", "") == run_hex)
+
+
+def store_tmp():
+    d = os.path.join(STORE, "tmp")
+    return set(os.listdir(d)) if os.path.isdir(d) else set()
+
+
+def run_case(work, interrupt):
+    name = "SIGINT" if interrupt else "control"
+    src = os.path.join(work, "src-" + name)
+    os.makedirs(src)
+    ir = os.path.join(work, "ir.json")
+    with open(ir, "w") as f:
+        json.dump(IR, f)
+    out = os.path.join(work, "out-%s.json" % name)
+    env = dict(os.environ, XDG_CACHE_HOME=os.path.join(work, "cache-" + name))
+    tmp_before = store_tmp()
+    lock = open(os.path.join(STORE, "lock"), "a+")
+    held = False
+    with open(out, "wb") as o, open(out + ".err", "wb") as e:
+        p = subprocess.Popen([HM, "run", "--runner", "ns", "--format", "json", "-d", src, "-f", ir], stdout=o,
+                             stderr=e, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    noticed = None
+    try:
+        ready = wait_until(lambda: said_ready(out) or p.poll() is not None, 60) and p.poll() is None
+        if ready:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # may wait for hm's own short holds; a's "sleep 1" still runs
+            held = True
+        if interrupt:
+            time.sleep(1.5)  # a's "sleep 1" is over: its commit is waiting (or blocked) on the lock
+            p.send_signal(signal.SIGINT)
+            noticed = wait_until(lambda: noticed_signal(out), 20)  # the lock is still held here
+        else:
+            time.sleep(1.0)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        held = False
+        rc = p.wait(timeout=120)
+    finally:
+        if held:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    text = open(out, errors="replace").read()
+    logs, ends = logs_and_ends(text)
+    desc = lambda: "rc %s\n%s\nstderr: %s" % (rc, text[-2500:], open(out + ".err", errors="replace").read()[-800:])  # noqa: E731
+    tap.check(ready, "%s: step a ran, then the test took the store lock" % name, desc)
+    run_hex = next((e.get("run_id", "").replace("-", "") for e in events(out) if e.get("kind") == "build_start"), "")
+    if interrupt:
+        tap.check(noticed, "%s: hm reads the SIGINT while its commit waits for the store lock held here" % name,
+                  desc)
+        tap.check(rc == 130 and "b" not in ends and "b" not in logs,
+                  "%s: after the release hm ends with 130 and b never started" % name, desc)
+        left = sorted(store_tmp() - tmp_before)
+        layers = run_layers(run_hex) if run_hex else ["(no run id)"]
+        tap.check(not left and not layers, "%s: nothing of the run is left in the store (tmp/, ephemeral layers)"
+                  % name, lambda: "tmp %s layers %s\n%s" % (left, layers, desc()))
+    else:
+        tap.check(rc == 0 and ends.get("a") == 0 and ends.get("b") == 0 and logs.get("b") == ["from-a"],
+                  "%s: with the lock released after 1 s the commit goes on: the run passes and b reads a's file"
+                  % name, desc)
+
+
+def main():
+    if not STORE or not os.path.isdir(os.path.join(STORE, "tags")):
+        tap.skip("store lock", "$HM_STORE with alpine:3.20 not set")
+        return tap.summary()
+    work = tempfile.mkdtemp(prefix="hm-storelock-")
+    try:
+        run_case(work, interrupt=True)
+        run_case(work, interrupt=False)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return tap.summary()
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
