@@ -12,6 +12,11 @@ ends (its commit then finds the lock held):
     hang guard is 20 s; an hm blocked in flock() reads no signal before the release); after the
     release it ends with 130, `b` never started, and nothing is left: no new store tmp/ entry,
     no live ephemeral layer of the run.
+  - the drop at the end: the lock is taken while the last step runs; its commit waits, a SIGINT
+    cancels it, and the run's drop of `a`'s snapshot then waits for the lock; a second SIGINT
+    gives the clean-up up: hm ends with 130 while the lock is still held, says "giving up the
+    clean-up" and names what it left in one cleanup notice; after the release `hm reap` leaves
+    no ephemeral layer of the run.
   - control, no signal: the lock is released after 1 s; the run then passes and `b` reads the
     file `a` wrote (the retry commits).
 Needs alpine:3.20 in $HM_STORE (tests/run-all.sh imports it); runs as root or as the store's owner.
@@ -133,6 +138,71 @@ def run_case(work, interrupt):
                   % name, desc)
 
 
+IR_DROP = {"version": "0", "graph": {
+    "nodes": [{"env": {}, "step": {"key": "a", "label": "a", "image": "alpine:3.20", "cmd": "echo from-a > /a.txt"}},
+              {"env": {}, "step": {"key": "b", "label": "b", "cmd": "cat /a.txt; echo ready; sleep 1"}}],
+    "node_holes": [], "edge_property": "directed", "edges": [[0, 1, "builds_in"]]}}
+
+
+def drop_case(work):
+    name = "drop"
+    src = os.path.join(work, "src-drop")
+    os.makedirs(src)
+    ir = os.path.join(work, "ir-drop.json")
+    with open(ir, "w") as f:
+        json.dump(IR_DROP, f)
+    out = os.path.join(work, "out-drop.json")
+    env = dict(os.environ, XDG_CACHE_HOME=os.path.join(work, "cache-drop"))
+    lock = open(os.path.join(STORE, "lock"), "a+")
+    held = False
+    gone = dropping = False
+    with open(out, "wb") as o, open(out + ".err", "wb") as e:
+        p = subprocess.Popen([HM, "run", "--runner", "ns", "--format", "json", "-d", src, "-f", ir], stdout=o,
+                             stderr=e, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    try:
+        ready = wait_until(lambda: any(ev.get("kind") == "step_log" and ev.get("key") == "b" and
+                                       ev.get("line") == "ready" for ev in events(out)) or p.poll() is not None, 60)
+        ready = ready and p.poll() is None
+        if ready:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            held = True
+            # b's command ends; its commit waits for the lock.  The first SIGINT cancels that commit,
+            # and the run's end then drops a's snapshot, which waits for the lock too.
+            time.sleep(1.5)
+            p.send_signal(signal.SIGINT)
+            dropping = wait_until(lambda: any(ev.get("kind") == "step_end" and ev.get("key") == "b"
+                                              for ev in events(out)), 20)
+            time.sleep(0.5)
+            p.send_signal(signal.SIGINT)
+            gone = wait_until(lambda: p.poll() is not None, 20)  # the lock is still held here
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        held = False
+        rc = p.wait(timeout=120)
+    finally:
+        if held:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    evs = events(out)
+    desc = lambda: "rc %s\n%s\nstderr: %s" % (rc, open(out, errors="replace").read()[-2500:],  # noqa: E731
+                                               open(out + ".err", errors="replace").read()[-800:])
+    notes = [ev.get("message", "") for ev in evs if ev.get("kind") == "notice"]
+    left = [m for m in notes if "locked by another process" in m and "left for hm reap" in m]
+    tap.check(ready and dropping and gone and rc == 130 and any("giving up the clean-up" in m for m in notes)
+              and len(left) == 1,
+              "%s: a SIGINT ends the run while the store lock is held here, its drop waits for the lock, a second "
+              "SIGINT gives it up: hm ends with 130 and names what it left in one notice" % name, desc)
+    run_hex = next((ev.get("run_id", "").replace("-", "") for ev in evs if ev.get("kind") == "build_start"), "")
+    before = run_layers(run_hex) if run_hex else []
+    rp = subprocess.run([HM, "reap", "--runner", "ns"], capture_output=True, text=True, timeout=120, env=env)
+    after = run_layers(run_hex) if run_hex else ["(no run id)"]
+    tap.check(before and rp.returncode == 0 and not after,
+              "%s: the layers it left (%d) are gone after hm reap" % (name, len(before)),
+              lambda: "before %s after %s\n%s%s" % (before, after, rp.stdout, rp.stderr))
+
+
 def main():
     if not STORE or not os.path.isdir(os.path.join(STORE, "tags")):
         tap.skip("store lock", "$HM_STORE with alpine:3.20 not set")
@@ -141,6 +211,7 @@ def main():
     try:
         run_case(work, interrupt=True)
         run_case(work, interrupt=False)
+        drop_case(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return tap.summary()
