@@ -790,17 +790,23 @@ static void on_output(struct hm_loop *loop, int fd, short revents, void *data)
         }
 }
 
+/* The step's result is a runner error naming the commit; *err is released. */
+static void commit_failed(struct ns_step *st, hm_error_t *err)
+{
+        hm_error_wrap(err, "commit");
+        st->res.runner_error = true;
+        st->res.exit_code = 1;
+        st->res.error_msg = xstrdup((*err)->msg);
+        hm_error_release(err);
+}
+
 static void commit(struct ns_step *st)
 {
         hm_error_t err = NULL;
         char *id = NULL;
         struct oci_store_upper *u = TAKE_PTR(st->u);
         if (oci_store_commit_layer(st->r->store, u, st->chain, st->x->run_id, st->x->cache_tag, &id, &err) < 0) {
-                hm_error_wrap(&err, "commit");
-                st->res.runner_error = true;
-                st->res.exit_code = 1;
-                st->res.error_msg = xstrdup(err->msg);
-                hm_error_release(&err);
+                commit_failed(st, &err);
                 return;
         }
         st->res.snapshot = id;
@@ -826,11 +832,7 @@ static void commit_locked(struct ns_step *st)
                         return;
                 }
                 if (r < 0) {
-                        hm_error_wrap(&err, "commit"); /* the upper dir goes with step_release */
-                        st->res.runner_error = true;
-                        st->res.exit_code = 1;
-                        st->res.error_msg = xstrdup(err->msg);
-                        hm_error_release(&err);
+                        commit_failed(st, &err); /* the upper dir goes with step_release */
                         step_finish(st);
                         return;
                 }
@@ -848,11 +850,7 @@ static void commit_locked(struct ns_step *st)
                 return;
         }
         if (locked < 0) {
-                hm_error_wrap(&err, "commit");
-                st->res.runner_error = true;
-                st->res.exit_code = 1;
-                st->res.error_msg = xstrdup(err->msg);
-                hm_error_release(&err);
+                commit_failed(st, &err);
                 step_finish(st);
                 return;
         }
