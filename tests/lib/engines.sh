@@ -70,9 +70,11 @@ _engines_start_docker() {
         rm -f "$d/docker.sock" "$d/dockerd.pid"
         local dbg=()
         [ "${ENGINES_DEBUG:-0}" -ge 1 ] && dbg=(-D)
-        # cwd: DIR, so whatever an engine writes relative to it stays there (conmon writes an
-        # "oom" file into its working directory when a container is OOM-killed)
-        (cd "$d" && exec setsid dockerd "${dbg[@]}" --host "unix://$d/docker.sock" --iptables=false \
+        # cwd and TMPDIR: DIR, so whatever an engine writes relative to it or to its temp dir stays
+        # there (conmon writes an "oom" file into its working directory when a container is
+        # OOM-killed; containerd dumps its stacks to containerd.PID.stacks.log in the temp dir)
+        mkdir -p "$d/tmp"
+        (cd "$d" && TMPDIR=$d/tmp exec setsid dockerd "${dbg[@]}" --host "unix://$d/docker.sock" --iptables=false \
                 --ip6tables=false --bridge=none --data-root "$d/docker-data" --exec-root "$d/docker-exec" \
                 --pidfile "$d/dockerd.pid" </dev/null >"$d/dockerd.log" 2>&1) &
         _engines_wait_ping "$d/docker.sock" dockerd "$d/dockerd.log"
