@@ -47,18 +47,7 @@ IR = {"version": "0", "graph": {
     "node_holes": [], "edge_property": "directed", "edges": [[0, 1, "builds_in"]]}}
 
 
-def events(path):
-    out = []
-    try:
-        with open(path, errors="replace") as f:
-            for line in f:
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    pass
-    except OSError:
-        pass
-    return out
+events = R.events_of  # {"kind": ...} per line of an NDJSON file, unparsable lines skipped
 
 
 def said_ready(path):
@@ -81,46 +70,76 @@ def store_tmp():
     return set(os.listdir(d)) if os.path.isdir(d) else set()
 
 
-def run_case(work, interrupt):
-    name = "SIGINT" if interrupt else "control"
+class StoreLock:
+    """<store>/lock held with flock() from this process; released (and closed) on every path."""
+
+    def __enter__(self):
+        self.f = open(os.path.join(STORE, "lock"), "a+")
+        self.held = False
+        return self
+
+    def take(self):  # may wait for hm's own short holds
+        fcntl.flock(self.f, fcntl.LOCK_EX)
+        self.held = True
+
+    def release(self):
+        if self.held:
+            fcntl.flock(self.f, fcntl.LOCK_UN)
+            self.held = False
+
+    def __exit__(self, *exc):
+        self.release()
+        self.f.close()
+
+
+def start_run(work, name, ir_obj):
+    """hm run --runner ns of ir_obj, events to out-NAME.json, stderr beside it; (proc, out path, env)."""
     src = os.path.join(work, "src-" + name)
     os.makedirs(src)
-    ir = os.path.join(work, "ir.json")
+    ir = os.path.join(work, "ir-%s.json" % name)
     with open(ir, "w") as f:
-        json.dump(IR, f)
+        json.dump(ir_obj, f)
     out = os.path.join(work, "out-%s.json" % name)
     env = dict(os.environ, XDG_CACHE_HOME=os.path.join(work, "cache-" + name))
-    tmp_before = store_tmp()
-    lock = open(os.path.join(STORE, "lock"), "a+")
-    held = False
     with open(out, "wb") as o, open(out + ".err", "wb") as e:
         p = subprocess.Popen([HM, "run", "--runner", "ns", "--format", "json", "-d", src, "-f", ir], stdout=o,
                              stderr=e, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    return p, out, env
+
+
+def stop_run(p):
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+
+
+def describe(rc, out):
+    return "rc %s\n%s\nstderr: %s" % (rc, open(out, errors="replace").read()[-2500:],
+                                       open(out + ".err", errors="replace").read()[-800:])
+
+
+def run_case(work, interrupt):
+    name = "SIGINT" if interrupt else "control"
+    tmp_before = store_tmp()
     noticed = None
+    p, out, env = start_run(work, name, IR)
     try:
-        ready = wait_until(lambda: said_ready(out) or p.poll() is not None, 60) and p.poll() is None
-        if ready:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # may wait for hm's own short holds; a's "sleep 1" still runs
-            held = True
-        if interrupt:
-            time.sleep(1.5)  # a's "sleep 1" is over: its commit is waiting (or blocked) on the lock
-            p.send_signal(signal.SIGINT)
-            noticed = wait_until(lambda: noticed_signal(out), 20)  # the lock is still held here
-        else:
-            time.sleep(1.0)
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        held = False
+        with StoreLock() as lock:
+            ready = wait_until(lambda: said_ready(out) or p.poll() is not None, 60) and p.poll() is None
+            if ready:
+                lock.take()  # a's "sleep 1" still runs
+            if interrupt:
+                time.sleep(1.5)  # a's "sleep 1" is over: its commit is waiting (or blocked) on the lock
+                p.send_signal(signal.SIGINT)
+                noticed = wait_until(lambda: noticed_signal(out), 20)  # the lock is still held here
+            else:
+                time.sleep(1.0)
         rc = p.wait(timeout=120)
     finally:
-        if held:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-        lock.close()
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        stop_run(p)
     text = open(out, errors="replace").read()
     logs, ends = logs_and_ends(text)
-    desc = lambda: "rc %s\n%s\nstderr: %s" % (rc, text[-2500:], open(out + ".err", errors="replace").read()[-800:])  # noqa: E731
+    desc = lambda: describe(rc, out)  # noqa: E731
     tap.check(ready, "%s: step a ran, then the test took the store lock" % name, desc)
     run_hex = next((e.get("run_id", "").replace("-", "") for e in events(out) if e.get("kind") == "build_start"), "")
     if interrupt:
@@ -146,48 +165,29 @@ IR_DROP = {"version": "0", "graph": {
 
 def drop_case(work):
     name = "drop"
-    src = os.path.join(work, "src-drop")
-    os.makedirs(src)
-    ir = os.path.join(work, "ir-drop.json")
-    with open(ir, "w") as f:
-        json.dump(IR_DROP, f)
-    out = os.path.join(work, "out-drop.json")
-    env = dict(os.environ, XDG_CACHE_HOME=os.path.join(work, "cache-drop"))
-    lock = open(os.path.join(STORE, "lock"), "a+")
-    held = False
     gone = dropping = False
-    with open(out, "wb") as o, open(out + ".err", "wb") as e:
-        p = subprocess.Popen([HM, "run", "--runner", "ns", "--format", "json", "-d", src, "-f", ir], stdout=o,
-                             stderr=e, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    p, out, env = start_run(work, name, IR_DROP)
     try:
-        ready = wait_until(lambda: any(ev.get("kind") == "step_log" and ev.get("key") == "b" and
-                                       ev.get("line") == "ready" for ev in events(out)) or p.poll() is not None, 60)
-        ready = ready and p.poll() is None
-        if ready:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            held = True
-            # b's command ends; its commit waits for the lock.  The first SIGINT cancels that commit,
-            # and the run's end then drops a's snapshot, which waits for the lock too.
-            time.sleep(1.5)
-            p.send_signal(signal.SIGINT)
-            dropping = wait_until(lambda: any(ev.get("kind") == "step_end" and ev.get("key") == "b"
-                                              for ev in events(out)), 20)
-            time.sleep(0.5)
-            p.send_signal(signal.SIGINT)
-            gone = wait_until(lambda: p.poll() is not None, 20)  # the lock is still held here
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        held = False
+        with StoreLock() as lock:
+            ready = wait_until(lambda: any(ev.get("kind") == "step_log" and ev.get("key") == "b" and
+                                           ev.get("line") == "ready" for ev in events(out)) or p.poll() is not None, 60)
+            ready = ready and p.poll() is None
+            if ready:
+                lock.take()
+                # b's command ends; its commit waits for the lock.  The first SIGINT cancels that commit,
+                # and the run's end then drops a's snapshot, which waits for the lock too.
+                time.sleep(1.5)
+                p.send_signal(signal.SIGINT)
+                dropping = wait_until(lambda: any(ev.get("kind") == "step_end" and ev.get("key") == "b"
+                                                  for ev in events(out)), 20)
+                time.sleep(0.5)
+                p.send_signal(signal.SIGINT)
+                gone = wait_until(lambda: p.poll() is not None, 20)  # the lock is still held here
         rc = p.wait(timeout=120)
     finally:
-        if held:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-        lock.close()
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        stop_run(p)
     evs = events(out)
-    desc = lambda: "rc %s\n%s\nstderr: %s" % (rc, open(out, errors="replace").read()[-2500:],  # noqa: E731
-                                               open(out + ".err", errors="replace").read()[-800:])
+    desc = lambda: describe(rc, out)  # noqa: E731
     notes = [ev.get("message", "") for ev in evs if ev.get("kind") == "notice"]
     left = [m for m in notes if "locked by another process" in m and "left for hm reap" in m]
     tap.check(ready and dropping and gone and rc == 130 and any("giving up the clean-up" in m for m in notes)
